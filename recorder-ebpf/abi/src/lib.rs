@@ -1,0 +1,2 @@
+#![no_std]
+//! The kernel/user ABI of memtrail's eBPF program: plain `#[repr(C)]` types only.
