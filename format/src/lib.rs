@@ -1,1 +1,23 @@
-pub mod record;
+//! The memtrail trace format: what `memtrail-record` writes and `memtrail` reads.
+//!
+//! This crate owns the bytes of a trace file and nothing else: the records (`record`), how
+//! each is encoded (`wire`), the checksummed frames that carry them (`frame`), and the
+//! streaming [`TraceWriter`] and [`TraceReader`]. It must not know about eBPF, symbolization
+//! or analysis, and it must never panic or allocate without a cap on bytes it reads:
+//! every length from a file is checked against the limits in `wire` and `frame`.
+//!
+//! The byte-level specification is `format/SPEC.md`.
+
+mod error;
+pub mod frame;
+mod reader;
+mod record;
+mod wire;
+mod writer;
+
+pub use error::{FormatError, Truncation};
+pub use frame::{FileHeader, FrameReader, RawFrame};
+pub use reader::{TraceReader, decode_frame};
+pub use record::*;
+pub use wire::{MAX_LIST, MAX_RAW_PAYLOAD, MAX_STRING};
+pub use writer::{TraceWriter, WriterOptions};

@@ -228,13 +228,14 @@ pub struct EndTotals {
 /// Everything a trace holds. Times are nanoseconds since `TraceMeta::start_monotonic_ns`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Meta(TraceMeta),
+    /// Boxed: it is large and rare, and keeping `Record` small makes event decoding fast.
+    Meta(Box<TraceMeta>),
     /// An interned string, referenced by id from other records.
     String {
         id: u32,
         value: String,
     },
-    Module(Module),
+    Module(Box<Module>),
     Stack(Stack),
     Symbol(Symbol),
     Alloc {

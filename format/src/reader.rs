@@ -1,0 +1,196 @@
+//! The streaming reader: a trace in, records out, in constant memory (one frame at a time).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::error::{FormatError, Truncation};
+use crate::frame::{FileHeader, FrameReader, RawFrame, inflate_frame, read_file_header};
+use crate::record::Record;
+use crate::wire::RecordDecoder;
+
+/// Decodes every record of one frame, calling `sink` for each in order. Frames are independent:
+/// callers that want parallelism read frames with [`FrameReader`] and decode them on several
+/// threads with this function.
+pub fn decode_frame(
+    frame: &RawFrame,
+    scratch: &mut Vec<u8>,
+    mut sink: impl FnMut(Record),
+) -> Result<u64, FormatError> {
+    inflate_frame(frame, scratch)?;
+    let mut decoder = RecordDecoder::new(scratch);
+    let mut n = 0;
+    while let Some(r) = decoder.next_record() {
+        let record = r.map_err(|e| {
+            FormatError::corrupt(
+                frame.offset,
+                format!(
+                    "in the frame starting there, record {n} at payload byte {}: {}",
+                    e.pos, e.what
+                ),
+            )
+        })?;
+        sink(record);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Reads a trace record by record.
+///
+/// ```no_run
+/// let mut reader = memtrail_format::TraceReader::open("app.trace")?;
+/// for record in &mut reader {
+///     let record = record?;
+///     // ...
+/// }
+/// if let Some(cut) = reader.truncation() {
+///     eprintln!("warning: {cut}");
+/// }
+/// # Ok::<(), memtrail_format::FormatError>(())
+/// ```
+pub struct TraceReader<R> {
+    header: FileHeader,
+    frames: FrameReader<R>,
+    /// The current frame, decompressed, and where its next record starts.
+    payload: Vec<u8>,
+    frame_offset: u64,
+    pos: usize,
+    decoder_state: Option<crate::wire::DeltaState>,
+    records_read: u64,
+    events_read: u64,
+    saw_end: bool,
+    failed: bool,
+    truncation: Option<Truncation>,
+}
+
+impl TraceReader<BufReader<File>> {
+    pub fn open(path: impl AsRef<Path>) -> Result<TraceReader<BufReader<File>>, FormatError> {
+        let file = File::open(path)?;
+        TraceReader::new(BufReader::with_capacity(256 << 10, file))
+    }
+}
+
+impl<R: Read> TraceReader<R> {
+    /// Reads and checks the file header.
+    pub fn new(mut inner: R) -> Result<TraceReader<R>, FormatError> {
+        let header = read_file_header(&mut inner)?;
+        Ok(TraceReader {
+            header,
+            frames: FrameReader::new(inner),
+            payload: Vec::new(),
+            frame_offset: 0,
+            pos: 0,
+            decoder_state: None,
+            records_read: 0,
+            events_read: 0,
+            saw_end: false,
+            failed: false,
+            truncation: None,
+        })
+    }
+
+    pub fn header(&self) -> FileHeader {
+        self.header
+    }
+
+    /// Set once the iteration is over if the file was cut inside a frame, or ended without its
+    /// end record. Everything before the cut was returned.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
+    }
+
+    pub fn records_read(&self) -> u64 {
+        self.records_read
+    }
+
+    pub fn events_read(&self) -> u64 {
+        self.events_read
+    }
+
+    /// Frames of kinds newer than this reader, skipped.
+    pub fn skipped_unknown_frames(&self) -> u64 {
+        self.frames.skipped_unknown_frames()
+    }
+
+    /// Bytes consumed so far (for progress bars).
+    pub fn bytes_read(&self) -> u64 {
+        self.frames.offset()
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>, FormatError> {
+        loop {
+            if self.failed {
+                return Ok(None);
+            }
+            if self.pos < self.payload.len() {
+                let mut decoder =
+                    RecordDecoder::resume(&self.payload, self.pos, self.decoder_state.take());
+                let result = decoder.next_record();
+                self.pos = decoder.position();
+                self.decoder_state = Some(decoder.into_state());
+                match result {
+                    Some(Ok(record)) => {
+                        self.records_read += 1;
+                        if record.is_event() {
+                            self.events_read += 1;
+                        }
+                        if matches!(record, Record::End { .. }) {
+                            self.saw_end = true;
+                        }
+                        return Ok(Some(record));
+                    }
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Err(FormatError::corrupt(
+                            self.frame_offset,
+                            format!(
+                                "in the frame starting there, payload byte {}: {}",
+                                e.pos, e.what
+                            ),
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            match self.frames.next() {
+                Some(Ok(frame)) => {
+                    inflate_frame(&frame, &mut self.payload).inspect_err(|_| self.failed = true)?;
+                    self.frame_offset = frame.offset;
+                    self.pos = 0;
+                    self.decoder_state = None;
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+                None => {
+                    self.failed = true;
+                    self.truncation = self.frames.truncation().cloned().or_else(|| {
+                        (!self.saw_end).then(|| Truncation {
+                            offset: self.frames.offset(),
+                            reason:
+                                "the trace has no end record: the recorder stopped before finishing"
+                                    .into(),
+                            records_read: 0,
+                            events_read: 0,
+                        })
+                    });
+                    if let Some(t) = self.truncation.as_mut() {
+                        t.records_read = self.records_read;
+                        t.events_read = self.events_read;
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for TraceReader<R> {
+    type Item = Result<Record, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
