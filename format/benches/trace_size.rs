@@ -14,6 +14,18 @@ use std::time::Instant;
 
 use memtrail_format::*;
 
+/// CPU time of this thread: unlike wall time it does not count the time other processes of a
+/// shared machine take from us.
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -34,12 +46,25 @@ impl Rng {
 struct Workload {
     records: Vec<Record>,
     events: u64,
+    allocs: u64,
+    frees: u64,
 }
 
-fn synthesize(allocs: u64, frees: u64) -> Workload {
+/// One step of a request handler's script: allocate from `stack`, and free the block after
+/// `free_after` more steps of the same request (`None`: at the end of the request, in reverse
+/// order; `Some(u32::MAX)`: keep it in a bounded cache; the rare leak is chosen per event).
+#[derive(Clone, Copy)]
+struct Step {
+    stack: u32,
+    free_after: Option<u32>,
+}
+
+fn synthesize(allocs: u64) -> Workload {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     const STACKS: u32 = 8000;
-    let mut records = Vec::with_capacity((allocs + frees) as usize + 20_000);
+    const HANDLERS: u32 = 400;
+    const CACHE: usize = 20_000;
+    let mut records = Vec::with_capacity(2 * allocs as usize + 20_000);
     records.push(Record::Module(Box::new(Module {
         id: 0,
         path: "/usr/bin/app".into(),
@@ -50,14 +75,14 @@ fn synthesize(allocs: u64, frees: u64) -> Workload {
             file_offset: 0x1000,
         }],
     })));
-    // Stacks: a call tree, so deep frames are shared as in real programs.
+    // Stacks: a call tree, so outer frames are shared as in real programs.
     let mut stack_size = Vec::with_capacity(STACKS as usize);
     for id in 0..STACKS {
         let depth = 8 + rng.below(5) as usize;
         let frames = (0..depth)
             .map(|level| {
                 let fanout = 1u64 << (level.min(6) * 2);
-                let offset = 0x1000 + (level as u64) * 0x10000 + (rng.below(fanout)) * 0x40;
+                let offset = 0x1000 + (level as u64) * 0x10000 + rng.below(fanout) * 0x40;
                 StackFrame {
                     module: 0,
                     offset,
@@ -71,7 +96,7 @@ fn synthesize(allocs: u64, frees: u64) -> Workload {
             truncated: false,
             frames,
         }));
-        // 70% of call sites allocate one size, the rest vary per call (size 0 = varies).
+        // 70% of call sites allocate one size (a struct), the rest vary per call (0 = varies).
         let size = if rng.unit() < 0.7 {
             (16.0 * 256f64.powf(rng.unit())) as u64
         } else {
@@ -79,71 +104,156 @@ fn synthesize(allocs: u64, frees: u64) -> Workload {
         };
         stack_size.push(size);
     }
-    // Zipf-like stack choice: a few hot call sites, a long tail.
-    let zipf = |rng: &mut Rng| -> u32 {
-        let u = rng.unit();
-        ((STACKS as f64).powf(u) - 1.0) as u32 % STACKS
-    };
+    // Handlers: each runs a script of 10-40 allocations from its own 20 call sites.
+    let scripts: Vec<Vec<Step>> = (0..HANDLERS)
+        .map(|h| {
+            let len = 10 + rng.below(31) as usize;
+            (0..len)
+                .map(|_| {
+                    let r = rng.unit();
+                    Step {
+                        stack: h * (STACKS / HANDLERS)
+                            + rng.below(u64::from(STACKS / HANDLERS)) as u32,
+                        free_after: if r < 0.8 {
+                            None
+                        } else if r < 0.97 {
+                            Some(1 + rng.below(5) as u32)
+                        } else {
+                            Some(u32::MAX)
+                        },
+                    }
+                })
+                .collect()
+        })
+        .collect();
 
-    // Size-class allocator model: LIFO free lists per 16-byte class, bump for new blocks.
-    let mut free_lists: Vec<Vec<u64>> = vec![Vec::new(); 257];
-    let mut top = 0x5555_5570_0000u64;
-    let mut live: Vec<(u64, u64)> = Vec::new(); // (address, class)
+    // Allocator model as glibc's: per-thread arenas, each with LIFO free lists per 16-byte
+    // class (tcache and fast bins behave so) and a bump pointer for new blocks.
+    let mut free_lists: Vec<Vec<Vec<u64>>> = vec![vec![Vec::new(); 257]; 4];
+    let mut tops: Vec<u64> = (0..4u64)
+        .map(|i| 0x7f00_0000_0000 + i * 0x400_0000)
+        .collect();
+    struct Request {
+        script: usize,
+        step: usize,
+        live: Vec<(u64, u64)>,
+        due: Vec<(usize, u64, u64)>,
+        thread: u32,
+    }
+    let mut cache: std::collections::VecDeque<(u64, u64, u32)> = Default::default();
     let threads = [4242u32, 4243, 4244, 4245];
-    let mut thread = threads[0];
+    let pick_script = |rng: &mut Rng| ((f64::from(HANDLERS)).powf(rng.unit()) - 1.0) as usize;
+    let mut requests: Vec<Request> = threads
+        .iter()
+        .map(|&thread| Request {
+            script: pick_script(&mut rng),
+            step: 0,
+            live: Vec::new(),
+            due: Vec::new(),
+            thread,
+        })
+        .collect();
+    let mut current = 0usize;
     let mut time = 0u64;
     let (mut a, mut f) = (0u64, 0u64);
-    while a < allocs || f < frees {
-        let gap = 600.0 - 400.0 * rng.unit().max(1e-12).ln();
-        time += if rng.unit() < 0.01 {
-            10_000 + rng.below(90_000)
+    let mut tick = |rng: &mut Rng| {
+        // A traced program: about 1 us of probe and work per event, and 0.5% of events after
+        // a pause (I/O, a lock) of 10-200 us.
+        time += if rng.unit() < 0.005 {
+            10_000 + rng.below(190_000)
         } else {
-            gap as u64
+            (300.0 - 700.0 * rng.unit().max(1e-12).ln()) as u64
         };
-        if rng.unit() < 0.02 {
-            thread = threads[rng.below(4) as usize];
-        }
-        let want_free = f < frees && !live.is_empty() && (a >= allocs || rng.unit() < 0.495);
-        if want_free {
-            // Most blocks die young: pick near the end of the live list.
-            let back = ((-rng.unit().max(1e-12).ln()) * 4.0) as usize;
-            let idx = live.len() - 1 - back.min(live.len() - 1);
-            let (address, class) = live.swap_remove(idx);
-            free_lists[class as usize].push(address);
-            records.push(Record::Free {
+        time
+    };
+    let free = |records: &mut Vec<Record>,
+                free_lists: &mut Vec<Vec<Vec<u64>>>,
                 time,
-                thread,
+                thread: u32,
                 address,
-                api: FreeApi::Free,
-            });
+                class: u64| {
+        free_lists[(thread - 4242) as usize][class as usize].push(address);
+        records.push(Record::Free {
+            time,
+            thread,
+            address,
+            api: FreeApi::Free,
+        });
+    };
+    while a < allocs {
+        // Threads take turns in bursts, as they do through a shared ring buffer.
+        if rng.unit() < 0.1 {
+            current = rng.below(threads.len() as u64) as usize;
+        }
+        let req = &mut requests[current];
+        let script = &scripts[req.script];
+        // Blocks due for an early free go first.
+        if let Some(i) = req.due.iter().position(|d| d.0 <= req.step) {
+            let (_, address, class) = req.due.swap_remove(i);
+            let t = tick(&mut rng);
+            free(&mut records, &mut free_lists, t, req.thread, address, class);
             f += 1;
-        } else if a < allocs {
-            let stack = zipf(&mut rng);
-            let mut size = stack_size[stack as usize];
-            if size == 0 {
-                size = (16.0 * 256f64.powf(rng.unit())) as u64;
+            continue;
+        }
+        if req.step >= script.len() {
+            // End of request: free what it kept, newest first, and start another.
+            while let Some((address, class)) = req.live.pop() {
+                let t = tick(&mut rng);
+                free(&mut records, &mut free_lists, t, req.thread, address, class);
+                f += 1;
             }
-            let class = size.div_ceil(16).min(256);
-            let address = free_lists[class as usize].pop().unwrap_or_else(|| {
-                let at = top;
-                top += class * 16 + 16;
-                at
-            });
-            live.push((address, class));
-            let api = if rng.unit() < 0.1 {
+            for (_, address, class) in req.due.drain(..) {
+                let t = tick(&mut rng);
+                free(&mut records, &mut free_lists, t, req.thread, address, class);
+                f += 1;
+            }
+            req.script = pick_script(&mut rng);
+            req.step = 0;
+            continue;
+        }
+        let step = script[req.step];
+        req.step += 1;
+        let mut size = stack_size[step.stack as usize];
+        if size == 0 {
+            size = (16.0 * 256f64.powf(rng.unit())) as u64;
+        }
+        let class = size.div_ceil(16).min(256);
+        let arena = (req.thread - 4242) as usize;
+        let address = free_lists[arena][class as usize].pop().unwrap_or_else(|| {
+            let at = tops[arena];
+            tops[arena] += class * 16 + 16;
+            at
+        });
+        let t = tick(&mut rng);
+        records.push(Record::Alloc {
+            time: t,
+            thread: req.thread,
+            address,
+            size,
+            stack: step.stack,
+            api: if step.stack.is_multiple_of(10) {
                 AllocApi::Calloc
             } else {
                 AllocApi::Malloc
-            };
-            records.push(Record::Alloc {
-                time,
-                thread,
-                address,
-                size,
-                stack,
-                api,
-            });
-            a += 1;
+            },
+        });
+        a += 1;
+        if rng.unit() < 0.006 {
+            continue; // leaked
+        }
+        match step.free_after {
+            None => req.live.push((address, class)),
+            Some(u32::MAX) => {
+                cache.push_back((address, class, req.thread));
+                if cache.len() > CACHE
+                    && let Some((address, class, thread)) = cache.pop_front()
+                {
+                    let t = tick(&mut rng);
+                    free(&mut records, &mut free_lists, t, thread, address, class);
+                    f += 1;
+                }
+            }
+            Some(n) => req.due.push((req.step + n as usize, address, class)),
         }
     }
     records.push(Record::End {
@@ -158,6 +268,8 @@ fn synthesize(allocs: u64, frees: u64) -> Workload {
     Workload {
         records,
         events: a + f,
+        allocs: a,
+        frees: f,
     }
 }
 
@@ -165,10 +277,11 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     let t = Instant::now();
-    let w = synthesize(5_000_000 / scale, 4_950_000 / scale);
+    let w = synthesize(5_000_000 / scale);
     eprintln!(
-        "synthesized {} events ({} records) in {:.1} s",
-        w.events,
+        "synthesized {} allocations, {} frees ({} records) in {:.1} s",
+        w.allocs,
+        w.frees,
         w.records.len(),
         t.elapsed().as_secs_f64()
     );
@@ -178,24 +291,41 @@ fn main() {
         "zlib-rs"
     };
     println!(
-        "{:<12} {:>5} {:>12} {:>12} {:>14} {:>14}",
-        "backend", "level", "file MB", "bytes/event", "encode Mev/s", "decode Mev/s"
+        "{:<12} {:>6} {:>5} {:>9} {:>12} {:>13} {:>13} {:>13}",
+        "backend",
+        "clock",
+        "level",
+        "file MB",
+        "bytes/event",
+        "encode Mev/s",
+        "decode Mev/s",
+        "frames Mev/s"
     );
-    for level in [1u32, 3, 6, 9] {
+    for (resolution, level) in [
+        (1u32, 1u32),
+        (1, 6),
+        (1000, 1),
+        (1000, 3),
+        (1000, 6),
+        (1000, 9),
+    ] {
         let options = WriterOptions {
             level,
             ..WriterOptions::default()
         };
-        let t = Instant::now();
-        let mut writer =
-            TraceWriter::with_options(Vec::new(), &TraceMeta::default(), options).expect("writer");
+        let meta = TraceMeta {
+            time_resolution_ns: resolution,
+            ..TraceMeta::default()
+        };
+        let t = cpu_seconds();
+        let mut writer = TraceWriter::with_options(Vec::new(), &meta, options).expect("writer");
         for r in &w.records {
             writer.write(r).expect("write");
         }
         let bytes = writer.finish().expect("finish");
-        let encode = t.elapsed().as_secs_f64();
+        let encode = cpu_seconds() - t;
 
-        let t = Instant::now();
+        let t = cpu_seconds();
         let mut events = 0u64;
         let mut reader = TraceReader::new(Cursor::new(&bytes)).expect("reader");
         for r in &mut reader {
@@ -203,16 +333,37 @@ fn main() {
                 events += 1;
             }
         }
-        let decode = t.elapsed().as_secs_f64();
+        let decode = cpu_seconds() - t;
+        if let Some(cut) = reader.truncation() {
+            panic!("benchmark trace reads back truncated: {cut}");
+        }
+
+        // The same bytes through the frame-level API the analyzer uses to decode in parallel.
+        let t = cpu_seconds();
+        let mut frame_events = 0u64;
+        let mut scratch = Vec::new();
+        let mut frames = FrameReader::new(Cursor::new(
+            &bytes[memtrail_format::frame::FILE_HEADER_LEN..],
+        ));
+        for frame in &mut frames {
+            decode_frame(&frame.expect("frame"), &mut scratch, |r| {
+                frame_events += u64::from(r.is_event())
+            })
+            .expect("decode");
+        }
+        let decode_frames = cpu_seconds() - t;
+        assert_eq!(frame_events, w.events, "frame decode lost events");
         assert_eq!(events, w.events, "round trip lost events");
         println!(
-            "{:<12} {:>5} {:>12.2} {:>12.3} {:>14.1} {:>14.1}",
+            "{:<12} {:>6} {:>5} {:>9.2} {:>12.3} {:>13.1} {:>13.1} {:>13.1}",
             backend,
+            if resolution == 1 { "1ns" } else { "1us" },
             level,
             bytes.len() as f64 / 1e6,
             bytes.len() as f64 / w.events as f64,
             w.events as f64 / encode / 1e6,
             w.events as f64 / decode / 1e6,
+            w.events as f64 / decode_frames / 1e6,
         );
     }
 }

@@ -7,30 +7,31 @@ use std::path::Path;
 use crate::error::{FormatError, Truncation};
 use crate::frame::{FileHeader, FrameReader, RawFrame, inflate_frame, read_file_header};
 use crate::record::Record;
-use crate::wire::RecordDecoder;
+use crate::wire::FrameDecoder;
 
-/// Decodes every record of one frame, calling `sink` for each in order. Frames are independent:
-/// callers that want parallelism read frames with [`FrameReader`] and decode them on several
-/// threads with this function.
+/// Decodes every record of one frame, calling `sink` for each in order, and returns how many
+/// there were. Frames are independent: callers that want parallelism read frames with
+/// [`FrameReader`] and decode them on several threads with this function. On corruption the
+/// records before the bad one have already been given to `sink`.
 pub fn decode_frame(
     frame: &RawFrame,
     scratch: &mut Vec<u8>,
     mut sink: impl FnMut(Record),
 ) -> Result<u64, FormatError> {
     inflate_frame(frame, scratch)?;
-    let mut decoder = RecordDecoder::new(scratch);
+    let corrupt = |e: crate::wire::RecordError| {
+        FormatError::corrupt(
+            frame.offset,
+            format!(
+                "in the frame starting there, payload byte {}: {}",
+                e.pos, e.what
+            ),
+        )
+    };
+    let mut decoder = FrameDecoder::new(scratch).map_err(corrupt)?;
     let mut n = 0;
-    while let Some(r) = decoder.next_record() {
-        let record = r.map_err(|e| {
-            FormatError::corrupt(
-                frame.offset,
-                format!(
-                    "in the frame starting there, record {n} at payload byte {}: {}",
-                    e.pos, e.what
-                ),
-            )
-        })?;
-        sink(record);
+    while let Some(r) = decoder.next_record(scratch) {
+        sink(r.map_err(corrupt)?);
         n += 1;
     }
     Ok(n)
@@ -52,11 +53,10 @@ pub fn decode_frame(
 pub struct TraceReader<R> {
     header: FileHeader,
     frames: FrameReader<R>,
-    /// The current frame, decompressed, and where its next record starts.
+    /// The current frame, decompressed, and the decoder walking it.
     payload: Vec<u8>,
+    decoder: Option<FrameDecoder>,
     frame_offset: u64,
-    pos: usize,
-    decoder_state: Option<crate::wire::DeltaState>,
     records_read: u64,
     events_read: u64,
     saw_end: bool,
@@ -79,9 +79,8 @@ impl<R: Read> TraceReader<R> {
             header,
             frames: FrameReader::new(inner),
             payload: Vec::new(),
+            decoder: None,
             frame_offset: 0,
-            pos: 0,
-            decoder_state: None,
             records_read: 0,
             events_read: 0,
             saw_end: false,
@@ -123,42 +122,46 @@ impl<R: Read> TraceReader<R> {
             if self.failed {
                 return Ok(None);
             }
-            if self.pos < self.payload.len() {
-                let mut decoder =
-                    RecordDecoder::resume(&self.payload, self.pos, self.decoder_state.take());
-                let result = decoder.next_record();
-                self.pos = decoder.position();
-                self.decoder_state = Some(decoder.into_state());
-                match result {
-                    Some(Ok(record)) => {
-                        self.records_read += 1;
-                        if record.is_event() {
-                            self.events_read += 1;
-                        }
-                        if matches!(record, Record::End { .. }) {
-                            self.saw_end = true;
-                        }
-                        return Ok(Some(record));
-                    }
-                    Some(Err(e)) => {
+            let next = self
+                .decoder
+                .as_mut()
+                .and_then(|d| d.next_record(&self.payload));
+            if let Some(result) = next {
+                let record = result.map_err(|e| {
+                    self.failed = true;
+                    FormatError::corrupt(
+                        self.frame_offset,
+                        format!(
+                            "in the frame starting there, payload byte {}: {}",
+                            e.pos, e.what
+                        ),
+                    )
+                })?;
+                self.records_read += 1;
+                if record.is_event() {
+                    self.events_read += 1;
+                }
+                if matches!(record, Record::End { .. }) {
+                    self.saw_end = true;
+                }
+                return Ok(Some(record));
+            }
+            match self.frames.next() {
+                Some(Ok(frame)) => {
+                    self.decoder = None;
+                    inflate_frame(&frame, &mut self.payload).inspect_err(|_| self.failed = true)?;
+                    self.frame_offset = frame.offset;
+                    let decoder = FrameDecoder::new(&self.payload).map_err(|e| {
                         self.failed = true;
-                        return Err(FormatError::corrupt(
-                            self.frame_offset,
+                        FormatError::corrupt(
+                            frame.offset,
                             format!(
                                 "in the frame starting there, payload byte {}: {}",
                                 e.pos, e.what
                             ),
-                        ));
-                    }
-                    None => {}
-                }
-            }
-            match self.frames.next() {
-                Some(Ok(frame)) => {
-                    inflate_frame(&frame, &mut self.payload).inspect_err(|_| self.failed = true)?;
-                    self.frame_offset = frame.offset;
-                    self.pos = 0;
-                    self.decoder_state = None;
+                        )
+                    })?;
+                    self.decoder = Some(decoder);
                 }
                 Some(Err(e)) => {
                     self.failed = true;

@@ -151,6 +151,9 @@ pub struct TraceMeta {
     /// 0 when every allocation is recorded; N when allocations are sampled one per N bytes, so
     /// reports must scale counts.
     pub sample_bytes: u64,
+    /// Event times are multiples of this many nanoseconds (0 or 1: exact nanoseconds). The
+    /// writer truncates every time to it; a coarser clock makes the trace smaller.
+    pub time_resolution_ns: u32,
     /// Free-form facts (probe placement, options...), for humans and forward compatibility.
     pub extra: Vec<(String, String)>,
 }

@@ -1,13 +1,22 @@
-//! The record codec: how one `Record` becomes bytes inside a frame payload, and back.
+//! The record codec: how the records of one frame become an uncompressed payload, and back.
 //!
-//! Integers go through bincode 2 (`config::standard()`: little-endian, bincode varints,
-//! zigzag for signed). Times, threads and addresses are written as signed deltas against the
-//! previous record of the same frame; each frame starts from zero, so frames decode
-//! independently. See SPEC.md, "Records", for the byte layout this file implements.
+//! A payload is column-oriented: every record contributes a tag byte to the `tags` column and
+//! its hot fields to the `times`, `threads`, `addresses`, `literals`, `sizes` and `stacks`
+//! columns; the rare records (metadata, strings, modules, stacks, symbols, lost counts, RSS,
+//! exit, end) put their other fields in the `bodies` column. Keeping like with like is what
+//! lets DEFLATE find the repetition of a program's loops: a row layout interleaves the noisy
+//! time deltas with everything else and hides it.
+//!
+//! Numbers are bincode 2 varints (`config::standard()`: little-endian, one byte below 251,
+//! zigzag for signed). Times, threads and literal addresses are deltas against the previous
+//! record of the same frame, an address seen among the frame's last `ADDRESS_WINDOW`
+//! addresses is written as how far back it was, and a size equal to the previous size of the
+//! same stack as 0. Every frame starts from zero, so frames decode independently.
+//! SPEC.md, "Frame payload", is the byte-level description of this file.
 
 use bincode::config::{self, Config};
 use bincode::de::read::Reader;
-use bincode::de::{Decode, Decoder, DecoderImpl};
+use bincode::de::{Decode, DecoderImpl};
 use bincode::error::DecodeError;
 
 use crate::record::*;
@@ -18,6 +27,36 @@ pub const MAX_RAW_PAYLOAD: usize = 16 << 20;
 pub const MAX_STRING: usize = 1 << 20;
 /// Most elements of any list (stack frames, mapping ranges, symbol frames, argv).
 pub const MAX_LIST: usize = 1 << 16;
+/// How many recent addresses a reference may point back to.
+pub const ADDRESS_WINDOW: usize = 4096;
+/// Slots of the per-frame table that predicts an allocation's size from its stack.
+pub const SIZE_SLOTS: usize = 4096;
+/// Slots of the writer's table that finds recent addresses (a writer-side choice only).
+const ADDRESS_SLOTS: usize = 16384;
+/// Per-thread predictions live in this many slots, chosen by `thread % THREAD_SLOTS`.
+pub const THREAD_SLOTS: usize = 64;
+/// How many of a thread slot's recent addresses a reference may point back to.
+pub const THREAD_WINDOW: usize = 256;
+
+/// What encoder and decoder remember per thread slot, identically.
+#[derive(Clone)]
+struct ThreadSlot {
+    prev_stack: u32,
+    prev_literal: u64,
+    seq: u64,
+    window: [u64; THREAD_WINDOW],
+}
+
+impl Default for ThreadSlot {
+    fn default() -> Self {
+        ThreadSlot {
+            prev_stack: 0,
+            prev_literal: 0,
+            seq: 0,
+            window: [0; THREAD_WINDOW],
+        }
+    }
+}
 
 pub(crate) const TAG_META: u8 = 0;
 pub(crate) const TAG_STRING: u8 = 1;
@@ -33,6 +72,16 @@ pub(crate) const TAG_ALLOC: u8 = 16;
 pub(crate) const TAG_FREE: u8 = 32;
 pub(crate) const TAG_REALLOC: u8 = 48;
 
+const COLUMNS: usize = 8;
+const TAGS: usize = 0;
+const TIMES: usize = 1;
+const THREADS: usize = 2;
+const ADDRESSES: usize = 3;
+const LITERALS: usize = 4;
+const SIZES: usize = 5;
+const STACKS: usize = 6;
+const BODIES: usize = 7;
+
 fn config() -> impl Config {
     config::standard()
 }
@@ -42,48 +91,31 @@ fn config() -> impl Config {
 type DecodeConfig =
     config::Configuration<config::LittleEndian, config::Varint, config::Limit<MAX_RAW_PAYLOAD>>;
 
-/// Delta state shared by the encoder and the decoder of one frame.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct DeltaState {
-    time: u64,
-    thread: u32,
-    address: u64,
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
 }
 
-impl DeltaState {
-    fn time_delta(&mut self, time: u64) -> i64 {
-        let d = time.wrapping_sub(self.time) as i64;
-        self.time = time;
-        d
-    }
-    fn thread_delta(&mut self, thread: u32) -> i32 {
-        let d = thread.wrapping_sub(self.thread) as i32;
-        self.thread = thread;
-        d
-    }
-    fn address_delta(&mut self, address: u64) -> i64 {
-        let d = address.wrapping_sub(self.address) as i64;
-        self.address = address;
-        d
-    }
-    fn apply_time(&mut self, d: i64) -> u64 {
-        self.time = self.time.wrapping_add(d as u64);
-        self.time
-    }
-    fn apply_thread(&mut self, d: i32) -> u32 {
-        self.thread = self.thread.wrapping_add(d as u32);
-        self.thread
-    }
-    fn apply_address(&mut self, d: i64) -> u64 {
-        self.address = self.address.wrapping_add(d as u64);
-        self.address
-    }
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Appends records to an uncompressed frame payload.
-#[derive(Debug, Default)]
-pub(crate) struct RecordEncoder {
-    state: DeltaState,
+/// Builds one frame's payload from records.
+pub(crate) struct FrameEncoder {
+    columns: [Vec<u8>; COLUMNS],
+    records: u64,
+    time_unit: u64,
+    prev_time: u64,
+    prev_thread: u32,
+    /// Sequence number of the next address occurrence.
+    address_seq: u64,
+    /// Direct-mapped: hash(address) -> (address, sequence number of its last occurrence).
+    recent: Vec<(u64, u64)>,
+    /// Direct-mapped: stack % SIZE_SLOTS -> (stack + 1, its last size); 0 = empty.
+    sizes: Vec<(u64, u64)>,
+    threads: Vec<ThreadSlot>,
+    /// Direct-mapped: hash(address) -> (address, thread slot, slot sequence number).
+    recent_in_thread: Vec<(u64, u32, u64)>,
+    current_slot: usize,
 }
 
 macro_rules! put {
@@ -94,188 +126,314 @@ macro_rules! put {
     };
 }
 
-impl RecordEncoder {
-    pub(crate) fn reset(&mut self) {
-        self.state = DeltaState::default();
+fn address_slot(address: u64) -> usize {
+    (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize % ADDRESS_SLOTS
+}
+
+impl FrameEncoder {
+    pub(crate) fn new(time_unit: u64) -> FrameEncoder {
+        FrameEncoder {
+            columns: Default::default(),
+            records: 0,
+            time_unit: time_unit.max(1),
+            prev_time: 0,
+            prev_thread: 0,
+            address_seq: 0,
+            recent: vec![(0, u64::MAX); ADDRESS_SLOTS],
+            sizes: vec![(0, 0); SIZE_SLOTS],
+            threads: vec![ThreadSlot::default(); THREAD_SLOTS],
+            recent_in_thread: vec![(0, u32::MAX, 0); ADDRESS_SLOTS],
+            current_slot: 0,
+        }
     }
 
-    pub(crate) fn encode(&mut self, record: &Record, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    /// Bytes the payload would have if finished now (within a few bytes of preamble).
+    pub(crate) fn len(&self) -> usize {
+        self.columns.iter().map(Vec::len).sum::<usize>() + 64
+    }
+
+    fn time(&mut self, time: u64) -> std::io::Result<()> {
+        let units = time / self.time_unit;
+        let d = units.wrapping_sub(self.prev_time) as i64;
+        self.prev_time = units;
+        put!(&mut self.columns[TIMES], &zigzag(d));
+        Ok(())
+    }
+
+    fn thread(&mut self, thread: u32) -> std::io::Result<()> {
+        self.current_slot = thread as usize % THREAD_SLOTS;
+        let d = thread.wrapping_sub(self.prev_thread) as i32;
+        self.prev_thread = thread;
+        put!(&mut self.columns[THREADS], &zigzag(i64::from(d)));
+        Ok(())
+    }
+
+    fn address(&mut self, address: u64) -> std::io::Result<()> {
+        let seq = self.address_seq;
+        let slot = address_slot(address);
+        let (seen, at) = self.recent[slot];
+        let back = seq.wrapping_sub(at);
+        let ts = self.current_slot;
+        let tseq = self.threads[ts].seq;
+        let (tseen, tslot, tat) = self.recent_in_thread[slot];
+        let tback = tseq.wrapping_sub(tat);
+        if tseen == address && tslot as usize == ts && tback >= 1 && tback <= THREAD_WINDOW as u64 {
+            put!(&mut self.columns[ADDRESSES], &(2 * tback - 1));
+        } else if seen == address && at != u64::MAX && back >= 1 && back <= ADDRESS_WINDOW as u64 {
+            put!(&mut self.columns[ADDRESSES], &(2 * back));
+        } else {
+            put!(&mut self.columns[ADDRESSES], &0u64);
+            let t = &mut self.threads[ts];
+            let d = address.wrapping_sub(t.prev_literal) as i64;
+            t.prev_literal = address;
+            put!(&mut self.columns[LITERALS], &zigzag(d));
+        }
+        self.recent[slot] = (address, seq);
+        self.address_seq += 1;
+        self.recent_in_thread[slot] = (address, ts as u32, tseq);
+        let t = &mut self.threads[ts];
+        t.window[tseq as usize % THREAD_WINDOW] = address;
+        t.seq += 1;
+        Ok(())
+    }
+
+    fn size_and_stack(&mut self, size: u64, stack: u32) -> std::io::Result<()> {
+        let slot = &mut self.sizes[stack as usize % SIZE_SLOTS];
+        if slot.0 == u64::from(stack) + 1 && slot.1 == size {
+            put!(&mut self.columns[SIZES], &0u128);
+        } else {
+            put!(&mut self.columns[SIZES], &(u128::from(size) + 1));
+        }
+        *slot = (u64::from(stack) + 1, size);
+        let t = &mut self.threads[self.current_slot];
+        let d = stack.wrapping_sub(t.prev_stack) as i32;
+        t.prev_stack = stack;
+        put!(&mut self.columns[STACKS], &zigzag(i64::from(d)));
+        Ok(())
+    }
+
+    pub(crate) fn encode(&mut self, record: &Record) -> std::io::Result<()> {
+        self.records += 1;
+        let tag = match record {
+            Record::Alloc { api, .. } => TAG_ALLOC + *api as u8,
+            Record::Free { api, .. } => TAG_FREE + *api as u8,
+            Record::Realloc { api, .. } => TAG_REALLOC + *api as u8,
+            Record::Meta(_) => TAG_META,
+            Record::String { .. } => TAG_STRING,
+            Record::Module(_) => TAG_MODULE,
+            Record::Stack(_) => TAG_STACK,
+            Record::Symbol(_) => TAG_SYMBOL,
+            Record::Lost { .. } => TAG_LOST,
+            Record::Rss { .. } => TAG_RSS,
+            Record::Exit { .. } => TAG_EXIT,
+            Record::End { .. } => TAG_END,
+        };
+        self.columns[TAGS].push(tag);
+        if let Some(time) = record.time() {
+            self.time(time)?;
+        }
+        let body = BODIES;
         match record {
             Record::Alloc {
-                time,
                 thread,
                 address,
                 size,
                 stack,
-                api,
+                ..
             } => {
-                buf.push(TAG_ALLOC + *api as u8);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, &self.state.thread_delta(*thread));
-                put!(buf, &self.state.address_delta(*address));
-                put!(buf, size);
-                put!(buf, stack);
+                self.thread(*thread)?;
+                self.address(*address)?;
+                self.size_and_stack(*size, *stack)?;
             }
             Record::Free {
-                time,
-                thread,
-                address,
-                api,
+                thread, address, ..
             } => {
-                buf.push(TAG_FREE + *api as u8);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, &self.state.thread_delta(*thread));
-                put!(buf, &self.state.address_delta(*address));
+                self.thread(*thread)?;
+                self.address(*address)?;
             }
             Record::Realloc {
-                time,
                 thread,
                 old_address,
                 new_address,
                 size,
                 stack,
-                api,
+                ..
             } => {
-                buf.push(TAG_REALLOC + *api as u8);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, &self.state.thread_delta(*thread));
-                // The old block is written relative to the previous address, the new one
-                // relative to the old one (a realloc that grows in place gives 0).
-                put!(buf, &self.state.address_delta(*old_address));
-                put!(buf, &self.state.address_delta(*new_address));
-                put!(buf, size);
-                put!(buf, stack);
+                self.thread(*thread)?;
+                self.address(*old_address)?;
+                self.address(*new_address)?;
+                self.size_and_stack(*size, *stack)?;
             }
             Record::Meta(m) => {
-                buf.push(TAG_META);
-                put!(buf, m.tool_version.as_str());
-                put!(buf, m.host_name.as_str());
-                put!(buf, m.kernel_release.as_str());
-                put!(buf, &m.pid);
-                put!(buf, &m.command_line);
-                put!(buf, &m.start_wall_ns);
-                put!(buf, &m.start_monotonic_ns);
-                put!(buf, &m.page_size);
-                put!(buf, &m.sample_bytes);
-                put!(buf, &m.extra);
+                let b = &mut self.columns[body];
+                put!(b, m.tool_version.as_str());
+                put!(b, m.host_name.as_str());
+                put!(b, m.kernel_release.as_str());
+                put!(b, &m.pid);
+                put!(b, &m.command_line);
+                put!(b, &m.start_wall_ns);
+                put!(b, &m.start_monotonic_ns);
+                put!(b, &m.page_size);
+                put!(b, &m.sample_bytes);
+                put!(b, &m.time_resolution_ns);
+                put!(b, &m.extra);
             }
             Record::String { id, value } => {
-                buf.push(TAG_STRING);
-                put!(buf, id);
-                put!(buf, value.as_str());
+                let b = &mut self.columns[body];
+                put!(b, id);
+                put!(b, value.as_str());
             }
             Record::Module(m) => {
-                buf.push(TAG_MODULE);
-                put!(buf, &m.id);
-                put!(buf, m.path.as_str());
-                put!(buf, &m.build_id);
-                put!(buf, &(m.ranges.len() as u64));
+                let b = &mut self.columns[body];
+                put!(b, &m.id);
+                put!(b, m.path.as_str());
+                put!(b, &m.build_id);
+                put!(b, &(m.ranges.len() as u64));
                 for r in &m.ranges {
-                    put!(buf, &r.start);
-                    put!(buf, &r.end);
-                    put!(buf, &r.file_offset);
+                    put!(b, &r.start);
+                    put!(b, &r.end);
+                    put!(b, &r.file_offset);
                 }
             }
             Record::Stack(s) => {
-                buf.push(TAG_STACK);
-                put!(buf, &s.id);
-                buf.push(s.unwinder as u8);
-                buf.push(u8::from(s.truncated));
-                put!(buf, &(s.frames.len() as u64));
+                let b = &mut self.columns[body];
+                put!(b, &s.id);
+                b.push(s.unwinder as u8);
+                b.push(u8::from(s.truncated));
+                put!(b, &(s.frames.len() as u64));
                 for f in &s.frames {
-                    put!(buf, &f.module);
-                    put!(buf, &f.offset);
-                    put!(buf, &f.address);
+                    put!(b, &f.module);
+                    put!(b, &f.offset);
+                    put!(b, &f.address);
                 }
             }
             Record::Symbol(s) => {
-                buf.push(TAG_SYMBOL);
-                put!(buf, &s.module);
-                put!(buf, &s.offset);
-                put!(buf, &(s.frames.len() as u64));
+                let b = &mut self.columns[body];
+                put!(b, &s.module);
+                put!(b, &s.offset);
+                put!(b, &(s.frames.len() as u64));
                 for f in &s.frames {
-                    put!(buf, &f.function);
-                    put!(buf, &f.file);
-                    put!(buf, &f.line);
+                    put!(b, &f.function);
+                    put!(b, &f.file);
+                    put!(b, &f.line);
                 }
             }
-            Record::Lost {
-                time,
-                count,
-                reason,
-            } => {
-                buf.push(TAG_LOST);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, count);
-                buf.push(*reason as u8);
+            Record::Lost { count, reason, .. } => {
+                let b = &mut self.columns[body];
+                put!(b, count);
+                b.push(*reason as u8);
             }
             Record::Rss {
-                time,
                 rss_bytes,
                 anon_bytes,
+                ..
             } => {
-                buf.push(TAG_RSS);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, rss_bytes);
-                put!(buf, anon_bytes);
+                let b = &mut self.columns[body];
+                put!(b, rss_bytes);
+                put!(b, anon_bytes);
             }
-            Record::Exit { time, code, signal } => {
-                buf.push(TAG_EXIT);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, code);
-                put!(buf, signal);
+            Record::Exit { code, signal, .. } => {
+                let b = &mut self.columns[body];
+                put!(b, code);
+                put!(b, signal);
             }
-            Record::End { time, totals } => {
-                buf.push(TAG_END);
-                put!(buf, &self.state.time_delta(*time));
-                put!(buf, &totals.allocations);
-                put!(buf, &totals.frees);
-                put!(buf, &totals.reallocs);
-                put!(buf, &totals.lost);
+            Record::End { totals, .. } => {
+                let b = &mut self.columns[body];
+                put!(b, &totals.allocations);
+                put!(b, &totals.frees);
+                put!(b, &totals.reallocs);
+                put!(b, &totals.lost);
             }
         }
         Ok(())
     }
+
+    /// Writes the payload (preamble, then the columns) into `out` and starts a new frame.
+    pub(crate) fn finish_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        out.clear();
+        put!(out, &self.time_unit);
+        put!(out, &self.records);
+        for c in &self.columns {
+            put!(out, &(c.len() as u64));
+        }
+        for c in &mut self.columns {
+            out.extend_from_slice(c);
+            c.clear();
+        }
+        let time_unit = self.time_unit;
+        let columns = std::mem::take(&mut self.columns);
+        let recent = std::mem::take(&mut self.recent);
+        let sizes = std::mem::take(&mut self.sizes);
+        let threads = std::mem::take(&mut self.threads);
+        let recent_in_thread = std::mem::take(&mut self.recent_in_thread);
+        *self = FrameEncoder {
+            columns,
+            recent,
+            sizes,
+            threads,
+            recent_in_thread,
+            ..FrameEncoder::new_empty(time_unit)
+        };
+        self.recent.fill((0, u64::MAX));
+        self.sizes.fill((0, 0));
+        self.threads.fill(ThreadSlot::default());
+        self.recent_in_thread.fill((0, u32::MAX, 0));
+        Ok(())
+    }
+
+    fn new_empty(time_unit: u64) -> FrameEncoder {
+        FrameEncoder {
+            columns: Default::default(),
+            records: 0,
+            time_unit,
+            prev_time: 0,
+            prev_thread: 0,
+            address_seq: 0,
+            recent: Vec::new(),
+            sizes: Vec::new(),
+            threads: Vec::new(),
+            recent_in_thread: Vec::new(),
+            current_slot: 0,
+        }
+    }
 }
 
-/// A bincode reader over a byte slice that knows its position, so errors can name it.
-pub(crate) struct CountingSlice<'a> {
-    slice: &'a [u8],
-    pub(crate) pos: usize,
+/// A bincode reader over one column of a payload; `pos` is relative to the whole payload so
+/// errors can name it.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    end: usize,
 }
 
-impl Reader for CountingSlice<'_> {
+impl Reader for Column<'_> {
     #[inline(always)]
-    fn read(&mut self, bytes: &mut [u8]) -> Result<(), DecodeError> {
-        let end = self.pos + bytes.len();
-        match self.slice.get(self.pos..end) {
-            Some(src) => {
-                bytes.copy_from_slice(src);
-                self.pos = end;
-                Ok(())
-            }
-            None => Err(DecodeError::UnexpectedEnd {
-                additional: end - self.slice.len(),
-            }),
+    fn read(&mut self, out: &mut [u8]) -> Result<(), DecodeError> {
+        let end = self.pos + out.len();
+        if end > self.end {
+            return Err(DecodeError::UnexpectedEnd {
+                additional: end - self.end,
+            });
+        }
+        out.copy_from_slice(&self.bytes[self.pos..end]);
+        self.pos = end;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        if self.pos + n <= self.end {
+            Some(&self.bytes[self.pos..self.pos + n])
+        } else {
+            None
         }
     }
 
-    #[inline]
-    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
-        self.slice.get(self.pos..self.pos + n)
-    }
-
-    #[inline]
+    #[inline(always)]
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.slice.len());
+        self.pos = (self.pos + n).min(self.end);
     }
-}
-
-/// Reads records one at a time from an uncompressed frame payload.
-pub(crate) struct RecordDecoder<'a> {
-    decoder: DecoderImpl<CountingSlice<'a>, DecodeConfig, ()>,
-    state: DeltaState,
-    len: usize,
 }
 
 /// Why a record could not be decoded, with its position inside the payload.
@@ -285,123 +443,397 @@ pub(crate) struct RecordError {
     pub(crate) what: String,
 }
 
-fn get<T: Decode<()>, D: Decoder<Context = ()>>(d: &mut D) -> Result<T, DecodeError> {
+type Dec<'a> = DecoderImpl<Column<'a>, DecodeConfig, ()>;
+
+fn dec(column: Column<'_>) -> Dec<'_> {
+    DecoderImpl::new(
+        column,
+        config::standard().with_limit::<MAX_RAW_PAYLOAD>(),
+        (),
+    )
+}
+
+#[inline(always)]
+fn get<T: Decode<()>>(d: &mut Dec<'_>) -> Result<T, DecodeError> {
     T::decode(d)
 }
 
-fn get_string<D: Decoder<Context = ()>>(d: &mut D) -> Result<String, DecodeError> {
-    let s: String = get(d)?;
-    if s.len() > MAX_STRING {
-        return Err(DecodeError::Other("string longer than the 1 MiB limit"));
-    }
-    Ok(s)
+fn get_string(d: &mut Dec<'_>) -> Result<String, DecodeError> {
+    let n = get_len_limit(d, MAX_STRING, "string longer than the 1 MiB limit")?;
+    let mut bytes = vec![0u8; n];
+    bincode::de::Decoder::reader(d).read(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|_| DecodeError::Other("string is not valid UTF-8"))
 }
 
-fn get_len<D: Decoder<Context = ()>>(d: &mut D) -> Result<usize, DecodeError> {
+fn get_len_limit(d: &mut Dec<'_>, limit: usize, what: &'static str) -> Result<usize, DecodeError> {
     let n: u64 = get(d)?;
-    if n > MAX_LIST as u64 {
-        return Err(DecodeError::Other(
-            "list longer than the 65536 element limit",
-        ));
+    if n > limit as u64 {
+        return Err(DecodeError::Other(what));
     }
     Ok(n as usize)
 }
 
-fn get_u8<D: Decoder<Context = ()>>(d: &mut D) -> Result<u8, DecodeError> {
+fn get_len(d: &mut Dec<'_>) -> Result<usize, DecodeError> {
+    get_len_limit(d, MAX_LIST, "list longer than the 65536 element limit")
+}
+
+fn get_u8(d: &mut Dec<'_>) -> Result<u8, DecodeError> {
     let mut b = [0u8; 1];
-    d.reader().read(&mut b)?;
+    bincode::de::Decoder::reader(d).read(&mut b)?;
     Ok(b[0])
 }
 
-impl<'a> RecordDecoder<'a> {
-    pub(crate) fn new(payload: &'a [u8]) -> RecordDecoder<'a> {
-        RecordDecoder::resume(payload, 0, None)
-    }
+/// Where a column starts and ends inside the payload.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    pos: usize,
+    end: usize,
+}
 
-    /// Continues decoding a payload at `pos` with the delta state left by earlier records.
-    pub(crate) fn resume(
-        payload: &'a [u8],
-        pos: usize,
-        state: Option<DeltaState>,
-    ) -> RecordDecoder<'a> {
-        RecordDecoder {
-            decoder: DecoderImpl::new(
-                CountingSlice {
-                    slice: payload,
-                    pos,
-                },
-                config::standard().with_limit::<MAX_RAW_PAYLOAD>(),
-                (),
-            ),
-            state: state.unwrap_or_default(),
-            len: payload.len(),
+/// Reads the records of one uncompressed payload, in order. It holds positions, not the
+/// payload, so a reader can keep it beside the buffer it decodes; every call passes the same
+/// payload it was created with.
+pub(crate) struct FrameDecoder {
+    columns: [Span; COLUMNS],
+    remaining: u64,
+    time_unit: u64,
+    prev_time: u64,
+    prev_thread: u32,
+    address_seq: u64,
+    window: Vec<u64>,
+    sizes: Vec<(u64, u64)>,
+    threads: Vec<ThreadSlot>,
+    current_slot: usize,
+}
+
+/// Decodes one value of column `c` and advances it.
+#[inline(always)]
+fn take<T: Decode<()>>(payload: &[u8], span: &mut Span) -> Result<T, DecodeError> {
+    let mut d = dec(Column {
+        bytes: payload,
+        pos: span.pos,
+        end: span.end,
+    });
+    let v = T::decode(&mut d);
+    span.pos = bincode::de::Decoder::reader(&mut d).pos;
+    v
+}
+
+/// Decodes one bincode varint (`config::standard()`) of column `span`: the hot path of every
+/// event field, written out so it inlines. Byte `b < 251` is the value; 251, 252 and 253 are
+/// followed by a little-endian u16, u32 and u64.
+#[inline(always)]
+fn take_varint(payload: &[u8], span: &mut Span) -> Result<u64, DecodeError> {
+    let bytes = payload
+        .get(span.pos..span.end)
+        .ok_or(DecodeError::UnexpectedEnd { additional: 1 })?;
+    let (v, used) = match bytes.first() {
+        Some(&b) if b < 251 => (u64::from(b), 1),
+        Some(251) => match bytes.get(1..3) {
+            Some(x) => (u64::from(u16::from_le_bytes([x[0], x[1]])), 3),
+            None => return Err(DecodeError::UnexpectedEnd { additional: 2 }),
+        },
+        Some(252) => match bytes.get(1..5) {
+            Some(x) => (u64::from(u32::from_le_bytes([x[0], x[1], x[2], x[3]])), 5),
+            None => return Err(DecodeError::UnexpectedEnd { additional: 4 }),
+        },
+        Some(253) => match bytes.get(1..9) {
+            Some(x) => {
+                let mut b8 = [0u8; 8];
+                b8.copy_from_slice(x);
+                (u64::from_le_bytes(b8), 9)
+            }
+            None => return Err(DecodeError::UnexpectedEnd { additional: 8 }),
+        },
+        // 254 (u128) and 255 never encode a value that fits the hot columns' u64.
+        Some(_) => return Err(DecodeError::Other("varint does not fit 64 bits")),
+        None => return Err(DecodeError::UnexpectedEnd { additional: 1 }),
+    };
+    span.pos += used;
+    Ok(v)
+}
+
+impl FrameDecoder {
+    /// Parses the preamble and checks that the columns exactly fill the payload.
+    pub(crate) fn new(payload: &[u8]) -> Result<FrameDecoder, RecordError> {
+        let mut pre = dec(Column {
+            bytes: payload,
+            pos: 0,
+            end: payload.len(),
+        });
+        let bad = |pos: usize, what: &str| RecordError {
+            pos,
+            what: what.to_string(),
+        };
+        let header = (|| -> Result<(u64, u64, [u64; COLUMNS]), DecodeError> {
+            let unit: u64 = get(&mut pre)?;
+            let records: u64 = get(&mut pre)?;
+            let mut lens = [0u64; COLUMNS];
+            for l in &mut lens {
+                *l = get(&mut pre)?;
+            }
+            Ok((unit, records, lens))
+        })()
+        .map_err(|e| bad(0, &format!("bad frame preamble: {e}")))?;
+        let (time_unit, records, lens) = header;
+        if time_unit == 0 {
+            return Err(bad(0, "frame time unit is 0"));
         }
+        let mut pos = bincode::de::Decoder::reader(&mut pre).pos;
+        let total: u128 = lens.iter().map(|&l| u128::from(l)).sum();
+        if total != (payload.len() - pos) as u128 {
+            return Err(bad(
+                0,
+                &format!(
+                    "frame columns add up to {total} bytes but {} follow the preamble",
+                    payload.len() - pos
+                ),
+            ));
+        }
+        if lens[TAGS] != records {
+            return Err(bad(0, "frame record count differs from its number of tags"));
+        }
+        let columns = lens.map(|l| {
+            let c = Span {
+                pos,
+                end: pos + l as usize,
+            };
+            pos += l as usize;
+            c
+        });
+        Ok(FrameDecoder {
+            columns,
+            remaining: records,
+            time_unit,
+            prev_time: 0,
+            prev_thread: 0,
+            address_seq: 0,
+            window: vec![0; ADDRESS_WINDOW],
+            sizes: vec![(0, 0); SIZE_SLOTS],
+            threads: vec![ThreadSlot::default(); THREAD_SLOTS],
+            current_slot: 0,
+        })
     }
 
-    pub(crate) fn into_state(self) -> DeltaState {
-        self.state
-    }
-
-    pub(crate) fn position(&mut self) -> usize {
-        self.decoder.reader().pos
-    }
-
-    /// The next record, `None` at the end of the payload.
-    pub(crate) fn next_record(&mut self) -> Option<Result<Record, RecordError>> {
-        let pos = self.position();
-        if pos >= self.len {
+    /// The next record, `None` after the last one.
+    #[inline]
+    pub(crate) fn next_record(&mut self, p: &[u8]) -> Option<Result<Record, RecordError>> {
+        if self.remaining == 0 {
             return None;
         }
-        Some(self.decode_one().map_err(|e| RecordError {
-            pos,
-            what: match e {
-                DecodeError::UnexpectedEnd { .. } => "record cut short inside its frame".into(),
-                DecodeError::LimitExceeded => "a length exceeds the decoder's limit".into(),
-                other => other.to_string(),
-            },
+        self.remaining -= 1;
+        let tag_pos = self.columns[TAGS].pos;
+        Some(self.decode_one(p).map_err(|(column, e)| RecordError {
+            pos: self.columns[column].pos,
+            what: format!(
+                "record with tag at payload byte {tag_pos}: {}",
+                match e {
+                    DecodeError::UnexpectedEnd { .. } => "its column ends too early".into(),
+                    DecodeError::LimitExceeded => "a length exceeds the decoder's limit".into(),
+                    other => other.to_string(),
+                }
+            ),
         }))
     }
 
-    fn decode_one(&mut self) -> Result<Record, DecodeError> {
-        let d = &mut self.decoder;
-        let tag = get_u8(d)?;
-        let st = &mut self.state;
+    #[inline(always)]
+    fn time(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
+        let d = take_varint(p, &mut self.columns[TIMES]).map_err(|e| (TIMES, e))?;
+        self.prev_time = self.prev_time.wrapping_add(unzigzag(d) as u64);
+        Ok(self.prev_time.wrapping_mul(self.time_unit))
+    }
+
+    #[inline(always)]
+    fn thread(&mut self, p: &[u8]) -> Result<u32, (usize, DecodeError)> {
+        let d = take_varint(p, &mut self.columns[THREADS]).map_err(|e| (THREADS, e))?;
+        self.prev_thread = self.prev_thread.wrapping_add(unzigzag(d) as u32);
+        self.current_slot = self.prev_thread as usize % THREAD_SLOTS;
+        Ok(self.prev_thread)
+    }
+
+    #[inline(always)]
+    fn address(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
+        let back = take_varint(p, &mut self.columns[ADDRESSES]).map_err(|e| (ADDRESSES, e))?;
+        let t = &mut self.threads[self.current_slot];
+        let address = if back == 0 {
+            let d = take_varint(p, &mut self.columns[LITERALS]).map_err(|e| (LITERALS, e))?;
+            t.prev_literal = t.prev_literal.wrapping_add(unzigzag(d) as u64);
+            t.prev_literal
+        } else if back % 2 == 1 {
+            let back = back.div_ceil(2);
+            if back > THREAD_WINDOW as u64 || back > t.seq {
+                return Err((
+                    ADDRESSES,
+                    DecodeError::Other("address reference points before its thread's window"),
+                ));
+            }
+            t.window[(t.seq - back) as usize % THREAD_WINDOW]
+        } else {
+            let back = back / 2;
+            if back > ADDRESS_WINDOW as u64 || back > self.address_seq {
+                return Err((
+                    ADDRESSES,
+                    DecodeError::Other("address reference points before the frame's window"),
+                ));
+            }
+            self.window[(self.address_seq - back) as usize % ADDRESS_WINDOW]
+        };
+        self.window[self.address_seq as usize % ADDRESS_WINDOW] = address;
+        self.address_seq += 1;
+        let t = &mut self.threads[self.current_slot];
+        t.window[t.seq as usize % THREAD_WINDOW] = address;
+        t.seq += 1;
+        Ok(address)
+    }
+
+    #[inline(always)]
+    fn size_and_stack(&mut self, p: &[u8]) -> Result<(u64, u32), (usize, DecodeError)> {
+        // Sizes are u128 on the wire (size + 1 must fit); values past u64 are rare and go
+        // through bincode's own decoder.
+        let coded: u128 = match p.get(self.columns[SIZES].pos) {
+            Some(&b) if b < 254 => {
+                u128::from(take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?)
+            }
+            _ => take(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?,
+        };
+        let d = take_varint(p, &mut self.columns[STACKS]).map_err(|e| (STACKS, e))?;
+        let t = &mut self.threads[self.current_slot];
+        let stack = t.prev_stack.wrapping_add(unzigzag(d) as u32);
+        t.prev_stack = stack;
+        let slot = &mut self.sizes[stack as usize % SIZE_SLOTS];
+        let size = if coded == 0 {
+            if slot.0 != u64::from(stack) + 1 {
+                return Err((
+                    SIZES,
+                    DecodeError::Other("size refers to a stack not seen in this frame"),
+                ));
+            }
+            slot.1
+        } else {
+            u64::try_from(coded - 1).map_err(|_| (SIZES, DecodeError::Other("size above 2^64")))?
+        };
+        *slot = (u64::from(stack) + 1, size);
+        Ok((size, stack))
+    }
+
+    fn decode_one(&mut self, p: &[u8]) -> Result<Record, (usize, DecodeError)> {
+        let tags = &mut self.columns[TAGS];
+        let tag = *p[..tags.end]
+            .get(tags.pos)
+            .ok_or((TAGS, DecodeError::Other("tag column ends too early")))?;
+        tags.pos += 1;
+        let unknown = || (TAGS, DecodeError::Other("unknown record tag"));
         let record = match tag {
             t if (TAG_ALLOC..TAG_ALLOC + 16).contains(&t) => {
-                let api = AllocApi::from_u8(t - TAG_ALLOC)
-                    .ok_or(DecodeError::Other("unknown record tag"))?;
+                let api = AllocApi::from_u8(t - TAG_ALLOC).ok_or_else(unknown)?;
+                let time = self.time(p)?;
+                let thread = self.thread(p)?;
+                let address = self.address(p)?;
+                let (size, stack) = self.size_and_stack(p)?;
                 Record::Alloc {
-                    time: st.apply_time(get(d)?),
-                    thread: st.apply_thread(get(d)?),
-                    address: st.apply_address(get(d)?),
-                    size: get(d)?,
-                    stack: get(d)?,
+                    time,
+                    thread,
+                    address,
+                    size,
+                    stack,
                     api,
                 }
             }
             t if (TAG_FREE..TAG_FREE + 16).contains(&t) => {
-                let api = FreeApi::from_u8(t - TAG_FREE)
-                    .ok_or(DecodeError::Other("unknown record tag"))?;
+                let api = FreeApi::from_u8(t - TAG_FREE).ok_or_else(unknown)?;
                 Record::Free {
-                    time: st.apply_time(get(d)?),
-                    thread: st.apply_thread(get(d)?),
-                    address: st.apply_address(get(d)?),
+                    time: self.time(p)?,
+                    thread: self.thread(p)?,
+                    address: self.address(p)?,
                     api,
                 }
             }
             t if (TAG_REALLOC..TAG_REALLOC + 16).contains(&t) => {
-                let api = AllocApi::from_u8(t - TAG_REALLOC)
-                    .ok_or(DecodeError::Other("unknown record tag"))?;
+                let api = AllocApi::from_u8(t - TAG_REALLOC).ok_or_else(unknown)?;
+                let time = self.time(p)?;
+                let thread = self.thread(p)?;
+                let old_address = self.address(p)?;
+                let new_address = self.address(p)?;
+                let (size, stack) = self.size_and_stack(p)?;
                 Record::Realloc {
-                    time: st.apply_time(get(d)?),
-                    thread: st.apply_thread(get(d)?),
-                    old_address: st.apply_address(get(d)?),
-                    new_address: st.apply_address(get(d)?),
-                    size: get(d)?,
-                    stack: get(d)?,
+                    time,
+                    thread,
+                    old_address,
+                    new_address,
+                    size,
+                    stack,
                     api,
                 }
             }
+            TAG_LOST | TAG_RSS | TAG_EXIT | TAG_END => {
+                let time = self.time(p)?;
+                self.timed_body(p, tag, time).map_err(|e| (BODIES, e))?
+            }
+            TAG_META | TAG_STRING | TAG_MODULE | TAG_STACK | TAG_SYMBOL => {
+                self.body(p, tag).map_err(|e| (BODIES, e))?
+            }
+            _ => return Err(unknown()),
+        };
+        Ok(record)
+    }
+
+    fn timed_body(&mut self, p: &[u8], tag: u8, time: u64) -> Result<Record, DecodeError> {
+        let span = &mut self.columns[BODIES];
+        let mut dd = dec(Column {
+            bytes: p,
+            pos: span.pos,
+            end: span.end,
+        });
+        let d = &mut dd;
+        let r = Self::timed_body_in(d, tag, time);
+        span.pos = bincode::de::Decoder::reader(d).pos;
+        r
+    }
+
+    fn timed_body_in(d: &mut Dec<'_>, tag: u8, time: u64) -> Result<Record, DecodeError> {
+        Ok(match tag {
+            TAG_LOST => Record::Lost {
+                time,
+                count: get(d)?,
+                reason: LostReason::from_u8(get_u8(d)?),
+            },
+            TAG_RSS => Record::Rss {
+                time,
+                rss_bytes: get(d)?,
+                anon_bytes: get(d)?,
+            },
+            TAG_EXIT => Record::Exit {
+                time,
+                code: get(d)?,
+                signal: get(d)?,
+            },
+            _ => Record::End {
+                time,
+                totals: EndTotals {
+                    allocations: get(d)?,
+                    frees: get(d)?,
+                    reallocs: get(d)?,
+                    lost: get(d)?,
+                },
+            },
+        })
+    }
+
+    fn body(&mut self, p: &[u8], tag: u8) -> Result<Record, DecodeError> {
+        let span = &mut self.columns[BODIES];
+        let mut dd = dec(Column {
+            bytes: p,
+            pos: span.pos,
+            end: span.end,
+        });
+        let d = &mut dd;
+        let r = Self::body_in(d, tag);
+        span.pos = bincode::de::Decoder::reader(d).pos;
+        r
+    }
+
+    fn body_in(d: &mut Dec<'_>, tag: u8) -> Result<Record, DecodeError> {
+        Ok(match tag {
             TAG_META => Record::Meta(Box::new(TraceMeta {
                 tool_version: get_string(d)?,
                 host_name: get_string(d)?,
@@ -419,6 +851,7 @@ impl<'a> RecordDecoder<'a> {
                 start_monotonic_ns: get(d)?,
                 page_size: get(d)?,
                 sample_bytes: get(d)?,
+                time_resolution_ns: get(d)?,
                 extra: {
                     let n = get_len(d)?;
                     let mut v = Vec::with_capacity(n.min(64));
@@ -435,10 +868,9 @@ impl<'a> RecordDecoder<'a> {
             TAG_MODULE => {
                 let id = get(d)?;
                 let path = get_string(d)?;
-                let build_id: Vec<u8> = get(d)?;
-                if build_id.len() > 256 {
-                    return Err(DecodeError::Other("build-id longer than 256 bytes"));
-                }
+                let n = get_len_limit(d, 256, "build-id longer than 256 bytes")?;
+                let mut build_id = vec![0u8; n];
+                bincode::de::Decoder::reader(d).read(&mut build_id)?;
                 let n = get_len(d)?;
                 let mut ranges = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
@@ -479,7 +911,7 @@ impl<'a> RecordDecoder<'a> {
                     frames,
                 })
             }
-            TAG_SYMBOL => {
+            _ => {
                 let module = get(d)?;
                 let offset = get(d)?;
                 let n = get_len(d)?;
@@ -497,32 +929,6 @@ impl<'a> RecordDecoder<'a> {
                     frames,
                 })
             }
-            TAG_LOST => Record::Lost {
-                time: st.apply_time(get(d)?),
-                count: get(d)?,
-                reason: LostReason::from_u8(get_u8(d)?),
-            },
-            TAG_RSS => Record::Rss {
-                time: st.apply_time(get(d)?),
-                rss_bytes: get(d)?,
-                anon_bytes: get(d)?,
-            },
-            TAG_EXIT => Record::Exit {
-                time: st.apply_time(get(d)?),
-                code: get(d)?,
-                signal: get(d)?,
-            },
-            TAG_END => Record::End {
-                time: st.apply_time(get(d)?),
-                totals: EndTotals {
-                    allocations: get(d)?,
-                    frees: get(d)?,
-                    reallocs: get(d)?,
-                    lost: get(d)?,
-                },
-            },
-            _ => return Err(DecodeError::Other("unknown record tag")),
-        };
-        Ok(record)
+        })
     }
 }

@@ -14,7 +14,7 @@ use flate2::Compression;
 use crate::error::FormatError;
 use crate::frame::{FRAME_RECORDS_DEFLATE, FileHeader, FrameHeader};
 use crate::record::{Record, TraceMeta};
-use crate::wire::{MAX_RAW_PAYLOAD, RecordEncoder};
+use crate::wire::{FrameEncoder, MAX_RAW_PAYLOAD};
 
 /// Settings of a [`TraceWriter`].
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +40,7 @@ impl Default for WriterOptions {
 pub struct TraceWriter<W: Write> {
     inner: Option<W>,
     options: WriterOptions,
-    encoder: RecordEncoder,
+    encoder: FrameEncoder,
     raw: Vec<u8>,
     compressed: Vec<u8>,
     strings: HashMap<String, u32>,
@@ -70,7 +70,7 @@ impl<W: Write> TraceWriter<W> {
                 frame_bytes: options.frame_bytes.clamp(1, MAX_RAW_PAYLOAD / 2),
                 level: options.level.min(9),
             },
-            encoder: RecordEncoder::default(),
+            encoder: FrameEncoder::new(u64::from(meta.time_resolution_ns.max(1))),
             raw: Vec::with_capacity(options.frame_bytes + 4096),
             compressed: Vec::new(),
             strings: HashMap::new(),
@@ -87,18 +87,29 @@ impl<W: Write> TraceWriter<W> {
         if let Some(why) = &self.failed {
             return Err(FormatError::Poisoned(why.clone()));
         }
-        let before = self.raw.len();
-        self.encoder.encode(record, &mut self.raw)?;
-        let size = self.raw.len() - before;
-        if self.raw.len() > MAX_RAW_PAYLOAD {
-            self.raw.truncate(before);
+        // A record too large for any frame would poison the frame it is in: refuse it first.
+        let size = match record {
+            Record::Meta(m) => m
+                .command_line
+                .iter()
+                .chain(m.extra.iter().flat_map(|(k, v)| [k, v]))
+                .map(String::len)
+                .sum(),
+            Record::String { value, .. } => value.len(),
+            Record::Module(m) => m.path.len() + m.ranges.len() * 30,
+            Record::Stack(s) => s.frames.len() * 30,
+            Record::Symbol(s) => s.frames.len() * 15,
+            _ => 0,
+        };
+        if size > MAX_RAW_PAYLOAD / 4 {
             return Err(FormatError::RecordTooLarge {
                 size,
-                limit: MAX_RAW_PAYLOAD / 2,
+                limit: MAX_RAW_PAYLOAD / 4,
             });
         }
+        self.encoder.encode(record)?;
         self.records_in_frame += 1;
-        if self.raw.len() >= self.options.frame_bytes {
+        if self.encoder.len() >= self.options.frame_bytes {
             self.write_frame()?;
         }
         Ok(())
@@ -137,7 +148,7 @@ impl<W: Write> TraceWriter<W> {
 
     /// Bytes of records waiting in the current frame.
     pub fn pending_bytes(&self) -> usize {
-        self.raw.len()
+        self.encoder.len()
     }
 
     /// Flushes the last frame and returns the output.
@@ -154,6 +165,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn write_frame(&mut self) -> Result<(), FormatError> {
+        self.encoder.finish_into(&mut self.raw)?;
         self.compressed.clear();
         let mut c = flate2::Compress::new(Compression::new(self.options.level), false);
         self.compressed.reserve(self.raw.len() / 2 + 1024);
@@ -192,7 +204,6 @@ impl<W: Write> TraceWriter<W> {
         self.bytes_written += frame.len() as u64;
         self.raw.clear();
         self.records_in_frame = 0;
-        self.encoder.reset();
         Ok(())
     }
 }
