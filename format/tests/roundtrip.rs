@@ -403,3 +403,18 @@ proptest! {
         prop_assert_eq!(read, with_meta(&records, &m));
     }
 }
+
+/// Writes the fuzzer's seed corpus (format/fuzz/seeds). Run after a format change:
+/// `cargo test -p memtrail-format --test roundtrip -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    std::fs::create_dir_all(&dir).expect("seed dir");
+    let records = sample_records();
+    for (name, frame_bytes) in [("one-frame.trace", 1 << 16), ("many-frames.trace", 96)] {
+        std::fs::write(dir.join(name), write_all(&records, &meta(), frame_bytes)).expect("seed");
+    }
+    let cut = write_all(&records, &meta(), 200);
+    std::fs::write(dir.join("truncated.trace"), &cut[..cut.len() - 7]).expect("seed");
+}
