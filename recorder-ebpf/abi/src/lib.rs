@@ -1,2 +1,162 @@
+//! The contract between memtrail's eBPF program (`recorder-ebpf/program`) and the user-space
+//! recorder (`recorder/`).
+//!
+//! This crate owns every byte layout and name that crosses the kernel/user boundary: the event
+//! written into the ring buffer, the per-thread pending-call record, map and global names,
+//! lost-counter indices and API numbers. It holds only `#[repr(C)]` `Copy` types and constants,
+//! builds for `bpfel-unknown-none` (no_std, no dependencies) and must not grow logic: any change
+//! here changes the committed object (`recorder-ebpf/memtrail.bpf.o`), which must be rebuilt with
+//! `recorder-ebpf/build.sh`.
+//!
+//! API numbers deliberately equal the discriminants of `memtrail_format::AllocApi` and
+//! `memtrail_format::FreeApi`, so the recorder converts them with `from_u8`.
 #![no_std]
-//! The kernel/user ABI of memtrail's eBPF program: plain `#[repr(C)]` types only.
+
+/// Allocation API numbers carried in [`Event::api`] for [`EVENT_ALLOC`] and [`EVENT_REALLOC`].
+pub mod alloc_api {
+    pub const MALLOC: u8 = 0;
+    pub const CALLOC: u8 = 1;
+    pub const REALLOC: u8 = 2;
+    pub const REALLOCARRAY: u8 = 3;
+    pub const POSIX_MEMALIGN: u8 = 4;
+    pub const ALIGNED_ALLOC: u8 = 5;
+    pub const MEMALIGN: u8 = 6;
+    pub const VALLOC: u8 = 7;
+    pub const PVALLOC: u8 = 8;
+    pub const MMAP: u8 = 9;
+    /// Only in [`super::PendingCall::api`]: a call that is entered and returns like the others
+    /// but is not reported (an mmap of a file).
+    pub const NOT_REPORTED: u8 = 0xff;
+}
+
+/// Release API numbers carried in [`Event::api`] for [`EVENT_FREE`].
+pub mod free_api {
+    pub const FREE: u8 = 0;
+    pub const MUNMAP: u8 = 1;
+}
+
+/// [`Event::kind`]: a block was allocated (`address`, `size`, `stack_id`).
+pub const EVENT_ALLOC: u8 = 1;
+/// [`Event::kind`]: a block was released (`address`; `size` is the munmap length, else 0).
+pub const EVENT_FREE: u8 = 2;
+/// [`Event::kind`]: `old_address` was resized into `address` (realloc, reallocarray).
+pub const EVENT_REALLOC: u8 = 3;
+
+/// `Event::stack_id` when no stack could be captured (the loss is also counted under
+/// [`LOST_STACK_UNAVAILABLE`]).
+pub const NO_STACK_ID: i32 = -1;
+
+/// One allocator call, as the eBPF program writes it into the ring buffer [`EVENTS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the call returned (entry for frees).
+    pub time_ns: u64,
+    /// The block returned (alloc, realloc) or released (free).
+    pub address: u64,
+    /// For [`EVENT_REALLOC`]: the block passed in (0 when realloc behaved as malloc).
+    pub old_address: u64,
+    /// Requested size in bytes (nmemb * size for calloc and reallocarray, saturating).
+    pub size: u64,
+    /// Id in [`STACKS_MAP`], or [`NO_STACK_ID`]. Frees carry no stack.
+    pub stack_id: i32,
+    /// Kernel thread id (the low half of `bpf_get_current_pid_tgid`).
+    pub tid: u32,
+    /// [`EVENT_ALLOC`], [`EVENT_FREE`] or [`EVENT_REALLOC`].
+    pub kind: u8,
+    /// One of [`alloc_api`] or [`free_api`], depending on `kind`.
+    pub api: u8,
+    pub padding: [u8; 6],
+}
+
+/// Size of [`Event`] in the ring buffer (checked at compile time on both sides).
+pub const EVENT_SIZE: usize = 48;
+const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
+
+/// What the entry probe of an allocation function remembers until its return probe fires,
+/// stored in [`PENDING_CALLS_MAP`] keyed by `pid_tgid` (one slot per thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCall {
+    /// Stack pointer at function entry. Tells a call nested inside another probed call (for
+    /// example glibc's realloc(NULL, n) calling malloc) from the outer one: nested calls run
+    /// on a lower stack pointer and are not reported.
+    pub entry_sp: u64,
+    pub size: u64,
+    /// realloc/reallocarray: the block passed in.
+    pub old_address: u64,
+    /// posix_memalign: where the result pointer is stored (`void **memptr`).
+    pub result_slot: u64,
+    /// One of [`alloc_api`].
+    pub api: u8,
+    /// Probed functions entered by a tail call from this one at the same stack pointer (glibc's
+    /// realloc(NULL, n) jumps to malloc): each shares this call's return, whose first
+    /// `tail_calls` return-probe hits are skipped.
+    pub tail_calls: u8,
+    pub padding: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<PendingCall>() == 40);
+
+/// Ring buffer of [`Event`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// `BPF_MAP_TYPE_STACK_TRACE` of user stacks, captured in the return probes.
+pub const STACKS_MAP: &str = "STACKS";
+/// Hash map `u64 pid_tgid -> PendingCall`.
+pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
+/// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
+pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";
+
+/// Loss counter: an event could not be reserved in the ring buffer (it was full).
+pub const LOST_RING_BUFFER_FULL: u32 = 0;
+/// Loss counter: `bpf_get_stackid` failed (stack table bucket taken, or unreadable stack). The
+/// event itself was still delivered, with [`NO_STACK_ID`].
+pub const LOST_STACK_UNAVAILABLE: u32 = 1;
+/// Loss counter: a return probe fired with no matching entry (typically a call already in
+/// progress when the probes were attached).
+pub const LOST_MISSING_ENTRY: u32 = 2;
+/// Loss counter: the entry state could not be stored ([`PENDING_CALLS_MAP`] full).
+pub const LOST_PENDING_TABLE_FULL: u32 = 3;
+/// Number of loss counters.
+pub const LOST_COUNTER_COUNT: u32 = 4;
+
+/// Default capacity of [`PENDING_CALLS_MAP`] (threads inside an allocator call at once).
+pub const PENDING_CALLS_CAPACITY: u32 = 16384;
+/// Default capacity of [`STACKS_MAP`] (distinct stacks); the recorder may override it.
+pub const STACKS_CAPACITY: u32 = 16384;
+/// Frames the kernel stores per stack (`PERF_MAX_STACK_DEPTH`); the recorder truncates to
+/// `--stack-depth`.
+pub const MAX_STACK_DEPTH: usize = 127;
+/// Default ring buffer size in bytes (a power of two, a multiple of the page size).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 << 20;
+
+/// Global (`u32`): only this thread group (process) is traced; 0 traces every process the
+/// probes are scoped to.
+pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+/// Global (`u64`): allocations smaller than this many bytes are not reported
+/// (reallocs always are, so blocks are never lost track of).
+pub const GLOBAL_MIN_SIZE: &str = "MIN_SIZE";
+/// Global (`u64`): wake the reader only once this many bytes are waiting in the ring buffer;
+/// below it events are submitted with `BPF_RB_NO_WAKEUP` and the reader polls.
+pub const GLOBAL_WAKEUP_THRESHOLD: &str = "WAKEUP_THRESHOLD";
+
+/// `MAP_ANONYMOUS` on Linux x86-64 and aarch64: only anonymous mmaps are traced.
+pub const MAP_ANONYMOUS: u64 = 0x20;
+
+/// Names of the eBPF programs in the object.
+pub mod program {
+    pub const MALLOC_ENTRY: &str = "malloc_entry";
+    pub const CALLOC_ENTRY: &str = "calloc_entry";
+    pub const REALLOC_ENTRY: &str = "realloc_entry";
+    pub const REALLOCARRAY_ENTRY: &str = "reallocarray_entry";
+    pub const POSIX_MEMALIGN_ENTRY: &str = "posix_memalign_entry";
+    pub const ALIGNED_ALLOC_ENTRY: &str = "aligned_alloc_entry";
+    pub const MEMALIGN_ENTRY: &str = "memalign_entry";
+    pub const VALLOC_ENTRY: &str = "valloc_entry";
+    pub const PVALLOC_ENTRY: &str = "pvalloc_entry";
+    pub const MMAP_ENTRY: &str = "mmap_entry";
+    /// One return probe shared by every allocation function: the pending call says which.
+    pub const ALLOC_RETURN: &str = "alloc_return";
+    pub const FREE_ENTRY: &str = "free_entry";
+    pub const MUNMAP_ENTRY: &str = "munmap_entry";
+}
