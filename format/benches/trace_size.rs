@@ -177,6 +177,7 @@ fn synthesize(allocs: u64) -> Workload {
             time,
             thread,
             address,
+            size: 0,
             api: FreeApi::Free,
         });
     };

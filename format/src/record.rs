@@ -253,6 +253,10 @@ pub enum Record {
         time: u64,
         thread: u32,
         address: u64,
+        /// For `munmap`, the length of the unmapped range (it may be part of a mapping). For
+        /// `free` it is not stored and always reads back as 0: a block's size is known from
+        /// its allocation.
+        size: u64,
         api: FreeApi,
     },
     /// `old_address` was resized into `new_address`. `old_address == 0` behaves as an

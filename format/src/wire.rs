@@ -246,10 +246,17 @@ impl FrameEncoder {
                 self.size_and_stack(*size, *stack)?;
             }
             Record::Free {
-                thread, address, ..
+                thread,
+                address,
+                size,
+                api,
+                ..
             } => {
                 self.thread(*thread)?;
                 self.address(*address)?;
+                if *api == FreeApi::Munmap {
+                    put!(&mut self.columns[SIZES], &(u128::from(*size) + 1));
+                }
             }
             Record::Realloc {
                 thread,
@@ -686,6 +693,15 @@ impl FrameDecoder {
         Ok(address)
     }
 
+    /// A size written as `size + 1` (never predicted): the length of a munmap.
+    fn explicit_size(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
+        let coded: u128 = take(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?;
+        coded
+            .checked_sub(1)
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or((SIZES, DecodeError::Other("munmap length code out of range")))
+    }
+
     #[inline(always)]
     fn size_and_stack(&mut self, p: &[u8]) -> Result<(u64, u32), (usize, DecodeError)> {
         // Sizes are u128 on the wire (size + 1 must fit); values past u64 are rare and go
@@ -741,10 +757,18 @@ impl FrameDecoder {
             }
             t if (TAG_FREE..TAG_FREE + 16).contains(&t) => {
                 let api = FreeApi::from_u8(t - TAG_FREE).ok_or_else(unknown)?;
+                let time = self.time(p)?;
+                let thread = self.thread(p)?;
+                let address = self.address(p)?;
+                let size = match api {
+                    FreeApi::Free => 0,
+                    FreeApi::Munmap => self.explicit_size(p)?,
+                };
                 Record::Free {
-                    time: self.time(p)?,
-                    thread: self.thread(p)?,
-                    address: self.address(p)?,
+                    time,
+                    thread,
+                    address,
+                    size,
                     api,
                 }
             }

@@ -101,6 +101,7 @@ fn sample_records() -> Vec<Record> {
                 time: 1010 + i * 77,
                 thread: 10,
                 address: 0x1000 + i * 64,
+                size: 0,
                 api: FreeApi::Free,
             });
         }
@@ -113,6 +114,13 @@ fn sample_records() -> Vec<Record> {
         size: 4096,
         stack: 7,
         api: AllocApi::Realloc,
+    });
+    v.push(Record::Free {
+        time: 9050,
+        thread: 11,
+        address: 0x7f00_0000_1000,
+        size: 8192,
+        api: FreeApi::Munmap,
     });
     v.push(Record::Lost {
         time: 9100,
@@ -357,8 +365,12 @@ fn arb_record() -> impl Strategy<Value = Record> {
             .prop_map(|(time, thread, address, size, stack, api)| Record::Alloc {
                 time, thread, address, size, stack, api
             }),
-        6 => (time.clone(), thread.clone(), addr.clone(), free_api)
-            .prop_map(|(time, thread, address, api)| Record::Free { time, thread, address, api }),
+        6 => (time.clone(), thread.clone(), addr.clone(), free_api, size.clone())
+            .prop_map(|(time, thread, address, api, size)| Record::Free {
+                time, thread, address, api,
+                // free() carries no size on the wire; munmap carries its length.
+                size: if api == FreeApi::Munmap { size } else { 0 },
+            }),
         2 => (time.clone(), thread, addr.clone(), addr.clone(), size, stack, api)
             .prop_map(|(time, thread, old_address, new_address, size, stack, api)| Record::Realloc {
                 time, thread, old_address, new_address, size, stack, api

@@ -1,0 +1,532 @@
+//! Replay: allocation events in, in order, per-stack aggregates out.
+//!
+//! Owns the exact event semantics and the map of live blocks ([`LiveAllocations`]): which
+//! address is live, what a realloc, a free or a munmap does to it. Memory is proportional to the
+//! live blocks (plus the per-stack aggregates), never to the number of events. Must not read
+//! files, resolve symbols, classify verdicts or format anything.
+//!
+//! Semantics:
+//! - `realloc(old, new, size)`: `old == 0` is a plain allocation; `new == 0 && size > 0` failed,
+//!   the old block stays live; `new == 0 && size == 0` frees the old block; otherwise the old
+//!   block is freed and the new one allocated with the realloc's stack.
+//! - A free of an address never seen live is an *unmatched free* (allocated before the recording
+//!   started, or its allocation event was lost): counted, not an error. `free(NULL)` is a no-op.
+//! - An allocation at an address that is still live means its free was missed: the old block
+//!   is released at that moment and counted in `replaced_live`.
+//! - mmap'd ranges live in their own map; a munmap releases exactly the overlapping bytes and
+//!   splits a mapping it cuts in the middle. A mapping counts as freed once all its pieces went.
+
+use std::collections::BTreeMap;
+
+use memtrail_format::{AllocApi, EndTotals, FreeApi, Record};
+
+use crate::aggregate::{
+    Aggregates, GLOBAL_CURVE_BUCKETS, IntMap, STACK_CURVE_BUCKETS, StackRow, TimeAxis,
+};
+
+/// What to replay and what to keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Stop the clock here: events after it are ignored, and "unfreed" means live at this time.
+    pub at_ns: Option<u64>,
+    /// Blocks younger than this at the end are not counted as unfreed (they may be freed soon).
+    pub min_age_ns: u64,
+    /// Keep one row per allocation for `export --what allocations` (memory grows with events).
+    pub collect_allocations: bool,
+}
+
+/// A live heap block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub size: u64,
+    pub stack: u32,
+    pub time: u64,
+    pub api: AllocApi,
+}
+
+/// A live piece of a mapping. `split != 0` when a munmap cut the mapping in several pieces;
+/// pieces of one mapping share the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    len: u64,
+    stack: u32,
+    time: u64,
+    split: u64,
+}
+
+/// Everything live: heap blocks by address, mapped ranges by start.
+#[derive(Debug, Default)]
+pub struct LiveAllocations {
+    heap: IntMap<u64, Live>,
+    maps: BTreeMap<u64, Piece>,
+    /// Pieces left of each split mapping.
+    splits: IntMap<u64, u32>,
+    next_split: u64,
+}
+
+impl LiveAllocations {
+    pub fn heap_len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn get(&self, address: u64) -> Option<&Live> {
+        self.heap.get(&address)
+    }
+
+    /// Live mapped ranges as (start, length, stack).
+    pub fn mappings(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        self.maps.iter().map(|(&s, p)| (s, p.len, p.stack))
+    }
+}
+
+/// An RSS sample of the traced process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RssSample {
+    pub time_ns: u64,
+    pub rss_bytes: u64,
+    pub anon_bytes: u64,
+}
+
+/// Counts of everything that is not per stack.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayStats {
+    /// Calls per allocation API, indexed by `AllocApi as usize`.
+    pub alloc_calls: [u64; 10],
+    /// Calls per release API, indexed by `FreeApi as usize`.
+    pub free_calls: [u64; 2],
+    /// Allocations that returned NULL.
+    pub failed_allocations: u64,
+    /// reallocs that returned NULL with a size: the old block stayed live.
+    pub failed_reallocs: u64,
+    /// Frees (and reallocs) of addresses never seen allocated.
+    pub unmatched_frees: u64,
+    /// munmaps of ranges never seen mapped.
+    pub unmatched_munmaps: u64,
+    /// Allocations at an address still live: a free was missed (lost event).
+    pub replaced_live: u64,
+    /// Alloc, free and realloc records replayed.
+    pub events: u64,
+    /// Records after `--at`, ignored.
+    pub events_after_at: u64,
+    pub lost_events: u64,
+    pub lost_by_reason: BTreeMap<&'static str, u64>,
+    pub rss: Vec<RssSample>,
+    /// (time, exit code, signal)
+    pub exit: Option<(u64, Option<i32>, Option<i32>)>,
+    pub end: Option<(u64, EndTotals)>,
+    /// Latest time of any record.
+    pub last_time_ns: u64,
+}
+
+/// One allocation, for `export --what allocations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationRow {
+    pub address: u64,
+    pub size: u64,
+    pub stack: u32,
+    pub api: AllocApi,
+    pub alloc_ns: u64,
+    pub free_ns: Option<u64>,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOutput {
+    pub options: ReplayOptions,
+    /// Length of the replayed window: the end record's time (or the last record's), capped at
+    /// `--at`.
+    pub duration_ns: u64,
+    pub stats: ReplayStats,
+    /// One row per stack that allocated or released anything, by stack id.
+    pub rows: Vec<StackRow>,
+    /// The axis of `StackRow::unfreed_over_time`.
+    pub axis: TimeAxis,
+    /// Highest live bytes (heap and mappings) per bucket of `heap_axis`.
+    pub heap_curve: Vec<i64>,
+    pub heap_axis: TimeAxis,
+    pub peak_bytes: u64,
+    pub peak_time_ns: u64,
+    pub live_bytes: u64,
+    pub live_allocations: u64,
+    pub allocations: Option<Vec<AllocationRow>>,
+}
+
+/// The replay state machine. Feed it records in file order with [`Replay::record`] (or the event
+/// methods directly), then call [`Replay::finish`].
+#[derive(Debug, Default)]
+pub struct Replay {
+    options: ReplayOptions,
+    live: LiveAllocations,
+    aggs: Aggregates,
+    stats: ReplayStats,
+    now: u64,
+    rows: Option<Vec<AllocationRow>>,
+}
+
+impl Replay {
+    pub fn new(options: ReplayOptions) -> Replay {
+        Replay {
+            options,
+            rows: options.collect_allocations.then(Vec::new),
+            ..Replay::default()
+        }
+    }
+
+    pub fn live(&self) -> &LiveAllocations {
+        &self.live
+    }
+
+    pub fn aggregates(&self) -> &Aggregates {
+        &self.aggs
+    }
+
+    pub fn stats(&self) -> &ReplayStats {
+        &self.stats
+    }
+
+    /// Applies one record. Records without a time (metadata, strings, stacks, symbols) are
+    /// ignored here: they belong to the symbol table.
+    pub fn record(&mut self, record: &Record) {
+        let Some(time) = record.time() else { return };
+        self.stats.last_time_ns = self.stats.last_time_ns.max(time);
+        if let Record::End { time, totals } = record {
+            self.stats.end = Some((*time, *totals));
+            return;
+        }
+        if self.options.at_ns.is_some_and(|at| time > at) {
+            self.stats.events_after_at += 1;
+            return;
+        }
+        match *record {
+            Record::Alloc {
+                time,
+                address,
+                size,
+                stack,
+                api,
+                ..
+            } => self.alloc(time, address, size, stack, api),
+            Record::Free {
+                time,
+                address,
+                size,
+                api,
+                ..
+            } => match api {
+                FreeApi::Free => self.free(time, address),
+                FreeApi::Munmap => self.munmap(time, address, (size > 0).then_some(size)),
+            },
+            Record::Realloc {
+                time,
+                old_address,
+                new_address,
+                size,
+                stack,
+                api,
+                ..
+            } => self.realloc(time, old_address, new_address, size, stack, api),
+            Record::Lost { count, reason, .. } => {
+                self.stats.lost_events = self.stats.lost_events.saturating_add(count);
+                *self.stats.lost_by_reason.entry(reason.name()).or_default() += count;
+            }
+            Record::Rss {
+                time,
+                rss_bytes,
+                anon_bytes,
+            } => self.stats.rss.push(RssSample {
+                time_ns: time,
+                rss_bytes,
+                anon_bytes,
+            }),
+            Record::Exit { time, code, signal } => self.stats.exit = Some((time, code, signal)),
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, time: u64) -> u64 {
+        // Events from several CPUs can be a little out of order; the clock never goes back.
+        self.now = self.now.max(time);
+        self.stats.last_time_ns = self.stats.last_time_ns.max(time);
+        self.now
+    }
+
+    /// An allocation call returned `address` (0: it failed).
+    pub fn alloc(&mut self, time: u64, address: u64, size: u64, stack: u32, api: AllocApi) {
+        let now = self.tick(time);
+        self.stats.events += 1;
+        self.stats.alloc_calls[api as usize] += 1;
+        if address == 0 {
+            self.stats.failed_allocations += 1;
+            return;
+        }
+        if api == AllocApi::Mmap {
+            self.map(now, address, size, stack);
+        } else {
+            self.heap_alloc(now, address, size, stack, api);
+        }
+    }
+
+    /// `free(address)`.
+    pub fn free(&mut self, time: u64, address: u64) {
+        let now = self.tick(time);
+        self.stats.events += 1;
+        self.stats.free_calls[FreeApi::Free as usize] += 1;
+        if address != 0 {
+            self.heap_free(now, address);
+        }
+    }
+
+    /// `realloc(old, size)` returned `new` (see the module docs for the cases).
+    pub fn realloc(&mut self, time: u64, old: u64, new: u64, size: u64, stack: u32, api: AllocApi) {
+        let now = self.tick(time);
+        self.stats.events += 1;
+        self.stats.alloc_calls[api as usize] += 1;
+        match (old, new) {
+            (0, 0) => {
+                if size > 0 {
+                    self.stats.failed_allocations += 1;
+                }
+            }
+            (0, new) => self.heap_alloc(now, new, size, stack, api),
+            (old, 0) => {
+                if size == 0 {
+                    self.heap_free(now, old);
+                } else {
+                    self.stats.failed_reallocs += 1;
+                }
+            }
+            (old, new) => {
+                self.heap_free(now, old);
+                self.heap_alloc(now, new, size, stack, api);
+            }
+        }
+    }
+
+    /// `munmap(address, len)`. `len == None` (the trace does not say) unmaps the whole mapping
+    /// starting at `address`, or from `address` to the end of the mapping that contains it.
+    pub fn munmap(&mut self, time: u64, address: u64, len: Option<u64>) {
+        let now = self.tick(time);
+        self.stats.events += 1;
+        self.stats.free_calls[FreeApi::Munmap as usize] += 1;
+        let len = match len {
+            Some(len) => len,
+            None => match self.live.maps.range(..=address).next_back() {
+                Some((&start, p)) if start.saturating_add(p.len) > address => {
+                    start + p.len - address
+                }
+                _ => 0,
+            },
+        };
+        if !self.unmap_range(now, address, len) {
+            self.stats.unmatched_munmaps += 1;
+        }
+    }
+
+    fn heap_alloc(&mut self, now: u64, address: u64, size: u64, stack: u32, api: AllocApi) {
+        let block = Live {
+            size,
+            stack,
+            time: now,
+            api,
+        };
+        if let Some(old) = self.live.heap.insert(address, block) {
+            self.stats.replaced_live += 1;
+            self.released(now, address, old, true);
+        }
+        self.aggs.alloc(now, stack, size);
+    }
+
+    fn heap_free(&mut self, now: u64, address: u64) {
+        match self.live.heap.remove(&address) {
+            Some(block) => self.released(now, address, block, true),
+            None => self.stats.unmatched_frees += 1,
+        }
+    }
+
+    fn released(&mut self, now: u64, address: u64, block: Live, whole: bool) {
+        self.aggs
+            .release(now, block.stack, block.size, block.time, whole);
+        if whole && let Some(rows) = self.rows.as_mut() {
+            rows.push(AllocationRow {
+                address,
+                size: block.size,
+                stack: block.stack,
+                api: block.api,
+                alloc_ns: block.time,
+                free_ns: Some(now),
+            });
+        }
+    }
+
+    fn map(&mut self, now: u64, address: u64, len: u64, stack: u32) {
+        // A mapping over live ones (MAP_FIXED) replaces them.
+        if self.unmap_range(now, address, len) {
+            self.stats.replaced_live += 1;
+        }
+        self.live.maps.insert(
+            address,
+            Piece {
+                len,
+                stack,
+                time: now,
+                split: 0,
+            },
+        );
+        self.aggs.alloc(now, stack, len);
+    }
+
+    /// Releases every mapped byte in `[address, address + len)`; false if there was none.
+    fn unmap_range(&mut self, now: u64, address: u64, len: u64) -> bool {
+        if len == 0 {
+            return false;
+        }
+        let end = address.saturating_add(len);
+        let overlapping: Vec<u64> = self
+            .live
+            .maps
+            .range(..end)
+            .rev()
+            .take_while(|(s, p)| s.saturating_add(p.len) > address)
+            .map(|(&s, _)| s)
+            .collect();
+        for start in &overlapping {
+            let Some(p) = self.live.maps.remove(start) else {
+                continue;
+            };
+            let p_end = start.saturating_add(p.len);
+            let left = (*start < address).then(|| (*start, address - start));
+            let right = (p_end > end).then(|| (end, p_end - end));
+            let removed = p_end.min(end) - (*start).max(address);
+            let as_block = |size| Live {
+                size,
+                stack: p.stack,
+                time: p.time,
+                api: AllocApi::Mmap,
+            };
+            match (left, right) {
+                (None, None) => {
+                    let whole = if p.split == 0 {
+                        true
+                    } else {
+                        let n = self.live.splits.entry(p.split).or_insert(1);
+                        *n = n.saturating_sub(1);
+                        let gone = *n == 0;
+                        if gone {
+                            self.live.splits.remove(&p.split);
+                        }
+                        gone
+                    };
+                    self.released(now, *start, as_block(removed), whole);
+                }
+                (l, r) => {
+                    let mut split = p.split;
+                    if l.is_some() && r.is_some() {
+                        if split == 0 {
+                            self.live.next_split += 1;
+                            split = self.live.next_split;
+                            self.live.splits.insert(split, 2);
+                        } else {
+                            *self.live.splits.entry(split).or_insert(1) += 1;
+                        }
+                    }
+                    self.released(now, *start, as_block(removed), false);
+                    for (s, len) in [l, r].into_iter().flatten() {
+                        self.live.maps.insert(s, Piece { len, split, ..p });
+                    }
+                }
+            }
+        }
+        !overlapping.is_empty()
+    }
+
+    /// Ends the replay: unfreed blocks per stack (older than `min_age` at the end), curves on
+    /// their final axis, one row per stack.
+    pub fn finish(self) -> ReplayOutput {
+        let Replay {
+            options,
+            live,
+            aggs,
+            stats,
+            mut rows,
+            ..
+        } = self;
+        let mut duration_ns = stats
+            .end
+            .map_or(stats.last_time_ns, |(t, _)| t.max(stats.last_time_ns));
+        if let Some(at) = options.at_ns {
+            duration_ns = duration_ns.min(at);
+        }
+        let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), duration_ns);
+        let (heap_axis, heap_shift) =
+            TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
+
+        // Unfreed (count, bytes) per stack, counting a split mapping once.
+        let mut unfreed: IntMap<u32, (u64, u64)> = IntMap::default();
+        let old_enough = |t: u64| duration_ns.saturating_sub(t) >= options.min_age_ns;
+        for (&address, b) in &live.heap {
+            if old_enough(b.time) {
+                let u = unfreed.entry(b.stack).or_default();
+                u.0 += 1;
+                u.1 = u.1.saturating_add(b.size);
+            }
+            if let Some(rows) = rows.as_mut() {
+                rows.push(AllocationRow {
+                    address,
+                    size: b.size,
+                    stack: b.stack,
+                    api: b.api,
+                    alloc_ns: b.time,
+                    free_ns: None,
+                });
+            }
+        }
+        let mut counted_splits = std::collections::HashSet::new();
+        for (&start, p) in &live.maps {
+            if old_enough(p.time) {
+                let u = unfreed.entry(p.stack).or_default();
+                if p.split == 0 || counted_splits.insert(p.split) {
+                    u.0 += 1;
+                }
+                u.1 = u.1.saturating_add(p.len);
+            }
+            if let Some(rows) = rows.as_mut() {
+                rows.push(AllocationRow {
+                    address: start,
+                    size: p.len,
+                    stack: p.stack,
+                    api: AllocApi::Mmap,
+                    alloc_ns: p.time,
+                    free_ns: None,
+                });
+            }
+        }
+        if let Some(rows) = rows.as_mut() {
+            rows.sort_by_key(|r| (r.alloc_ns, r.address, r.free_ns.is_none()));
+        }
+
+        let mut stack_rows: Vec<StackRow> = aggs
+            .stacks
+            .iter()
+            .map(|(&id, a)| {
+                let u = unfreed.get(&id).copied().unwrap_or_default();
+                StackRow::from_agg(id, a, u, shift, axis)
+            })
+            .collect();
+        stack_rows.sort_by_key(|r| r.stack_id);
+
+        ReplayOutput {
+            options,
+            duration_ns,
+            rows: stack_rows,
+            axis,
+            heap_curve: aggs.heap_curve.finish(heap_shift, heap_axis.buckets),
+            heap_axis,
+            peak_bytes: aggs.peak_bytes,
+            peak_time_ns: aggs.peak_time_ns,
+            live_bytes: aggs.live_bytes,
+            live_allocations: aggs.live_allocations,
+            allocations: rows,
+            stats,
+        }
+    }
+}
