@@ -1,0 +1,136 @@
+//! One analysis: a trace file read once, front to back, into a replay and a symbol table.
+//!
+//! Owns the reading loop (records to the symbol table or the replay), the metadata, the
+//! truncation warning and the sampling scale. Must not format output or decide verdicts.
+
+use std::path::{Path, PathBuf};
+
+use memtrail_format::{FileHeader, Record, TraceMeta, TraceReader, Truncation};
+
+use crate::aggregate::StackRow;
+use crate::error::{Error, Result};
+use crate::replay::{Replay, ReplayOptions, ReplayOutput};
+use crate::symbols::SymbolTable;
+
+/// Everything known about a trace after one pass.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub path: PathBuf,
+    pub header: FileHeader,
+    /// The metadata record; defaults when the trace has none.
+    pub meta: TraceMeta,
+    pub has_meta: bool,
+    pub symbols: SymbolTable,
+    pub replay: ReplayOutput,
+    /// Set when the file was cut short; everything before the cut was analyzed.
+    pub truncation: Option<Truncation>,
+    pub records: u64,
+    pub skipped_unknown_frames: u64,
+}
+
+/// Reads `path` and replays it.
+pub fn analyze(path: &Path, options: ReplayOptions) -> Result<Analysis> {
+    let reader = TraceReader::open(path).map_err(|e| Error::trace(path, e))?;
+    analyze_reader(path, reader, options)
+}
+
+/// Replays a trace from any reader; `path` names it in messages.
+pub fn analyze_bytes(path: &Path, bytes: &[u8], options: ReplayOptions) -> Result<Analysis> {
+    let reader = TraceReader::new(bytes).map_err(|e| Error::trace(path, e))?;
+    analyze_reader(path, reader, options)
+}
+
+fn analyze_reader<R: std::io::Read>(
+    path: &Path,
+    mut reader: TraceReader<R>,
+    options: ReplayOptions,
+) -> Result<Analysis> {
+    let mut symbols = SymbolTable::default();
+    let mut replay = Replay::new(options);
+    let mut meta = None;
+    for record in &mut reader {
+        let record = record.map_err(|e| Error::trace(path, e))?;
+        match symbols.take(record) {
+            None => {}
+            Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
+            Some(Record::Meta(_)) => {}
+            Some(other) => replay.record(&other),
+        }
+    }
+    Ok(Analysis {
+        path: path.to_owned(),
+        header: reader.header(),
+        has_meta: meta.is_some(),
+        meta: meta.unwrap_or_default(),
+        symbols,
+        replay: replay.finish(),
+        truncation: reader.truncation().cloned(),
+        records: reader.records_read(),
+        skipped_unknown_frames: reader.skipped_unknown_frames(),
+    })
+}
+
+impl Analysis {
+    /// Warnings every report shows on stderr: truncation, lost events, skipped frames.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let name = self.path.display();
+        if let Some(t) = &self.truncation {
+            w.push(format!("{name}: {t}"));
+        }
+        let s = &self.replay.stats;
+        if s.lost_events > 0 {
+            let reasons: Vec<String> = s
+                .lost_by_reason
+                .iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
+            w.push(format!(
+                "{name}: the recorder lost {} events ({}); counts are lower bounds and some frees may be missing",
+                s.lost_events,
+                reasons.join(", ")
+            ));
+        }
+        if self.skipped_unknown_frames > 0 {
+            w.push(format!(
+                "{name}: skipped {} frames of a newer format version",
+                self.skipped_unknown_frames
+            ));
+        }
+        w
+    }
+
+    /// The factor that turns a stack's recorded numbers into estimates for the whole process:
+    /// 1 for unsampled traces; for traces sampled one per `N` bytes, `1 / (1 - exp(-s / N))`
+    /// for the stack's mean allocation size `s` (the probability a block of that size is
+    /// sampled).
+    pub fn scale(&self, row: &StackRow) -> f64 {
+        let n = self.meta.sample_bytes;
+        if n == 0 || row.allocations == 0 {
+            return 1.0;
+        }
+        let mean = row.allocated_bytes as f64 / row.allocations as f64;
+        let p = 1.0 - (-mean / n as f64).exp();
+        if p <= 0.0 { 1.0 } else { 1.0 / p }
+    }
+
+    /// `value` scaled for `row` (see [`Analysis::scale`]).
+    pub fn scaled(&self, row: &StackRow, value: u64) -> u64 {
+        if self.meta.sample_bytes == 0 {
+            value
+        } else {
+            (value as f64 * self.scale(row)).round() as u64
+        }
+    }
+
+    /// The traced command line, or the file name when the trace does not say.
+    pub fn command(&self) -> String {
+        if self.meta.command_line.is_empty() {
+            self.path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        } else {
+            self.meta.command_line.join(" ")
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: clap definitions of every command and option, nothing else.
+//!
+//! Owns the names, defaults and help texts users see. Must not open files or compute anything;
+//! `commands.rs` turns these into analyses and reports.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::parse_duration;
+
+/// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
+/// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB.
+#[derive(Debug, Parser)]
+#[command(name = "memtrail", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Metadata, duration, calls per API, lost events and truncation of a trace.
+    Info(InfoArgs),
+    /// Unfreed bytes grouped by call stack, with a verdict per stack (leak first).
+    Leaks(LeaksArgs),
+    /// A flame graph (SVG) of unfreed bytes, allocated bytes, allocations or peak bytes.
+    Flamegraph(FlamegraphArgs),
+    /// Histogram of allocation lifetimes (1 us .. hours, and never freed) beside a size histogram.
+    Lifetimes(LifetimesArgs),
+    /// Live heap bytes over time against the sampled RSS.
+    Timeline(TimelineArgs),
+    /// The per-stack or per-allocation table as Parquet, CSV or JSON.
+    Export(ExportArgs),
+}
+
+fn duration(s: &str) -> Result<u64, String> {
+    parse_duration(s)
+}
+
+/// Options of every command that replays a trace.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The trace file written by memtrail-record.
+    pub file: PathBuf,
+    /// Replay only up to this time since the start of the trace (e.g. 10s, 1500ms).
+    #[arg(long, value_name = "TIME", value_parser = duration)]
+    pub at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The trace file written by memtrail-record.
+    pub file: PathBuf,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeakFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaksArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// Ignore blocks younger than this at the end (they may be about to be freed).
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
+    pub min_age: u64,
+    /// Show only the first N candidates.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LeakFormat::Table)]
+    pub format: LeakFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Frames shown per candidate in the table (JSON and CSV always have all).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub frames: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Metric {
+    /// Bytes still live at the end (or at --at).
+    Unfreed,
+    /// All bytes allocated.
+    Allocated,
+    /// Number of allocations.
+    Allocations,
+    /// Highest live bytes of each stack.
+    Peak,
+}
+
+#[derive(Debug, Args)]
+pub struct FlamegraphArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// Where to write the SVG.
+    #[arg(short, long, value_name = "OUT.svg")]
+    pub output: PathBuf,
+    /// What the width of a frame measures.
+    #[arg(long, value_enum, default_value_t = Metric::Unfreed)]
+    pub metric: Metric,
+    /// Merge stacks from the allocating function outwards (callers on top).
+    #[arg(long)]
+    pub inverted: bool,
+    /// With --metric unfreed: ignore blocks younger than this at the end.
+    #[arg(long, value_name = "DUR", default_value = "0", value_parser = duration)]
+    pub min_age: u64,
+    /// Write the folded stacks (text) instead of the SVG.
+    #[arg(long)]
+    pub folded: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct LifetimesArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// Only the allocations of this stack id (as `leaks` prints it).
+    #[arg(long, value_name = "ID", conflicts_with = "function")]
+    pub stack: Option<u32>,
+    /// Only stacks with a frame in this function (exact name, else substring).
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+    pub format: TextFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Also draw both histograms into this SVG file.
+    #[arg(long, value_name = "OUT.svg")]
+    pub svg: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// Draw the chart into this SVG file.
+    #[arg(long, value_name = "OUT.svg")]
+    pub svg: Option<PathBuf>,
+    /// Print the series as JSON instead of a text summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Parquet,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportWhat {
+    /// One row per stack: counts, bytes, unfreed, peak, lifetime percentiles, verdict, frames.
+    Stacks,
+    /// One row per allocation: address, size, stack, API, alloc time, free time, lifetime.
+    Allocations,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    /// File format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Which table.
+    #[arg(long, value_enum, default_value_t = ExportWhat::Stacks)]
+    pub what: ExportWhat,
+    /// Where to write it.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// For the stacks table: blocks younger than this at the end do not count as unfreed.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
+    pub min_age: u64,
+}

@@ -1,0 +1,171 @@
+//! Running a command: parse options into an analysis, pick the report and the renderer, write
+//! the result. Warnings (truncation, lost events) go to stderr through the `warn` callback.
+//!
+//! Owns the glue only. Must not compute (that is `report.rs`) or format (that is `render/`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::analysis::{Analysis, analyze};
+use crate::cli::{Cli, Command, ExportFormat, ExportWhat, LeakFormat, ReplayArgs, TextFormat};
+use crate::error::{Error, Result};
+use crate::render::{self, export::TableFormat};
+use crate::replay::ReplayOptions;
+use crate::report;
+
+/// Runs `cli`, writing the report to `out` and each warning to `warn`.
+pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result<()> {
+    match &cli.command {
+        Command::Info(args) => {
+            let a = load(&args.file, ReplayOptions::default(), warn)?;
+            let text = if args.json {
+                render::json::info(&a)
+            } else {
+                render::table::info(&a)
+            };
+            emit(out, &text)
+        }
+        Command::Leaks(args) => {
+            let a = load_with(&args.replay, args.min_age, false, warn)?;
+            let rep = report::leaks(&a, args.top);
+            let format = if args.json {
+                LeakFormat::Json
+            } else {
+                args.format
+            };
+            match format {
+                LeakFormat::Table => emit(out, &render::table::leaks(&a, &rep, args.frames)),
+                LeakFormat::Json => emit(out, &render::json::leaks(&a, &rep)),
+                LeakFormat::Csv => {
+                    let mut df = render::export::candidates(&a, &rep)?;
+                    let mut buf = Vec::new();
+                    render::export::write(&mut df, TableFormat::Csv, &mut buf)?;
+                    out.write_all(&buf).map_err(Error::Stdout)
+                }
+            }
+        }
+        Command::Flamegraph(args) => {
+            let a = load_with(&args.replay, args.min_age, false, warn)?;
+            let lines = render::flamegraph::folded(&a, args.metric);
+            write_file(&args.output, |w| {
+                if args.folded {
+                    for l in &lines {
+                        writeln!(w, "{l}")?;
+                    }
+                    Ok(())
+                } else {
+                    render::flamegraph::svg(&a, args.metric, args.inverted, &lines, w)
+                }
+            })
+        }
+        Command::Lifetimes(args) => {
+            let a = load_with(&args.replay, 0, false, warn)?;
+            let sel = report::Selection {
+                stack: args.stack,
+                function: args.function.clone(),
+            };
+            let what = match (&sel.stack, &sel.function) {
+                (Some(id), _) => format!("stack {id}"),
+                (None, Some(f)) => format!("stacks through {f}"),
+                (None, None) => "all allocations".to_owned(),
+            };
+            let l = report::lifetimes(&a, &sel)?;
+            if let Some(path) = &args.svg {
+                let svg = render::svg::lifetimes(&a, &l, &what);
+                write_file(path, |w| w.write_all(svg.as_bytes()))?;
+            }
+            let format = if args.json {
+                TextFormat::Json
+            } else {
+                args.format
+            };
+            match format {
+                TextFormat::Text => emit(out, &render::table::lifetimes(&a, &l, &what)),
+                TextFormat::Json => emit(out, &render::json::lifetimes(&a, &l, &what)),
+                TextFormat::Csv => {
+                    let mut df = render::export::lifetimes(&l)?;
+                    let mut buf = Vec::new();
+                    render::export::write(&mut df, TableFormat::Csv, &mut buf)?;
+                    out.write_all(&buf).map_err(Error::Stdout)
+                }
+            }
+        }
+        Command::Timeline(args) => {
+            let a = load_with(&args.replay, 0, false, warn)?;
+            if let Some(path) = &args.svg {
+                let svg = render::svg::timeline(&a);
+                write_file(path, |w| w.write_all(svg.as_bytes()))?;
+            }
+            if args.json {
+                emit(out, &render::json::timeline(&a))
+            } else {
+                emit(out, &render::table::timeline(&a))
+            }
+        }
+        Command::Export(args) => {
+            let allocations = args.what == ExportWhat::Allocations;
+            let a = load_with(&args.replay, args.min_age, allocations, warn)?;
+            let mut df = if allocations {
+                render::export::allocations(a.replay.allocations.as_deref().unwrap_or(&[]))?
+            } else {
+                render::export::stacks(&a)?
+            };
+            let format = match args.format {
+                ExportFormat::Parquet => TableFormat::Parquet,
+                ExportFormat::Csv => TableFormat::Csv,
+                ExportFormat::Json => TableFormat::Json,
+            };
+            let file = File::create(&args.output).map_err(|e| Error::write(&args.output, e))?;
+            let mut w = BufWriter::new(file);
+            render::export::write(&mut df, format, &mut w)?;
+            w.flush().map_err(|e| Error::write(&args.output, e))?;
+            let _ = writeln!(
+                out,
+                "wrote {} rows to {}",
+                df.height(),
+                args.output.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &Path, options: ReplayOptions, warn: &mut dyn FnMut(&str)) -> Result<Analysis> {
+    let a = analyze(path, options)?;
+    for w in a.warnings() {
+        warn(&w);
+    }
+    Ok(a)
+}
+
+fn load_with(
+    r: &ReplayArgs,
+    min_age_ns: u64,
+    collect_allocations: bool,
+    warn: &mut dyn FnMut(&str),
+) -> Result<Analysis> {
+    load(
+        &r.file,
+        ReplayOptions {
+            at_ns: r.at,
+            min_age_ns,
+            collect_allocations,
+        },
+        warn,
+    )
+}
+
+fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes()).map_err(Error::Stdout)
+}
+
+fn write_file(
+    path: &Path,
+    f: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let file = File::create(path).map_err(|e| Error::write(path, e))?;
+    let mut w = BufWriter::new(file);
+    f(&mut w).map_err(|e| Error::write(path, e))?;
+    w.flush().map_err(|e| Error::write(path, e))
+}

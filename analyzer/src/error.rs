@@ -1,0 +1,58 @@
+//! The library's errors: one enum, each variant a complete one-line message for the user.
+//!
+//! Owns the wording of failures. Must not print anything or decide exit codes: `main.rs` does.
+
+use std::io;
+use std::path::PathBuf;
+
+use memtrail_format::FormatError;
+
+/// A failure of an analysis or of writing its output.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The trace could not be opened or read (not a trace, corrupt, newer version, I/O).
+    #[error("{}: {source}", path.display())]
+    Trace {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
+
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Writing to standard output failed (other than a closed pipe, which is not an error).
+    #[error("cannot write to standard output: {0}")]
+    Stdout(#[source] io::Error),
+
+    /// Building or exporting a table failed inside polars.
+    #[error("table export failed: {0}")]
+    Table(#[from] polars::error::PolarsError),
+
+    /// The inputs make the request impossible (an unknown stack id, a function not found...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub(crate) fn trace(path: impl Into<PathBuf>, source: FormatError) -> Error {
+        Error::Trace {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Write {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

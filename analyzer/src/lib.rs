@@ -1,0 +1,29 @@
+//! memtrail, the analyzer: replays a trace written by `memtrail-record` and reports leak
+//! candidates with verdicts, allocation lifetimes, flame graphs, a heap timeline and exports.
+//!
+//! Data flows one way:
+//! trace records (`memtrail-format`) -> [`analysis`] (reads the file once) -> [`replay`] (event
+//! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows, DataFrame) ->
+//! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
+//! CSV/Parquet, SVG). [`commands`] glues one CLI command ([`cli`]) to that pipeline.
+//!
+//! The library never prints and never exits: errors are [`Error`] values with a one-line
+//! message, warnings go through a callback.
+
+pub mod aggregate;
+pub mod analysis;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod render;
+pub mod replay;
+pub mod report;
+pub mod symbols;
+pub mod units;
+pub mod verdict;
+
+pub use analysis::{Analysis, analyze, analyze_bytes};
+pub use commands::run;
+pub use error::{Error, Result};
+pub use replay::{Replay, ReplayOptions, ReplayOutput};
+pub use verdict::Verdict;

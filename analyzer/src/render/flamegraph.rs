@@ -1,0 +1,83 @@
+//! Flame graphs: folded stacks from the per-stack rows, drawn by inferno.
+//!
+//! Folded lines are `outermost;...;innermost value`, merged by symbolized stack and sorted,
+//! so the SVG is the same for the same trace.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
+
+use crate::analysis::Analysis;
+use crate::cli::Metric;
+use crate::report::scaled_row;
+use crate::units::format_duration;
+
+fn metric_value(m: Metric, r: &crate::aggregate::StackRow) -> u64 {
+    match m {
+        Metric::Unfreed => r.unfreed_bytes,
+        Metric::Allocated => r.allocated_bytes,
+        Metric::Allocations => r.allocations,
+        Metric::Peak => r.peak_bytes,
+    }
+}
+
+fn clean(name: &str) -> String {
+    // ';' separates frames and a trailing number is the count: keep names from looking like
+    // either.
+    name.replace(';', ":").replace(['\n', '\r'], " ")
+}
+
+/// Folded stacks for `metric`, sorted, one per distinct symbolized stack, zero values left out.
+pub fn folded(a: &Analysis, metric: Metric) -> Vec<String> {
+    let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+    for row in &a.replay.rows {
+        let v = metric_value(metric, &scaled_row(a, row));
+        if v == 0 {
+            continue;
+        }
+        let frames = a.symbols.resolve(row.stack_id);
+        let names: Vec<String> = frames.iter().rev().map(|f| clean(&f.function)).collect();
+        *merged.entry(names.join(";")).or_default() += v;
+    }
+    merged
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
+}
+
+/// Draws the flame graph SVG of `lines` into `out`.
+pub fn svg(
+    a: &Analysis,
+    metric: Metric,
+    inverted: bool,
+    lines: &[String],
+    out: impl Write,
+) -> std::io::Result<()> {
+    let (what, count_name) = match metric {
+        Metric::Unfreed => ("unfreed bytes", "bytes"),
+        Metric::Allocated => ("allocated bytes", "bytes"),
+        Metric::Allocations => ("allocations", "allocations"),
+        Metric::Peak => ("peak live bytes per stack", "bytes"),
+    };
+    let mut opts = Options::default();
+    opts.title = format!(
+        "memtrail: {what} of {} ({})",
+        a.command(),
+        format_duration(a.replay.duration_ns)
+    );
+    opts.subtitle = Some(match a.replay.options.at_ns {
+        Some(t) => format!("at {}", format_duration(t)),
+        None => format!("over the whole recording of {}", a.path.display()),
+    });
+    opts.count_name = count_name.to_owned();
+    opts.colors = Palette::Basic(BasicPalette::Mem);
+    opts.deterministic = true;
+    opts.reverse_stack_order = inverted;
+    if lines.is_empty() {
+        // inferno refuses empty input; draw a single placeholder frame.
+        let placeholder = ["(nothing to show) 1".to_owned()];
+        return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
+    }
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+}

@@ -1,0 +1,366 @@
+//! Text for humans: the default output of `info`, `leaks`, `lifetimes` and `timeline`.
+
+use std::fmt::Write as _;
+
+use crate::aggregate::{LIFETIME_CLASS_LABELS, size_class_label};
+use crate::analysis::Analysis;
+use crate::report::{LeakReport, Lifetimes, calls};
+use crate::units::{format_bytes, format_duration};
+
+/// Formats a wall-clock time (ns since the epoch) as UTC `YYYY-MM-DD HH:MM:SS`.
+pub fn format_wall(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn info(a: &Analysis) -> String {
+    let mut o = String::new();
+    let m = &a.meta;
+    let s = &a.replay.stats;
+    let r = &a.replay;
+    let _ = writeln!(
+        o,
+        "trace        {} (format {}.{}, recorder {})",
+        a.path.display(),
+        a.header.major,
+        a.header.minor,
+        if m.tool_version.is_empty() {
+            "?"
+        } else {
+            &m.tool_version
+        }
+    );
+    let _ = writeln!(o, "command      {}", a.command());
+    let _ = writeln!(
+        o,
+        "process      pid {} on {} (kernel {}), page size {}",
+        m.pid, m.host_name, m.kernel_release, m.page_size
+    );
+    if m.start_wall_ns > 0 {
+        let _ = writeln!(o, "started      {}", format_wall(m.start_wall_ns));
+    }
+    let _ = writeln!(o, "duration     {}", format_duration(r.duration_ns));
+    if m.sample_bytes > 0 {
+        let _ = writeln!(
+            o,
+            "sampling     one allocation per {} bytes: reports scale counts up",
+            m.sample_bytes
+        );
+    } else {
+        let _ = writeln!(o, "sampling     none: every call recorded");
+    }
+    let _ = writeln!(o, "events       {}", s.events);
+    let calls = calls(a);
+    let width = calls.keys().map(|k| k.len()).max().unwrap_or(0);
+    for (name, n) in &calls {
+        if *n > 0 {
+            let _ = writeln!(o, "  {name:<width$}  {n}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "unmatched    {} frees, {} munmaps (of blocks from before the recording, or lost)",
+        s.unmatched_frees, s.unmatched_munmaps
+    );
+    if s.failed_allocations + s.failed_reallocs + s.replaced_live > 0 {
+        let _ = writeln!(
+            o,
+            "anomalies    {} failed allocations, {} failed reallocs, {} reused live addresses",
+            s.failed_allocations, s.failed_reallocs, s.replaced_live
+        );
+    }
+    let _ = writeln!(
+        o,
+        "lost events  {}{}",
+        s.lost_events,
+        if s.lost_by_reason.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                s.lost_by_reason
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    let _ = writeln!(
+        o,
+        "heap         peak {} at {}; {} live at the end in {} blocks",
+        format_bytes(r.peak_bytes),
+        format_duration(r.peak_time_ns),
+        format_bytes(r.live_bytes),
+        r.live_allocations
+    );
+    if let Some(peak) = s.rss.iter().map(|x| x.rss_bytes).max() {
+        let _ = writeln!(
+            o,
+            "rss          {} samples, peak {}",
+            s.rss.len(),
+            format_bytes(peak)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "symbols      {} stacks, {} modules, {} symbols",
+        a.symbols.stack_count(),
+        a.symbols.module_count(),
+        a.symbols.symbol_count()
+    );
+    if let Some((t, code, signal)) = s.exit {
+        let how = match (code, signal) {
+            (_, Some(sig)) => format!("killed by signal {sig}"),
+            (Some(c), None) => format!("exited with status {c}"),
+            (None, None) => "exited".into(),
+        };
+        let _ = writeln!(o, "exit         {how} at {}", format_duration(t));
+    }
+    match &a.truncation {
+        Some(t) => {
+            let _ = writeln!(o, "complete     no: {t}");
+        }
+        None => {
+            let _ = writeln!(o, "complete     yes");
+        }
+    }
+    o
+}
+
+pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
+    let mut o = String::new();
+    let r = &a.replay;
+    let _ = writeln!(
+        o,
+        "{} leak candidates in {} ({}): {} unfreed in {} blocks older than {}{}; {} in stacks judged leaks",
+        rep.candidates_total,
+        a.command(),
+        format_duration(r.duration_ns),
+        format_bytes(rep.total_unfreed_bytes),
+        rep.total_unfreed_allocations,
+        format_duration(r.options.min_age_ns),
+        r.options
+            .at_ns
+            .map(|t| format!(" at {}", format_duration(t)))
+            .unwrap_or_default(),
+        format_bytes(rep.leak_bytes),
+    );
+    if a.meta.sample_bytes > 0 {
+        let _ = writeln!(
+            o,
+            "(sampled trace, one per {} bytes: numbers are estimates)",
+            a.meta.sample_bytes
+        );
+    }
+    if rep.candidates_total > rep.candidates.len() {
+        let _ = writeln!(o, "showing the first {} (--top)", rep.candidates.len());
+    }
+    for c in &rep.candidates {
+        let s = &c.scaled;
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "#{:<3} {:<20} {} in {} blocks  (stack {})",
+            c.rank,
+            c.verdict.name(),
+            format_bytes(s.unfreed_bytes),
+            s.unfreed_allocations,
+            c.row.stack_id
+        );
+        let _ = writeln!(o, "     why: {}", c.reason);
+        let lifetimes = match (c.row.lifetime_p50_ns, c.row.lifetime_p99_ns) {
+            (Some(p50), Some(p99)) => format!(
+                "freed ones lived p50 {}, p99 {}",
+                format_duration(p50),
+                format_duration(p99)
+            ),
+            _ => "none freed".into(),
+        };
+        let _ = writeln!(
+            o,
+            "     {} allocations ({}) from {} to {}, {} frees, peak {}; {}",
+            s.allocations,
+            format_bytes(s.allocated_bytes),
+            format_duration(c.row.first_alloc_ns),
+            format_duration(c.row.last_alloc_ns),
+            s.frees,
+            format_bytes(s.peak_bytes),
+            lifetimes
+        );
+        for (i, f) in c.frames.iter().take(max_frames).enumerate() {
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" {file}:{line}"),
+                (Some(file), None) => format!(" {file}"),
+                _ => String::new(),
+            };
+            let module = f
+                .module
+                .as_deref()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "     {} {}{place}{module}{}",
+                if i == 0 { "at" } else { "  " },
+                f.function,
+                if f.inlined { " (inlined)" } else { "" }
+            );
+        }
+        if c.frames.len() > max_frames {
+            let _ = writeln!(o, "        ... {} more frames", c.frames.len() - max_frames);
+        } else if c.stack_truncated {
+            let _ = writeln!(o, "        ... (the recorder stopped unwinding here)");
+        }
+    }
+    o
+}
+
+fn bar(n: u64, max: u64, width: usize) -> String {
+    if max == 0 || n == 0 {
+        return String::new();
+    }
+    let len = ((n as f64 / max as f64) * width as f64).ceil() as usize;
+    "#".repeat(len.clamp(1, width))
+}
+
+pub fn lifetimes(a: &Analysis, l: &Lifetimes, what: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "lifetimes of {what}: {} allocations, {} freed, {} never freed (in {})",
+        l.allocations,
+        l.freed,
+        l.never_freed,
+        format_duration(a.replay.duration_ns)
+    );
+    if let (Some(p50), Some(p90), Some(p99), Some(max)) = (
+        l.histogram.quantile(0.5),
+        l.histogram.quantile(0.9),
+        l.histogram.quantile(0.99),
+        l.histogram.max(),
+    ) {
+        let _ = writeln!(
+            o,
+            "freed blocks lived p50 {}, p90 {}, p99 {}, max {}",
+            format_duration(p50),
+            format_duration(p90),
+            format_duration(p99),
+            format_duration(max)
+        );
+    }
+    let _ = writeln!(o);
+    let mut left: Vec<(String, u64)> = LIFETIME_CLASS_LABELS
+        .iter()
+        .zip(l.classes)
+        .map(|(label, n)| ((*label).to_owned(), n))
+        .collect();
+    left.push(("never freed".into(), l.never_freed));
+    let right: Vec<(String, u64)> = l
+        .sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (size_class_label(i), n))
+        .collect();
+    let lmax = left.iter().map(|x| x.1).max().unwrap_or(0);
+    let rmax = right.iter().map(|x| x.1).max().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "{:<12} {:>10} {:<24}   {:<18} {:>10}",
+        "lifetime", "blocks", "", "size", "blocks"
+    );
+    for i in 0..left.len().max(right.len()) {
+        let l = left
+            .get(i)
+            .map(|(label, n)| format!("{label:<12} {n:>10} {:<24}", bar(*n, lmax, 24)))
+            .unwrap_or_else(|| " ".repeat(48));
+        let r = right
+            .get(i)
+            .map(|(label, n)| format!("{label:<18} {n:>10} {}", bar(*n, rmax, 24)))
+            .unwrap_or_default();
+        let _ = writeln!(o, "{l}   {r}");
+    }
+    o
+}
+
+pub fn timeline(a: &Analysis) -> String {
+    let mut o = String::new();
+    let r = &a.replay;
+    let _ = writeln!(
+        o,
+        "live heap over {} ({} buckets of {}): peak {} at {}, {} at the end",
+        format_duration(r.duration_ns),
+        r.heap_axis.buckets,
+        format_duration(r.heap_axis.bucket_ns),
+        format_bytes(r.peak_bytes),
+        format_duration(r.peak_time_ns),
+        format_bytes(r.live_bytes)
+    );
+    let rss = &r.stats.rss;
+    match rss.iter().max_by_key(|s| s.rss_bytes) {
+        Some(p) => {
+            let _ = writeln!(
+                o,
+                "rss: {} samples, peak {} at {}, last {}",
+                rss.len(),
+                format_bytes(p.rss_bytes),
+                format_duration(p.time_ns),
+                format_bytes(rss.last().map_or(0, |s| s.rss_bytes))
+            );
+        }
+        None => {
+            let _ = writeln!(o, "rss: no samples in the trace");
+        }
+    }
+    // Ten evenly spaced points of the heap curve.
+    let n = r.heap_curve.len();
+    if n > 0 {
+        let _ = writeln!(o, "{:>12}  {:>12}  {:>12}", "time", "heap", "rss");
+        for k in 0..10.min(n) {
+            let i = if n <= 10 { k } else { (k * (n - 1)) / 9 };
+            let t = i as u64 * r.heap_axis.bucket_ns;
+            let rss_at = rss
+                .iter()
+                .take_while(|s| s.time_ns <= t + r.heap_axis.bucket_ns)
+                .last()
+                .map_or_else(|| "-".to_owned(), |s| format_bytes(s.rss_bytes));
+            let _ = writeln!(
+                o,
+                "{:>12}  {:>12}  {:>12}",
+                format_duration(t),
+                format_bytes(r.heap_curve[i].max(0) as u64),
+                rss_at
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wall_clock() {
+        assert_eq!(super::format_wall(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            super::format_wall(1_764_108_000_000_000_000),
+            "2025-11-25 22:00:00 UTC"
+        );
+    }
+}

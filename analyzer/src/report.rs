@@ -1,0 +1,265 @@
+//! Report models: what each command shows, computed from an [`Analysis`], independent of how it
+//! is printed.
+//!
+//! Owns selection and ranking (which stacks are leak candidates, in what order; which stacks a
+//! lifetimes query covers) and the scaling of sampled traces. Must not print or serialize: the
+//! renderers in `render/` turn these into tables, JSON, CSV and SVG.
+
+use std::collections::BTreeMap;
+
+use memtrail_format::{AllocApi, FreeApi};
+
+use crate::aggregate::{LIFETIME_CLASS_BOUNDS_NS, LogHistogram, RowLabels, SIZE_CLASSES, StackRow};
+use crate::analysis::Analysis;
+use crate::error::{Error, Result};
+use crate::symbols::{Frame, frame_label};
+use crate::verdict::{Classification, Verdict, classify};
+
+/// A stack with unfreed bytes, its verdict and frames.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub rank: usize,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// Recorded numbers, unscaled.
+    pub row: StackRow,
+    /// `row`'s numbers scaled for sampling (equal to `row` for unsampled traces).
+    pub scaled: StackRow,
+    pub frames: Vec<Frame>,
+    pub stack_truncated: bool,
+}
+
+/// The leaks report.
+#[derive(Debug, Clone)]
+pub struct LeakReport {
+    pub candidates: Vec<Candidate>,
+    /// Candidates before `--top`.
+    pub candidates_total: usize,
+    pub total_unfreed_bytes: u64,
+    pub total_unfreed_allocations: u64,
+    pub leak_bytes: u64,
+}
+
+/// Scales every count and byte total of `row` by the analysis's sampling weight.
+pub fn scaled_row(a: &Analysis, row: &StackRow) -> StackRow {
+    let mut s = row.clone();
+    if a.meta.sample_bytes == 0 {
+        return s;
+    }
+    for v in [
+        &mut s.allocations,
+        &mut s.allocated_bytes,
+        &mut s.frees,
+        &mut s.freed_bytes,
+        &mut s.live_allocations,
+        &mut s.live_bytes,
+        &mut s.unfreed_allocations,
+        &mut s.unfreed_bytes,
+        &mut s.peak_bytes,
+    ] {
+        *v = a.scaled(row, *v);
+    }
+    let k = a.scale(row);
+    for v in &mut s.unfreed_over_time {
+        *v = (*v as f64 * k).round() as i64;
+    }
+    s
+}
+
+/// The verdict of a stack's curve.
+pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
+    classify(&row.unfreed_over_time, a.replay.axis.bucket_ns)
+}
+
+/// Leak candidates: stacks with unfreed bytes (older than `--min-age`), leaks first, then by
+/// unfreed bytes, largest first; ties by stack id.
+pub fn leaks(a: &Analysis, top: Option<usize>) -> LeakReport {
+    let mut candidates: Vec<Candidate> = a
+        .replay
+        .rows
+        .iter()
+        .filter(|r| r.unfreed_allocations > 0 || r.unfreed_bytes > 0)
+        .map(|r| {
+            let c = classify_row(a, r);
+            Candidate {
+                rank: 0,
+                verdict: c.verdict,
+                reason: c.reason,
+                row: r.clone(),
+                scaled: scaled_row(a, r),
+                frames: a.symbols.resolve(r.stack_id),
+                stack_truncated: a.symbols.is_truncated(r.stack_id),
+            }
+        })
+        .collect();
+    candidates.sort_by(|x, y| {
+        (x.verdict != Verdict::Leak)
+            .cmp(&(y.verdict != Verdict::Leak))
+            .then(y.scaled.unfreed_bytes.cmp(&x.scaled.unfreed_bytes))
+            .then(x.row.stack_id.cmp(&y.row.stack_id))
+    });
+    let total_unfreed_bytes = candidates.iter().map(|c| c.scaled.unfreed_bytes).sum();
+    let total_unfreed_allocations = candidates
+        .iter()
+        .map(|c| c.scaled.unfreed_allocations)
+        .sum();
+    let leak_bytes = candidates
+        .iter()
+        .filter(|c| c.verdict == Verdict::Leak)
+        .map(|c| c.scaled.unfreed_bytes)
+        .sum();
+    let candidates_total = candidates.len();
+    if let Some(n) = top {
+        candidates.truncate(n);
+    }
+    for (i, c) in candidates.iter_mut().enumerate() {
+        c.rank = i + 1;
+    }
+    LeakReport {
+        candidates,
+        candidates_total,
+        total_unfreed_bytes,
+        total_unfreed_allocations,
+        leak_bytes,
+    }
+}
+
+/// Text labels for every stack row (verdict only for stacks with unfreed bytes).
+pub fn row_labels(a: &Analysis, rows: &[StackRow]) -> Vec<RowLabels> {
+    rows.iter()
+        .map(|r| {
+            let frames = a.symbols.resolve(r.stack_id);
+            let (verdict, reason) = if r.unfreed_bytes > 0 || r.unfreed_allocations > 0 {
+                let c = classify_row(a, r);
+                (c.verdict.name().to_owned(), c.reason)
+            } else {
+                (String::new(), String::new())
+            };
+            RowLabels {
+                verdict,
+                reason,
+                top_function: frames
+                    .first()
+                    .map(|f| f.function.clone())
+                    .unwrap_or_default(),
+                frames: frames
+                    .iter()
+                    .map(frame_label)
+                    .collect::<Vec<_>>()
+                    .join(" <- "),
+            }
+        })
+        .collect()
+}
+
+/// Call counts by C function name, every name present.
+pub fn calls(a: &Analysis) -> BTreeMap<&'static str, u64> {
+    let s = &a.replay.stats;
+    let mut m = BTreeMap::new();
+    for api in AllocApi::ALL {
+        m.insert(api.name(), s.alloc_calls[api as usize]);
+    }
+    for api in FreeApi::ALL {
+        m.insert(api.name(), s.free_calls[api as usize]);
+    }
+    m
+}
+
+/// Which stacks a lifetimes query covers.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub stack: Option<u32>,
+    pub function: Option<String>,
+}
+
+/// The lifetimes report.
+#[derive(Debug, Clone)]
+pub struct Lifetimes {
+    pub stacks: Vec<u32>,
+    pub allocations: u64,
+    pub freed: u64,
+    pub never_freed: u64,
+    /// Freed blocks per lifetime class (see `aggregate::LIFETIME_CLASS_LABELS`).
+    pub classes: [u64; 12],
+    /// Allocations per size class (see `aggregate::size_class_label`).
+    pub sizes: Vec<u64>,
+    pub histogram: LogHistogram,
+}
+
+pub fn lifetimes(a: &Analysis, sel: &Selection) -> Result<Lifetimes> {
+    let rows: Vec<&StackRow> = match (&sel.stack, &sel.function) {
+        (Some(id), _) => {
+            let r = a
+                .replay
+                .rows
+                .iter()
+                .find(|r| r.stack_id == *id)
+                .ok_or_else(|| {
+                    Error::Invalid(format!("stack {id} allocated nothing in this trace"))
+                })?;
+            vec![r]
+        }
+        (None, Some(name)) => {
+            let matches = |exact: bool| -> Vec<&StackRow> {
+                a.replay
+                    .rows
+                    .iter()
+                    .filter(|r| {
+                        a.symbols.resolve(r.stack_id).iter().any(|f| {
+                            if exact {
+                                f.function == *name
+                            } else {
+                                f.function.contains(name.as_str())
+                            }
+                        })
+                    })
+                    .collect()
+            };
+            let mut rows = matches(true);
+            if rows.is_empty() {
+                rows = matches(false);
+            }
+            if rows.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "no allocating stack has a frame in a function named {name:?}"
+                )));
+            }
+            rows
+        }
+        (None, None) => a.replay.rows.iter().collect(),
+    };
+    let mut out = Lifetimes {
+        stacks: rows.iter().map(|r| r.stack_id).collect(),
+        allocations: 0,
+        freed: 0,
+        never_freed: 0,
+        classes: [0; 12],
+        sizes: vec![0; SIZE_CLASSES],
+        histogram: LogHistogram::default(),
+    };
+    for r in rows {
+        out.allocations += r.allocations;
+        out.freed += r.frees;
+        out.never_freed += r.live_allocations;
+        for (o, c) in out.classes.iter_mut().zip(r.lifetime_classes) {
+            *o += c;
+        }
+        for (o, c) in out.sizes.iter_mut().zip(&r.sizes) {
+            *o += c;
+        }
+        out.histogram.merge(&r.lifetimes);
+    }
+    let used = out.sizes.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    out.sizes.truncate(used);
+    Ok(out)
+}
+
+/// Bounds of lifetime class `i` in ns: `(low, high)`, `high == None` for the last.
+pub fn lifetime_class_bounds(i: usize) -> (u64, Option<u64>) {
+    let low = if i == 0 {
+        0
+    } else {
+        LIFETIME_CLASS_BOUNDS_NS[i - 1]
+    };
+    (low, LIFETIME_CLASS_BOUNDS_NS.get(i).copied())
+}
