@@ -22,7 +22,7 @@ fn header(o: &mut String, w: u32, h: u32, title: &str) {
     );
     let _ = writeln!(
         o,
-        "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" {FONT} font-size=\"15\">{}</text>",
+        "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-family=\"Verdana, sans-serif\" font-size=\"15\">{}</text>",
         w / 2,
         xml_escape(title)
     );
