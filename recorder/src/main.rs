@@ -1,1 +1,380 @@
-fn main() {}
+//! `memtrail-record`: traces every allocation and free of a process into a memtrail trace.
+//!
+//! This file owns the command line, the order of the setup steps (checks, output file,
+//! target, probes, release) and turning failures into one-line messages and exit codes.
+//! The work itself lives in the modules:
+//! - `target`: launching a command held before exec, or checking a running PID;
+//! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
+//!   `elf_file` for where);
+//! - `session`: the recording loop and every record written;
+//! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling.
+
+mod anon_mappings;
+mod elf_file;
+mod free_probe;
+mod modules;
+mod probes;
+mod rss;
+mod session;
+mod symbols;
+mod target;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use memtrail_format::{TraceMeta, TraceWriter};
+
+use crate::probes::{LoadSettings, Probes, error_chain};
+use crate::session::{Recording, STOP_REQUESTED, SessionOptions};
+use crate::target::Target;
+
+/// Record every allocation and free of a process (eBPF uprobes on the allocator) into a
+/// memtrail trace file, for `memtrail` to analyze here or elsewhere.
+#[derive(Debug, Parser)]
+#[command(
+    name = "memtrail-record",
+    version,
+    after_help = "Examples:\n  memtrail-record -p 1234 -o app.trace --duration 60\n  memtrail-record -o run.trace -- ./myprogram --its-args"
+)]
+struct Cli {
+    /// Attach to this running process (all its threads), with no restart.
+    #[arg(short = 'p', long = "pid", conflicts_with = "command")]
+    pid: Option<u32>,
+
+    /// Trace file to write (created with mode 0600).
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+
+    /// Stop after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    duration: Option<Duration>,
+
+    /// Keep at most this many frames of each stack (1..=127).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=127))]
+    stack_depth: u16,
+
+    /// Do not record allocations smaller than this many bytes (reallocs are always recorded).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    min_size: u64,
+
+    /// Probe the allocator in this library or executable instead of libc (jemalloc,
+    /// tcmalloc, mimalloc, a static binary), by symbol name.
+    #[arg(long = "lib", value_name = "PATH")]
+    lib: Option<PathBuf>,
+
+    /// Kernel-to-recorder ring buffer size: a power of two, with optional K/M/G suffix.
+    #[arg(long, default_value = "16M", value_parser = parse_ring_size)]
+    ring_buffer_size: u32,
+
+    /// Do not resolve symbols while recording (the analyzer can resolve them later from the
+    /// binaries, found by build-id).
+    #[arg(long)]
+    no_symbols: bool,
+
+    /// No status line and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// The command to launch and trace from its first allocation (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let (digits, multiplier) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("`{text}` is not a size"))?;
+    if !bytes.is_power_of_two() || !(4096..=(1 << 30)).contains(&bytes) {
+        return Err(format!(
+            "`{text}`: the ring buffer size must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("memtrail-record: {}", one_line(&error));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Capabilities needed to load and attach: root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN
+/// covers both). Returns the missing ones by name.
+fn missing_capabilities() -> Vec<&'static str> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_PERFMON) {
+        missing.push("CAP_PERFMON");
+    }
+    missing
+}
+
+/// The libc mapped by process `pid`, as a path the recorder can open (through
+/// `/proc/PID/root` for a process in another mount namespace) and as the process names it.
+fn find_libc(pid: Option<u32>) -> Option<(PathBuf, String)> {
+    let maps_path = match pid {
+        Some(pid) => format!("/proc/{pid}/maps"),
+        None => "/proc/self/maps".to_owned(),
+    };
+    let maps = std::fs::read_to_string(maps_path).ok()?;
+    let path = maps.lines().find_map(|line| {
+        let path = line.split_ascii_whitespace().nth(5)?;
+        let name = Path::new(path).file_name()?.to_str()?;
+        (name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so")))
+            .then(|| path.to_owned())
+    })?;
+    let openable = match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/root{path}")),
+        None => PathBuf::from(&path),
+    };
+    Some((openable, path))
+}
+
+fn host_facts() -> (String, String) {
+    // SAFETY: utsname is plain data filled by uname.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return (String::new(), String::new());
+    }
+    let field = |chars: &[libc::c_char]| {
+        let bytes: Vec<u8> = chars
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (field(&uts.nodename), field(&uts.release))
+}
+
+fn command_line_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
+    if cli.pid.is_none() && cli.command.is_empty() {
+        bail!("nothing to trace: give -p PID, or a command after `--`");
+    }
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        bail!(
+            "permission denied: tracing needs root, or the capabilities {} (missing: {})",
+            "CAP_BPF and CAP_PERFMON",
+            missing.join(", ")
+        );
+    }
+    // Allocator library: chosen before the target runs anything.
+    let (library, library_name) = match &cli.lib {
+        Some(lib) => {
+            let absolute = std::fs::canonicalize(lib)
+                .with_context(|| format!("--lib {}", lib.display()))?;
+            let name = absolute.display().to_string();
+            (absolute, name)
+        }
+        None => find_libc(cli.pid).with_context(|| match cli.pid {
+            Some(pid) => format!(
+                "libc not found in process {pid} (statically linked? use --lib PATH to name the allocator)"
+            ),
+            None => "libc not found in the recorder's own mappings".to_owned(),
+        })?,
+    };
+    if let Some(pid) = cli.pid {
+        // A bad PID is reported before the libc lookup error would hide it.
+        Target::existing(pid)?;
+    }
+
+    let (host_name, kernel_release) = host_facts();
+    let start_wall_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let start_monotonic_ns = session::monotonic_now_ns();
+
+    let mut target = match cli.pid {
+        Some(pid) => Target::existing(pid)?,
+        None => Target::launch_held(&cli.command)?,
+    };
+    let command_line = if target.is_child() {
+        cli.command.clone()
+    } else {
+        command_line_of(target.pid)
+    };
+
+    let probe_settings = LoadSettings {
+        target_tgid: target.pid,
+        min_size: cli.min_size,
+        ring_buffer_bytes: cli.ring_buffer_size,
+    };
+    let mut probes = Probes::load(&probe_settings)?;
+    let placement = probes.attach_allocator(&library, target.pid)?;
+    if !target.is_child() && target.has_exited() {
+        bail!(
+            "process {} exited while the probes were being attached",
+            target.pid
+        );
+    }
+
+    let free_offset = placement.free.map(|f| f.offset).unwrap_or(0);
+    let mut extra = vec![
+        ("free_probe_offset".to_owned(), free_offset.to_string()),
+        (
+            "free_probe_placement".to_owned(),
+            placement.free.map(|f| f.reason).unwrap_or("").to_owned(),
+        ),
+        ("allocator_library".to_owned(), library_name.clone()),
+        (
+            "mode".to_owned(),
+            if target.is_child() {
+                "launch"
+            } else {
+                "attach"
+            }
+            .to_owned(),
+        ),
+        ("stack_depth".to_owned(), cli.stack_depth.to_string()),
+        ("min_size".to_owned(), cli.min_size.to_string()),
+        (
+            "ring_buffer_bytes".to_owned(),
+            cli.ring_buffer_size.to_string(),
+        ),
+        ("probes".to_owned(), placement.probes.to_string()),
+    ];
+    if !placement.aliases.is_empty() {
+        extra.push(("probe_aliases".to_owned(), placement.aliases.join(",")));
+    }
+    if !placement.missing.is_empty() {
+        extra.push(("probes_missing".to_owned(), placement.missing.join(",")));
+    }
+    let meta = TraceMeta {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host_name,
+        kernel_release,
+        pid: target.pid,
+        command_line,
+        start_wall_ns,
+        start_monotonic_ns,
+        // SAFETY: sysconf has no preconditions.
+        page_size: u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096),
+        sample_bytes: 0,
+        time_resolution_ns: 1,
+        extra,
+    };
+    let writer = TraceWriter::create(&cli.output, &meta)
+        .with_context(|| format!("cannot create {}", cli.output.display()))?;
+
+    install_stop_handlers();
+    let options = SessionOptions {
+        stack_depth: usize::from(cli.stack_depth),
+        page_size: u64::from(meta.page_size),
+        symbolize: !cli.no_symbols,
+        duration: cli.duration,
+        status_line: !cli.quiet && session::stderr_is_terminal(),
+    };
+    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options);
+    if target.is_child() {
+        target.release(&cli.command[0])?;
+    }
+    if !cli.quiet {
+        eprintln!(
+            "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
+            target.pid,
+            placement.probes,
+            library_name,
+            free_offset,
+            cli.output.display()
+        );
+    }
+    let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|e| {
+        anyhow::anyhow!(
+            "{}; tracing stopped, {} keeps what was written before",
+            error_chain(&e),
+            cli.output.display()
+        )
+    })?;
+    if !cli.quiet {
+        eprintln!("{}", summary.line(&cli.output));
+    }
+    Ok(match summary.exit {
+        Some(status) if target.is_child() => status.as_exit_code(),
+        _ => 0,
+    })
+}

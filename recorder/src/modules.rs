@@ -1,0 +1,184 @@
+//! The traced process's executable mappings: which module an address belongs to.
+//!
+//! Owns: parsing `/proc/PID/maps`, giving each mapped file (and the vdso) a module id, and
+//! turning addresses into (module id, file offset). Must not: write records (the session
+//! does, from what `refresh` reports as new) or symbolize.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use memtrail_format::MappingRange;
+
+/// One executable mapping line of `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecMapping {
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    /// The path column (`[vdso]` for the vdso).
+    pub path: String,
+}
+
+/// Parses the executable, file-backed (or vdso) lines of a maps file.
+pub fn parse_exec_mappings(maps: &str) -> Vec<ExecMapping> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let offset = fields.next()?;
+            let _dev = fields.next()?;
+            let _inode = fields.next()?;
+            let path = fields.collect::<Vec<_>>().join(" ");
+            if !perms.contains('x') || !(path.starts_with('/') || path == "[vdso]") {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some(ExecMapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                file_offset: u64::from_str_radix(offset, 16).ok()?,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// A module as first seen, with where to read its file while the process lives.
+#[derive(Debug, Clone)]
+pub struct KnownModule {
+    pub path: String,
+    pub ranges: Vec<MappingRange>,
+    /// `/proc/PID/map_files/START-END`: the mapped file itself, even in another mount
+    /// namespace or after it was deleted or replaced on disk.
+    pub file_for_reading: PathBuf,
+}
+
+/// All executable mappings seen so far, by module.
+pub struct ModuleTable {
+    pid: u32,
+    modules: Vec<KnownModule>,
+    by_path: HashMap<String, u32>,
+    /// (start, end, file_offset, module id), sorted by start.
+    ranges: Vec<(u64, u64, u64, u32)>,
+}
+
+impl ModuleTable {
+    pub fn new(pid: u32) -> ModuleTable {
+        ModuleTable {
+            pid,
+            modules: Vec::new(),
+            by_path: HashMap::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    pub fn module(&self, id: u32) -> Option<&KnownModule> {
+        self.modules.get(id as usize)
+    }
+
+    /// Re-reads `/proc/PID/maps`; returns the ids of modules seen for the first time.
+    /// Fails only if the maps file cannot be read (the process is gone).
+    pub fn refresh(&mut self) -> std::io::Result<Vec<u32>> {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
+        Ok(self.apply(&parse_exec_mappings(&maps)))
+    }
+
+    fn apply(&mut self, mappings: &[ExecMapping]) -> Vec<u32> {
+        let mut new_modules = Vec::new();
+        for mapping in mappings {
+            let id = match self.by_path.get(&mapping.path) {
+                Some(&id) => id,
+                None => {
+                    let id = self.modules.len() as u32;
+                    self.modules.push(KnownModule {
+                        path: mapping.path.clone(),
+                        ranges: Vec::new(),
+                        file_for_reading: if mapping.path.starts_with('/') {
+                            PathBuf::from(format!(
+                                "/proc/{}/map_files/{:x}-{:x}",
+                                self.pid, mapping.start, mapping.end
+                            ))
+                        } else {
+                            PathBuf::new()
+                        },
+                    });
+                    self.by_path.insert(mapping.path.clone(), id);
+                    new_modules.push(id);
+                    id
+                }
+            };
+            let range = MappingRange {
+                start: mapping.start,
+                end: mapping.end,
+                file_offset: mapping.file_offset,
+            };
+            let module = &mut self.modules[id as usize];
+            if !module.ranges.contains(&range) {
+                module.ranges.push(range);
+            }
+            if !self
+                .ranges
+                .iter()
+                .any(|r| r.0 == mapping.start && r.1 == mapping.end && r.3 == id)
+            {
+                // A new mapping over an old range (dlclose then dlopen) replaces it.
+                self.ranges
+                    .retain(|r| r.1 <= mapping.start || r.0 >= mapping.end);
+                self.ranges
+                    .push((mapping.start, mapping.end, mapping.file_offset, id));
+            }
+        }
+        self.ranges.sort_unstable_by_key(|r| r.0);
+        new_modules
+    }
+
+    /// The module and file offset of `address`, if it falls in a known executable mapping.
+    pub fn resolve(&self, address: u64) -> Option<(u32, u64)> {
+        let index = self.ranges.partition_point(|r| r.0 <= address);
+        let &(start, end, file_offset, id) = self.ranges.get(index.checked_sub(1)?)?;
+        (address < end).then(|| (id, address - start + file_offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 123 /usr/bin/sample
+55d0c0a01000-55d0c0a02000 r-xp 00001000 08:01 123 /usr/bin/sample
+7f0000000000-7f0000026000 r--p 00000000 08:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000026000-7f000017c000 r-xp 00026000 08:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000200000-7f0000300000 rw-p 00000000 00:00 0 [heap]
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+7ffd10000000-7ffd10002000 rwxp 00000000 00:00 0
+";
+
+    #[test]
+    fn executable_file_mappings_and_vdso_only() {
+        let mappings = parse_exec_mappings(MAPS);
+        let paths: Vec<_> = mappings.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr/bin/sample",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "[vdso]"
+            ]
+        );
+    }
+
+    #[test]
+    fn resolves_addresses_to_file_offsets() {
+        let mut table = ModuleTable::new(1);
+        let new = table.apply(&parse_exec_mappings(MAPS));
+        assert_eq!(new, [0, 1, 2]);
+        assert_eq!(table.resolve(0x55d0c0a01010), Some((0, 0x1010)));
+        assert_eq!(table.resolve(0x7f0000026000 + 5), Some((1, 0x26005)));
+        assert_eq!(table.resolve(0x7f0000200010), None);
+        assert_eq!(table.resolve(0x55d0c0a02000), None);
+        assert_eq!(table.resolve(0), None);
+        assert!(table.apply(&parse_exec_mappings(MAPS)).is_empty());
+    }
+}

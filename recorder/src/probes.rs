@@ -1,0 +1,251 @@
+//! Loading memtrail's eBPF object and attaching its programs to the allocator functions.
+//!
+//! Owns: the embedded object, load-time globals and map sizes, which symbol gets which
+//! program at which file offset (including the decoded `free` offset and symbols that share an
+//! address), and detaching. Must not: read events or write the trace.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use aya::programs::{
+    UProbe, uprobe::UProbeAttachLocation, uprobe::UProbeLinkId, uprobe::UProbeScope,
+};
+use aya::{Ebpf, EbpfLoader};
+use memtrail_ebpf_abi as abi;
+
+use crate::elf_file::{ElfError, ElfFile};
+use crate::free_probe::{FreeProbePlacement, choose_free_probe_offset};
+
+/// The object built by `recorder-ebpf/build.sh` (committed; see recorder-ebpf/check.sh).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../../recorder-ebpf/memtrail.bpf.o");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("{library} has no `{symbol}` function to probe")]
+    MissingSymbol { library: PathBuf, symbol: String },
+    #[error(
+        "cannot load the eBPF program: permission denied (run as root, or grant CAP_BPF and CAP_PERFMON): {0}"
+    )]
+    PermissionDenied(String),
+    #[error("cannot load the eBPF program: {0}")]
+    Load(String),
+    #[error("cannot attach to {symbol} in {library}: {message}")]
+    Attach {
+        symbol: String,
+        library: PathBuf,
+        message: String,
+    },
+}
+
+/// Settings fixed when the object is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    /// Only this process is traced (in the kernel, on top of the attach scope).
+    pub target_tgid: u32,
+    pub min_size: u64,
+    pub ring_buffer_bytes: u32,
+}
+
+/// Which entry program probes which function. The return program is the same for all.
+const ALLOCATION_FUNCTIONS: [(&str, &str); 10] = [
+    ("malloc", abi::program::MALLOC_ENTRY),
+    ("calloc", abi::program::CALLOC_ENTRY),
+    ("realloc", abi::program::REALLOC_ENTRY),
+    ("reallocarray", abi::program::REALLOCARRAY_ENTRY),
+    ("posix_memalign", abi::program::POSIX_MEMALIGN_ENTRY),
+    // Before aligned_alloc: glibc makes aligned_alloc an alias of memalign (same address), and
+    // the first name listed for an address is the one probed and reported.
+    ("memalign", abi::program::MEMALIGN_ENTRY),
+    ("aligned_alloc", abi::program::ALIGNED_ALLOC_ENTRY),
+    ("valloc", abi::program::VALLOC_ENTRY),
+    ("pvalloc", abi::program::PVALLOC_ENTRY),
+    ("mmap", abi::program::MMAP_ENTRY),
+];
+
+/// What was attached where, for the trace's metadata and the user.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub free: Option<FreeProbePlacement>,
+    /// "symbol=reported-as" for functions sharing an address with an earlier one.
+    pub aliases: Vec<String>,
+    /// Allocation functions the library does not have (e.g. a jemalloc without pvalloc).
+    pub missing: Vec<String>,
+    pub probes: usize,
+}
+
+/// The loaded object with its attached programs.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    links: Vec<(&'static str, UProbeLinkId)>,
+}
+
+fn load_error(e: impl std::fmt::Display + std::fmt::Debug) -> ProbeError {
+    let debug = format!("{e:?}");
+    if debug.contains("PermissionDenied") || debug.contains("EPERM") || debug.contains("code: 1,") {
+        ProbeError::PermissionDenied(e.to_string())
+    } else {
+        ProbeError::Load(format!("{e}"))
+    }
+}
+
+impl Probes {
+    /// Loads the object (nothing attached yet).
+    pub fn load(settings: &LoadSettings) -> Result<Probes, ProbeError> {
+        let ebpf = EbpfLoader::new()
+            .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
+            .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
+            .map_max_entries(abi::EVENTS_MAP, settings.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(load_error)?;
+        Ok(Probes {
+            ebpf,
+            links: Vec::new(),
+        })
+    }
+
+    fn uprobe(&mut self, name: &'static str) -> Result<&mut UProbe, ProbeError> {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| ProbeError::Load(format!("program {name} missing from the object")))?;
+        let uprobe: &mut UProbe = program
+            .try_into()
+            .map_err(|e| ProbeError::Load(format!("program {name}: {e}")))?;
+        if uprobe.fd().is_err() {
+            uprobe.load().map_err(load_error)?;
+        }
+        Ok(uprobe)
+    }
+
+    fn attach_at(
+        &mut self,
+        program: &'static str,
+        symbol: &str,
+        file_offset: u64,
+        library: &Path,
+        pid: u32,
+    ) -> Result<(), ProbeError> {
+        let scope = match NonZeroU32::new(pid) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        let uprobe = self.uprobe(program)?;
+        let link = uprobe
+            .attach(
+                UProbeAttachLocation::AbsoluteOffset(file_offset),
+                library,
+                scope,
+            )
+            .map_err(|e| ProbeError::Attach {
+                symbol: symbol.to_owned(),
+                library: library.to_owned(),
+                message: error_chain(&e),
+            })?;
+        self.links.push((program, link));
+        Ok(())
+    }
+
+    /// Attaches every probe to the allocator functions of `library` (an absolute path),
+    /// scoped to `pid`. Return probes go first, so an entry is never seen without its return.
+    pub fn attach_allocator(&mut self, library: &Path, pid: u32) -> Result<Placement, ProbeError> {
+        let elf = ElfFile::read(library)?;
+        let mut placement = Placement::default();
+        let mut by_offset: HashMap<u64, &str> = HashMap::new();
+        let mut entries = Vec::new();
+        for (symbol, program) in ALLOCATION_FUNCTIONS {
+            let Some(function) = elf.function(symbol) else {
+                if symbol == "malloc" {
+                    return Err(ProbeError::MissingSymbol {
+                        library: library.to_owned(),
+                        symbol: symbol.to_owned(),
+                    });
+                }
+                placement.missing.push(symbol.to_owned());
+                continue;
+            };
+            if let Some(first) = by_offset.get(&function.file_offset) {
+                placement.aliases.push(format!("{symbol}={first}"));
+                continue;
+            }
+            by_offset.insert(function.file_offset, symbol);
+            entries.push((symbol, program, function.file_offset));
+        }
+        for &(symbol, _, offset) in &entries {
+            self.attach_at(abi::program::ALLOC_RETURN, symbol, offset, library, pid)?;
+        }
+        for &(symbol, program, offset) in &entries {
+            self.attach_at(program, symbol, offset, library, pid)?;
+        }
+
+        let free = elf
+            .function("free")
+            .ok_or_else(|| ProbeError::MissingSymbol {
+                library: library.to_owned(),
+                symbol: "free".to_owned(),
+            })?;
+        let free_placement = choose_free_probe_offset(elf.bytes_at(free.file_offset, 32));
+        self.attach_at(
+            abi::program::FREE_ENTRY,
+            "free",
+            free.file_offset + free_placement.offset,
+            library,
+            pid,
+        )?;
+        placement.free = Some(free_placement);
+        if let Some(munmap) = elf.function("munmap") {
+            self.attach_at(
+                abi::program::MUNMAP_ENTRY,
+                "munmap",
+                munmap.file_offset,
+                library,
+                pid,
+            )?;
+        } else {
+            placement.missing.push("munmap".to_owned());
+        }
+        placement.probes = self.links.len();
+        Ok(placement)
+    }
+
+    /// Detaches every probe (events already in the ring buffer stay there). Each detach waits
+    /// for the kernel to retire the probe (about 100 ms here), so they run in parallel.
+    pub fn detach_all(&mut self) {
+        let mut links = Vec::new();
+        for (program, link_id) in std::mem::take(&mut self.links) {
+            if let Some(Ok(uprobe)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from)
+                && let Ok(link) = uprobe.take_link(link_id)
+            {
+                links.push(link);
+            }
+        }
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// An error with its sources, on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

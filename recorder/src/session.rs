@@ -1,0 +1,615 @@
+//! One recording: from the attached probes to the finished trace file.
+//!
+//! Owns: the polling loop (ring buffer every ~10 ms, RSS, loss counters and target liveness
+//! every 100 ms), turning kernel events into trace records, translating kernel stack ids into
+//! deduplicated trace stacks with their modules and symbols, and the closing records (lost,
+//! exit, end). Must not: load or attach probes (see `probes`), or decide how the target is
+//! started (see `target`).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use memtrail_ebpf_abi as abi;
+use memtrail_format::{
+    AllocApi, EndTotals, FormatError, FreeApi, LostReason, Module, NO_MODULE, NO_STRING, Record,
+    Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
+};
+
+use crate::anon_mappings::AnonMappings;
+use crate::elf_file::build_id_of;
+use crate::modules::ModuleTable;
+use crate::probes::Probes;
+use crate::rss::sample_rss;
+use crate::symbols::SymbolResolver;
+use crate::target::{ExitStatus, Target};
+
+/// Set by the SIGINT/SIGTERM handler.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Right after a launched command is released, maps are re-read on every poll for this long,
+/// so short-lived programs have their modules known before they exit.
+const EARLY_PHASE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot write the trace: {0}")]
+    Write(#[from] FormatError),
+    #[error("eBPF map {0} is missing or has the wrong type")]
+    Map(&'static str),
+}
+
+pub struct SessionOptions {
+    pub stack_depth: usize,
+    pub page_size: u64,
+    pub symbolize: bool,
+    pub duration: Option<Duration>,
+    pub status_line: bool,
+}
+
+/// Why recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    TargetExited,
+    Signal,
+    Duration,
+}
+
+/// What the recording did, for the summary line.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub totals: EndTotals,
+    pub bytes_written: u64,
+    pub elapsed: Duration,
+    pub stop: StopReason,
+    pub exit: Option<ExitStatus>,
+}
+
+/// A trace being recorded: the writer plus everything interned so far.
+pub struct Recording {
+    writer: TraceWriter<File>,
+    start_monotonic_ns: u64,
+    stack_depth: usize,
+    modules: ModuleTable,
+    /// Kernel stack id -> trace stack id.
+    kernel_stacks: HashMap<u32, u32>,
+    /// Frames -> trace stack id (stacks equal after truncation share one id).
+    stacks_by_frames: HashMap<Vec<(u32, u64)>, u32>,
+    unknown_stack: Option<u32>,
+    next_stack_id: u32,
+    resolver: Option<SymbolResolver>,
+    symbolized: HashSet<(u32, u64)>,
+    totals: EndTotals,
+    lost_seen: [u64; abi::LOST_COUNTER_COUNT as usize],
+    anon_mappings: AnonMappings,
+    page_size: u64,
+    /// munmaps of regions never recorded as mapped (glibc releasing its own large blocks).
+    pub unrecorded_munmaps: u64,
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn lost_reason(counter: usize) -> LostReason {
+    match counter as u32 {
+        abi::LOST_RING_BUFFER_FULL => LostReason::RingBufferFull,
+        abi::LOST_STACK_UNAVAILABLE => LostReason::StackUnavailable,
+        abi::LOST_MISSING_ENTRY | abi::LOST_PENDING_TABLE_FULL => LostReason::MissingEntry,
+        _ => LostReason::Other,
+    }
+}
+
+impl Recording {
+    pub fn new(
+        writer: TraceWriter<File>,
+        start_monotonic_ns: u64,
+        pid: u32,
+        options: &SessionOptions,
+    ) -> Recording {
+        Recording {
+            writer,
+            start_monotonic_ns,
+            stack_depth: options.stack_depth,
+            modules: ModuleTable::new(pid),
+            kernel_stacks: HashMap::new(),
+            stacks_by_frames: HashMap::new(),
+            unknown_stack: None,
+            next_stack_id: 0,
+            resolver: options.symbolize.then(SymbolResolver::new),
+            symbolized: HashSet::new(),
+            totals: EndTotals::default(),
+            lost_seen: [0; abi::LOST_COUNTER_COUNT as usize],
+            anon_mappings: AnonMappings::default(),
+            page_size: options.page_size,
+            unrecorded_munmaps: 0,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        monotonic_now_ns().saturating_sub(self.start_monotonic_ns)
+    }
+
+    /// Re-reads the target's maps and writes a Module record for each new module.
+    fn refresh_modules(&mut self) -> Result<(), SessionError> {
+        let Ok(new_ids) = self.modules.refresh() else {
+            return Ok(()); // the process is gone: keep what is known
+        };
+        for id in new_ids {
+            let Some(module) = self.modules.module(id) else {
+                continue;
+            };
+            let build_id = if module.path.starts_with('/') {
+                let from_process = build_id_of(&module.file_for_reading);
+                if from_process.is_empty() {
+                    build_id_of(Path::new(&module.path))
+                } else {
+                    from_process
+                }
+            } else {
+                Vec::new()
+            };
+            let record = Record::Module(Box::new(Module {
+                id,
+                path: module.path.clone(),
+                build_id,
+                ranges: module.ranges.clone(),
+            }));
+            self.writer.write(&record)?;
+        }
+        Ok(())
+    }
+
+    fn unknown_stack_id(&mut self) -> Result<u32, SessionError> {
+        if let Some(id) = self.unknown_stack {
+            return Ok(id);
+        }
+        let id = self.next_stack_id;
+        self.next_stack_id += 1;
+        self.writer.write(&Record::Stack(Stack {
+            id,
+            unwinder: Unwinder::FramePointer,
+            truncated: true,
+            frames: Vec::new(),
+        }))?;
+        self.unknown_stack = Some(id);
+        Ok(id)
+    }
+
+    /// The trace stack id of a kernel stack id, writing the stack (and its modules and
+    /// symbols) the first time it is seen.
+    fn trace_stack(
+        &mut self,
+        kernel_id: i32,
+        stacks: &StackTraceMap<MapData>,
+    ) -> Result<u32, SessionError> {
+        let Ok(kernel_key) = u32::try_from(kernel_id) else {
+            return self.unknown_stack_id();
+        };
+        if let Some(&id) = self.kernel_stacks.get(&kernel_key) {
+            return Ok(id);
+        }
+        let Ok(trace) = stacks.get(&kernel_key, 0) else {
+            return self.unknown_stack_id();
+        };
+        let addresses: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+        let mut truncated =
+            addresses.len() > self.stack_depth || addresses.len() >= abi::MAX_STACK_DEPTH;
+        let mut frames = Vec::new();
+        let mut refreshed = false;
+        for &address in addresses.iter().take(self.stack_depth) {
+            let mut resolved = self.modules.resolve(address);
+            if resolved.is_none() && !refreshed {
+                // Maybe a library loaded since (dlopen): look again, once per stack.
+                self.refresh_modules()?;
+                refreshed = true;
+                resolved = self.modules.resolve(address);
+            }
+            match resolved {
+                Some((module, offset)) => frames.push(StackFrame {
+                    module,
+                    offset,
+                    address,
+                }),
+                None => {
+                    // Not code: frame pointers ended (a binary built without them gives one
+                    // real frame, then junk). Keep the reliable prefix.
+                    truncated = true;
+                    break;
+                }
+            }
+        }
+        let key: Vec<(u32, u64)> = frames.iter().map(|f| (f.module, f.offset)).collect();
+        if let Some(&id) = self.stacks_by_frames.get(&key) {
+            self.kernel_stacks.insert(kernel_key, id);
+            return Ok(id);
+        }
+        let id = self.next_stack_id;
+        self.next_stack_id += 1;
+        self.symbolize(&frames)?;
+        self.writer.write(&Record::Stack(Stack {
+            id,
+            unwinder: Unwinder::FramePointer,
+            truncated,
+            frames,
+        }))?;
+        self.stacks_by_frames.insert(key, id);
+        self.kernel_stacks.insert(kernel_key, id);
+        Ok(id)
+    }
+
+    /// Writes Symbol records for the frames not resolved before.
+    fn symbolize(&mut self, frames: &[StackFrame]) -> Result<(), SessionError> {
+        let Some(resolver) = self.resolver.as_ref() else {
+            return Ok(());
+        };
+        let mut by_module: HashMap<u32, Vec<u64>> = HashMap::new();
+        for frame in frames {
+            if frame.module != NO_MODULE && self.symbolized.insert((frame.module, frame.offset)) {
+                by_module
+                    .entry(frame.module)
+                    .or_default()
+                    .push(frame.offset);
+            }
+        }
+        let mut symbols = Vec::new();
+        for (module_id, offsets) in by_module {
+            let Some(module) = self.modules.module(module_id) else {
+                continue;
+            };
+            if !module.path.starts_with('/') {
+                continue; // the vdso: no file to read
+            }
+            let file = if module.file_for_reading.exists() {
+                module.file_for_reading.clone()
+            } else {
+                module.path.clone().into()
+            };
+            for (offset, source_frames) in offsets.iter().zip(resolver.resolve(&file, &offsets)) {
+                if !source_frames.is_empty() {
+                    symbols.push((module_id, *offset, source_frames));
+                }
+            }
+        }
+        for (module, offset, source_frames) in symbols {
+            let mut frames = Vec::with_capacity(source_frames.len());
+            for source in source_frames {
+                let function = self.writer.intern(&source.function)?;
+                let file = match &source.file {
+                    Some(file) => self.writer.intern(file)?,
+                    None => NO_STRING,
+                };
+                frames.push(SymbolFrame {
+                    function,
+                    file,
+                    line: source.line,
+                });
+            }
+            self.writer.write(&Record::Symbol(Symbol {
+                module,
+                offset,
+                frames,
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Converts one ring-buffer event into its record.
+    fn record_event(
+        &mut self,
+        bytes: &[u8],
+        stacks: &StackTraceMap<MapData>,
+    ) -> Result<(), SessionError> {
+        if bytes.len() < abi::EVENT_SIZE {
+            return Ok(());
+        }
+        // SAFETY: at least EVENT_SIZE bytes; Event is plain old data; unaligned read.
+        let event: abi::Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let time = event.time_ns.saturating_sub(self.start_monotonic_ns);
+        let record = match event.kind {
+            abi::EVENT_ALLOC | abi::EVENT_REALLOC => {
+                let Some(api) = AllocApi::from_u8(event.api) else {
+                    return Ok(());
+                };
+                let stack = self.trace_stack(event.stack_id, stacks)?;
+                if event.kind == abi::EVENT_ALLOC {
+                    if api == AllocApi::Mmap {
+                        self.anon_mappings
+                            .mapped(event.address, event.size, self.page_size);
+                    }
+                    self.totals.allocations += 1;
+                    Record::Alloc {
+                        time,
+                        thread: event.tid,
+                        address: event.address,
+                        size: event.size,
+                        stack,
+                        api,
+                    }
+                } else {
+                    self.totals.reallocs += 1;
+                    Record::Realloc {
+                        time,
+                        thread: event.tid,
+                        old_address: event.old_address,
+                        new_address: event.address,
+                        size: event.size,
+                        stack,
+                        api,
+                    }
+                }
+            }
+            abi::EVENT_FREE => {
+                let Some(api) = FreeApi::from_u8(event.api) else {
+                    return Ok(());
+                };
+                if api == FreeApi::Munmap && !self.anon_mappings.unmap(event.address, event.size) {
+                    self.unrecorded_munmaps += 1;
+                    return Ok(());
+                }
+                self.totals.frees += 1;
+                Record::Free {
+                    time,
+                    thread: event.tid,
+                    address: event.address,
+                    size: if api == FreeApi::Munmap {
+                        event.size
+                    } else {
+                        0
+                    },
+                    api,
+                }
+            }
+            _ => return Ok(()),
+        };
+        self.writer.write(&record)?;
+        Ok(())
+    }
+
+    /// Writes a Lost record for each counter that grew since the last call.
+    fn record_losses(&mut self, lost: &PerCpuArray<MapData, u64>) -> Result<(), SessionError> {
+        let time = self.now();
+        for counter in 0..abi::LOST_COUNTER_COUNT as usize {
+            let Ok(values) = lost.get(&(counter as u32), 0) else {
+                continue;
+            };
+            let total: u64 = values.iter().sum();
+            let new = total.saturating_sub(self.lost_seen[counter]);
+            if new > 0 {
+                self.lost_seen[counter] = total;
+                self.totals.lost += new;
+                self.writer.write(&Record::Lost {
+                    time,
+                    count: new,
+                    reason: lost_reason(counter),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_rss(&mut self, pid: u32) -> Result<(), SessionError> {
+        if let Some(sample) = sample_rss(pid) {
+            let time = self.now();
+            self.writer.write(&Record::Rss {
+                time,
+                rss_bytes: sample.rss_bytes,
+                anon_bytes: sample.anon_bytes,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Events written so far.
+    fn events(&self) -> u64 {
+        self.totals.allocations + self.totals.frees + self.totals.reallocs
+    }
+}
+
+/// Drains every event waiting in the ring buffer.
+fn drain(
+    recording: &mut Recording,
+    ring: &mut RingBuf<MapData>,
+    stacks: &StackTraceMap<MapData>,
+) -> Result<(), SessionError> {
+    while let Some(item) = ring.next() {
+        recording.record_event(&item, stacks)?;
+    }
+    Ok(())
+}
+
+fn wait_readable(fd: i32, timeout: Duration) {
+    let mut poll_fd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut poll_fd, 1, timeout.as_millis() as i32) };
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl Summary {
+    pub fn line(&self, path: &Path) -> String {
+        let t = &self.totals;
+        format!(
+            "memtrail-record: {} events ({} allocs, {} frees, {} reallocs), {} lost, {} written to {} in {:.1}s ({})",
+            t.allocations + t.frees + t.reallocs,
+            t.allocations,
+            t.frees,
+            t.reallocs,
+            t.lost,
+            human_bytes(self.bytes_written),
+            path.display(),
+            self.elapsed.as_secs_f64(),
+            match self.stop {
+                StopReason::TargetExited => "target exited",
+                StopReason::Signal => "stopped by signal",
+                StopReason::Duration => "duration reached",
+            }
+        )
+    }
+}
+
+/// Records until the target exits, a signal arrives or the duration is up, then closes the
+/// trace with the lost, exit and end records. On a write error the probes are detached and
+/// the error returned; what was written before stays readable.
+pub fn run(
+    mut recording: Recording,
+    probes: &mut Probes,
+    target: &mut Target,
+    options: &SessionOptions,
+) -> Result<Summary, SessionError> {
+    let started = Instant::now();
+    let mut ring = probes
+        .ebpf
+        .take_map(abi::EVENTS_MAP)
+        .and_then(|m| RingBuf::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::EVENTS_MAP))?;
+    let stacks = probes
+        .ebpf
+        .take_map(abi::STACKS_MAP)
+        .and_then(|m| StackTraceMap::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::STACKS_MAP))?;
+    let lost = probes
+        .ebpf
+        .take_map(abi::LOST_COUNTERS_MAP)
+        .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::LOST_COUNTERS_MAP))?;
+
+    let result = record_loop(
+        &mut recording,
+        &mut ring,
+        &stacks,
+        &lost,
+        target,
+        options,
+        started,
+    );
+    let exit_time = recording.now();
+    probes.detach_all();
+    let stop = result?;
+    // Events submitted before detaching are still in the ring.
+    drain(&mut recording, &mut ring, &stacks)?;
+    recording.record_losses(&lost)?;
+    if stop == StopReason::TargetExited {
+        let (code, signal) = match target.exit_status() {
+            Some(ExitStatus::Code(code)) => (Some(code), None),
+            Some(ExitStatus::Signal(signal)) => (None, Some(signal)),
+            None => (None, None),
+        };
+        recording.writer.write(&Record::Exit {
+            time: exit_time,
+            code,
+            signal,
+        })?;
+    }
+    let time = recording.now();
+    let totals = recording.totals;
+    recording.writer.write(&Record::End { time, totals })?;
+    recording.writer.flush()?;
+    let bytes_written = recording.writer.bytes_written();
+    recording.writer.finish_sync()?;
+    if options.status_line {
+        eprintln!();
+    }
+    Ok(Summary {
+        totals,
+        bytes_written,
+        elapsed: started.elapsed(),
+        stop,
+        exit: target.exit_status(),
+    })
+}
+
+fn record_loop(
+    recording: &mut Recording,
+    ring: &mut RingBuf<MapData>,
+    stacks: &StackTraceMap<MapData>,
+    lost: &PerCpuArray<MapData, u64>,
+    target: &mut Target,
+    options: &SessionOptions,
+    started: Instant,
+) -> Result<StopReason, SessionError> {
+    let ring_fd = ring.as_raw_fd();
+    let pid = target.pid;
+    let early_phase = target.is_child();
+    let mut next_tick = Instant::now();
+    let mut next_status = Instant::now() + Duration::from_secs(1);
+    let mut last_status_events = 0u64;
+    recording.refresh_modules()?;
+    recording.record_rss(pid)?;
+    loop {
+        if early_phase && started.elapsed() < EARLY_PHASE {
+            wait_readable(ring_fd, Duration::from_millis(1));
+            recording.refresh_modules()?;
+        } else {
+            wait_readable(ring_fd, POLL_INTERVAL);
+        }
+        drain(recording, ring, stacks)?;
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK_INTERVAL;
+            let exited = target.has_exited();
+            if !exited {
+                recording.refresh_modules()?;
+                recording.record_rss(pid)?;
+            }
+            recording.record_losses(lost)?;
+            if exited {
+                return Ok(StopReason::TargetExited);
+            }
+        }
+        if STOP_REQUESTED.load(Ordering::Relaxed) {
+            return Ok(StopReason::Signal);
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(StopReason::Duration);
+        }
+        if options.status_line && now >= next_status {
+            next_status = now + Duration::from_secs(1);
+            let events = recording.events();
+            eprint!(
+                "\r\x1b[2K[memtrail-record] {:.0}s  {} events/s  {} written  {} lost",
+                started.elapsed().as_secs_f64(),
+                events - last_status_events,
+                human_bytes(recording.writer.bytes_written()),
+                recording.totals.lost
+            );
+            last_status_events = events;
+        }
+    }
+}
+
+/// True when stderr is a terminal (for the live status line).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
