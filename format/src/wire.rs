@@ -35,25 +35,88 @@ pub const SIZE_SLOTS: usize = 4096;
 const ADDRESS_SLOTS: usize = 16384;
 /// Per-thread predictions live in this many slots, chosen by `thread % THREAD_SLOTS`.
 pub const THREAD_SLOTS: usize = 64;
-/// How many of a thread slot's recent addresses a reference may point back to.
-pub const THREAD_WINDOW: usize = 256;
+/// Length of each thread slot's list of blocks it allocated and of blocks it freed.
+pub const THREAD_LIST: usize = 64;
 
-/// What encoder and decoder remember per thread slot, identically.
-#[derive(Clone)]
-struct ThreadSlot {
-    prev_stack: u32,
-    prev_literal: u64,
-    seq: u64,
-    window: [u64; THREAD_WINDOW],
+/// Which side of a block's life an address is on: it decides which list predicts it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An address being allocated: likely one this thread freed recently (allocators reuse
+    /// the most recently freed block of a size, per thread).
+    Allocated = 0,
+    /// An address being freed: likely one this thread allocated recently, newest first.
+    Freed = 1,
 }
 
-impl Default for ThreadSlot {
+/// A most-recent-first list of at most `THREAD_LIST` addresses.
+#[derive(Clone)]
+struct RecentList {
+    len: usize,
+    items: [u64; THREAD_LIST],
+}
+
+impl Default for RecentList {
     fn default() -> Self {
-        ThreadSlot {
-            prev_stack: 0,
-            prev_literal: 0,
-            seq: 0,
-            window: [0; THREAD_WINDOW],
+        RecentList {
+            len: 0,
+            items: [0; THREAD_LIST],
+        }
+    }
+}
+
+impl RecentList {
+    fn find(&self, address: u64) -> Option<usize> {
+        self.items[..self.len].iter().position(|&a| a == address)
+    }
+
+    /// Removes and returns the entry at `i` (newest is 0).
+    #[inline]
+    fn take(&mut self, i: usize) -> Option<u64> {
+        if i >= self.len {
+            return None;
+        }
+        let a = self.items[i];
+        self.items.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        Some(a)
+    }
+
+    /// Puts `address` first, dropping the oldest entry when full.
+    #[inline]
+    fn push_front(&mut self, address: u64) {
+        let keep = self.len.min(THREAD_LIST - 1);
+        self.items.copy_within(0..keep, 1);
+        self.items[0] = address;
+        self.len = keep + 1;
+    }
+}
+
+/// What encoder and decoder remember per thread slot, identically.
+#[derive(Clone, Default)]
+struct ThreadSlot {
+    prev_stack: u32,
+    /// The last literal address of each role: new blocks come from a bump pointer, while
+    /// literal frees are of old blocks, so the two walk different parts of the heap.
+    prev_literal: [u64; 2],
+    /// Addresses this slot allocated (and has not been seen freeing), newest first.
+    allocated: RecentList,
+    /// Addresses this slot freed (and has not been seen allocating again), newest first.
+    freed: RecentList,
+}
+
+impl ThreadSlot {
+    fn list(&mut self, role: Role) -> &mut RecentList {
+        match role {
+            Role::Allocated => &mut self.freed,
+            Role::Freed => &mut self.allocated,
+        }
+    }
+
+    /// Moves `address` to the front of the list of the other side of its life.
+    fn remember(&mut self, role: Role, address: u64) {
+        match role {
+            Role::Allocated => self.allocated.push_front(address),
+            Role::Freed => self.freed.push_front(address),
         }
     }
 }
@@ -71,6 +134,10 @@ pub(crate) const TAG_END: u8 = 8;
 pub(crate) const TAG_ALLOC: u8 = 16;
 pub(crate) const TAG_FREE: u8 = 32;
 pub(crate) const TAG_REALLOC: u8 = 48;
+/// Flag on event tags: the thread differs from the previous event's; a delta follows.
+pub(crate) const FLAG_NEW_THREAD: u8 = 0x80;
+/// Flag on alloc and realloc tags: the size is the stack's previous size; none is stored.
+pub(crate) const FLAG_SAME_SIZE: u8 = 0x40;
 
 const COLUMNS: usize = 8;
 const TAGS: usize = 0;
@@ -113,8 +180,6 @@ pub(crate) struct FrameEncoder {
     /// Direct-mapped: stack % SIZE_SLOTS -> (stack + 1, its last size); 0 = empty.
     sizes: Vec<(u64, u64)>,
     threads: Vec<ThreadSlot>,
-    /// Direct-mapped: hash(address) -> (address, thread slot, slot sequence number).
-    recent_in_thread: Vec<(u64, u32, u64)>,
     current_slot: usize,
 }
 
@@ -142,7 +207,6 @@ impl FrameEncoder {
             recent: vec![(0, u64::MAX); ADDRESS_SLOTS],
             sizes: vec![(0, 0); SIZE_SLOTS],
             threads: vec![ThreadSlot::default(); THREAD_SLOTS],
-            recent_in_thread: vec![(0, u32::MAX, 0); ADDRESS_SLOTS],
             current_slot: 0,
         }
     }
@@ -160,56 +224,59 @@ impl FrameEncoder {
         Ok(())
     }
 
-    fn thread(&mut self, thread: u32) -> std::io::Result<()> {
+    /// Writes the thread delta if the thread changed; returns the tag flag to set.
+    fn thread(&mut self, thread: u32) -> std::io::Result<u8> {
+        if thread == self.prev_thread {
+            return Ok(0);
+        }
         self.current_slot = thread as usize % THREAD_SLOTS;
         let d = thread.wrapping_sub(self.prev_thread) as i32;
         self.prev_thread = thread;
         put!(&mut self.columns[THREADS], &zigzag(i64::from(d)));
-        Ok(())
+        Ok(FLAG_NEW_THREAD)
     }
 
-    fn address(&mut self, address: u64) -> std::io::Result<()> {
+    fn address(&mut self, address: u64, role: Role) -> std::io::Result<()> {
         let seq = self.address_seq;
         let slot = address_slot(address);
         let (seen, at) = self.recent[slot];
         let back = seq.wrapping_sub(at);
-        let ts = self.current_slot;
-        let tseq = self.threads[ts].seq;
-        let (tseen, tslot, tat) = self.recent_in_thread[slot];
-        let tback = tseq.wrapping_sub(tat);
-        if tseen == address && tslot as usize == ts && tback >= 1 && tback <= THREAD_WINDOW as u64 {
-            put!(&mut self.columns[ADDRESSES], &(2 * tback - 1));
+        let t = &mut self.threads[self.current_slot];
+        let list = t.list(role);
+        if let Some(i) = list.find(address) {
+            list.take(i);
+            put!(&mut self.columns[ADDRESSES], &(2 * i as u64 + 1));
         } else if seen == address && at != u64::MAX && back >= 1 && back <= ADDRESS_WINDOW as u64 {
             put!(&mut self.columns[ADDRESSES], &(2 * back));
         } else {
             put!(&mut self.columns[ADDRESSES], &0u64);
-            let t = &mut self.threads[ts];
-            let d = address.wrapping_sub(t.prev_literal) as i64;
-            t.prev_literal = address;
+            let prev = &mut t.prev_literal[role as usize];
+            let d = address.wrapping_sub(*prev) as i64;
+            *prev = address;
             put!(&mut self.columns[LITERALS], &zigzag(d));
         }
+        let t = &mut self.threads[self.current_slot];
+        t.remember(role, address);
         self.recent[slot] = (address, seq);
         self.address_seq += 1;
-        self.recent_in_thread[slot] = (address, ts as u32, tseq);
-        let t = &mut self.threads[ts];
-        t.window[tseq as usize % THREAD_WINDOW] = address;
-        t.seq += 1;
         Ok(())
     }
 
-    fn size_and_stack(&mut self, size: u64, stack: u32) -> std::io::Result<()> {
+    /// Writes stack and size; returns the tag flag to set.
+    fn size_and_stack(&mut self, size: u64, stack: u32) -> std::io::Result<u8> {
         let slot = &mut self.sizes[stack as usize % SIZE_SLOTS];
-        if slot.0 == u64::from(stack) + 1 && slot.1 == size {
-            put!(&mut self.columns[SIZES], &0u128);
+        let flag = if slot.0 == u64::from(stack) + 1 && slot.1 == size {
+            FLAG_SAME_SIZE
         } else {
-            put!(&mut self.columns[SIZES], &(u128::from(size) + 1));
-        }
+            put!(&mut self.columns[SIZES], &size);
+            0
+        };
         *slot = (u64::from(stack) + 1, size);
         let t = &mut self.threads[self.current_slot];
         let d = stack.wrapping_sub(t.prev_stack) as i32;
         t.prev_stack = stack;
         put!(&mut self.columns[STACKS], &zigzag(i64::from(d)));
-        Ok(())
+        Ok(flag)
     }
 
     pub(crate) fn encode(&mut self, record: &Record) -> std::io::Result<()> {
@@ -228,11 +295,13 @@ impl FrameEncoder {
             Record::Exit { .. } => TAG_EXIT,
             Record::End { .. } => TAG_END,
         };
+        let tag_at = self.columns[TAGS].len();
         self.columns[TAGS].push(tag);
         if let Some(time) = record.time() {
             self.time(time)?;
         }
         let body = BODIES;
+        let mut flags = 0;
         match record {
             Record::Alloc {
                 thread,
@@ -241,9 +310,9 @@ impl FrameEncoder {
                 stack,
                 ..
             } => {
-                self.thread(*thread)?;
-                self.address(*address)?;
-                self.size_and_stack(*size, *stack)?;
+                flags |= self.thread(*thread)?;
+                self.address(*address, Role::Allocated)?;
+                flags |= self.size_and_stack(*size, *stack)?;
             }
             Record::Free {
                 thread,
@@ -252,10 +321,10 @@ impl FrameEncoder {
                 api,
                 ..
             } => {
-                self.thread(*thread)?;
-                self.address(*address)?;
+                flags |= self.thread(*thread)?;
+                self.address(*address, Role::Freed)?;
                 if *api == FreeApi::Munmap {
-                    put!(&mut self.columns[SIZES], &(u128::from(*size) + 1));
+                    put!(&mut self.columns[SIZES], size);
                 }
             }
             Record::Realloc {
@@ -266,10 +335,10 @@ impl FrameEncoder {
                 stack,
                 ..
             } => {
-                self.thread(*thread)?;
-                self.address(*old_address)?;
-                self.address(*new_address)?;
-                self.size_and_stack(*size, *stack)?;
+                flags |= self.thread(*thread)?;
+                self.address(*old_address, Role::Freed)?;
+                self.address(*new_address, Role::Allocated)?;
+                flags |= self.size_and_stack(*size, *stack)?;
             }
             Record::Meta(m) => {
                 let b = &mut self.columns[body];
@@ -352,6 +421,7 @@ impl FrameEncoder {
                 put!(b, &totals.lost);
             }
         }
+        self.columns[TAGS][tag_at] |= flags;
         Ok(())
     }
 
@@ -372,19 +442,16 @@ impl FrameEncoder {
         let recent = std::mem::take(&mut self.recent);
         let sizes = std::mem::take(&mut self.sizes);
         let threads = std::mem::take(&mut self.threads);
-        let recent_in_thread = std::mem::take(&mut self.recent_in_thread);
         *self = FrameEncoder {
             columns,
             recent,
             sizes,
             threads,
-            recent_in_thread,
             ..FrameEncoder::new_empty(time_unit)
         };
         self.recent.fill((0, u64::MAX));
         self.sizes.fill((0, 0));
         self.threads.fill(ThreadSlot::default());
-        self.recent_in_thread.fill((0, u32::MAX, 0));
         Ok(())
     }
 
@@ -399,7 +466,6 @@ impl FrameEncoder {
             recent: Vec::new(),
             sizes: Vec::new(),
             threads: Vec::new(),
-            recent_in_thread: Vec::new(),
             current_slot: 0,
         }
     }
@@ -513,36 +579,22 @@ pub(crate) struct FrameDecoder {
     current_slot: usize,
 }
 
-/// Decodes one value of column `c` and advances it.
-#[inline(always)]
-fn take<T: Decode<()>>(payload: &[u8], span: &mut Span) -> Result<T, DecodeError> {
-    let mut d = dec(Column {
-        bytes: payload,
-        pos: span.pos,
-        end: span.end,
-    });
-    let v = T::decode(&mut d);
-    span.pos = bincode::de::Decoder::reader(&mut d).pos;
-    v
-}
-
 /// Decodes one bincode varint (`config::standard()`) of column `span`: the hot path of every
 /// event field, written out so it inlines. Byte `b < 251` is the value; 251, 252 and 253 are
 /// followed by a little-endian u16, u32 and u64.
 #[inline(always)]
-fn take_varint(payload: &[u8], span: &mut Span) -> Result<u64, DecodeError> {
-    let bytes = payload
-        .get(span.pos..span.end)
-        .ok_or(DecodeError::UnexpectedEnd { additional: 1 })?;
+fn take_varint(payload: &[u8], span: &mut Span) -> Result<u64, &'static str> {
+    const SHORT: &str = "its column ends too early";
+    let bytes = payload.get(span.pos..span.end).ok_or(SHORT)?;
     let (v, used) = match bytes.first() {
         Some(&b) if b < 251 => (u64::from(b), 1),
         Some(251) => match bytes.get(1..3) {
             Some(x) => (u64::from(u16::from_le_bytes([x[0], x[1]])), 3),
-            None => return Err(DecodeError::UnexpectedEnd { additional: 2 }),
+            None => return Err(SHORT),
         },
         Some(252) => match bytes.get(1..5) {
             Some(x) => (u64::from(u32::from_le_bytes([x[0], x[1], x[2], x[3]])), 5),
-            None => return Err(DecodeError::UnexpectedEnd { additional: 4 }),
+            None => return Err(SHORT),
         },
         Some(253) => match bytes.get(1..9) {
             Some(x) => {
@@ -550,14 +602,27 @@ fn take_varint(payload: &[u8], span: &mut Span) -> Result<u64, DecodeError> {
                 b8.copy_from_slice(x);
                 (u64::from_le_bytes(b8), 9)
             }
-            None => return Err(DecodeError::UnexpectedEnd { additional: 8 }),
+            None => return Err(SHORT),
         },
         // 254 (u128) and 255 never encode a value that fits the hot columns' u64.
-        Some(_) => return Err(DecodeError::Other("varint does not fit 64 bits")),
-        None => return Err(DecodeError::UnexpectedEnd { additional: 1 }),
+        Some(_) => return Err("varint does not fit 64 bits"),
+        None => return Err(SHORT),
     };
     span.pos += used;
     Ok(v)
+}
+
+/// A bincode error as a fixed message: the hot path must not build or drop strings.
+fn describe(e: DecodeError) -> &'static str {
+    match e {
+        DecodeError::UnexpectedEnd { .. } => "its column ends too early",
+        DecodeError::LimitExceeded => "a length exceeds the decoder's limit",
+        DecodeError::Other(what) => what,
+        DecodeError::Utf8 { .. } => "a string is not valid UTF-8",
+        DecodeError::InvalidBooleanValue(_) => "an option flag is not 0 or 1",
+        DecodeError::UnexpectedVariant { .. } => "an option flag is not 0 or 1",
+        _ => "a value is malformed",
+    }
 }
 
 impl FrameDecoder {
@@ -632,26 +697,22 @@ impl FrameDecoder {
         let tag_pos = self.columns[TAGS].pos;
         Some(self.decode_one(p).map_err(|(column, e)| RecordError {
             pos: self.columns[column].pos,
-            what: format!(
-                "record with tag at payload byte {tag_pos}: {}",
-                match e {
-                    DecodeError::UnexpectedEnd { .. } => "its column ends too early".into(),
-                    DecodeError::LimitExceeded => "a length exceeds the decoder's limit".into(),
-                    other => other.to_string(),
-                }
-            ),
+            what: format!("record with tag at payload byte {tag_pos}: {e}"),
         }))
     }
 
     #[inline(always)]
-    fn time(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
+    fn time(&mut self, p: &[u8]) -> Result<u64, (usize, &'static str)> {
         let d = take_varint(p, &mut self.columns[TIMES]).map_err(|e| (TIMES, e))?;
         self.prev_time = self.prev_time.wrapping_add(unzigzag(d) as u64);
         Ok(self.prev_time.wrapping_mul(self.time_unit))
     }
 
     #[inline(always)]
-    fn thread(&mut self, p: &[u8]) -> Result<u32, (usize, DecodeError)> {
+    fn thread(&mut self, p: &[u8], tag: u8) -> Result<u32, (usize, &'static str)> {
+        if tag & FLAG_NEW_THREAD == 0 {
+            return Ok(self.prev_thread);
+        }
         let d = take_varint(p, &mut self.columns[THREADS]).map_err(|e| (THREADS, e))?;
         self.prev_thread = self.prev_thread.wrapping_add(unzigzag(d) as u32);
         self.current_slot = self.prev_thread as usize % THREAD_SLOTS;
@@ -659,93 +720,84 @@ impl FrameDecoder {
     }
 
     #[inline(always)]
-    fn address(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
-        let back = take_varint(p, &mut self.columns[ADDRESSES]).map_err(|e| (ADDRESSES, e))?;
+    fn address(&mut self, p: &[u8], role: Role) -> Result<u64, (usize, &'static str)> {
+        let code = take_varint(p, &mut self.columns[ADDRESSES]).map_err(|e| (ADDRESSES, e))?;
         let t = &mut self.threads[self.current_slot];
-        let address = if back == 0 {
+        let address = if code == 0 {
             let d = take_varint(p, &mut self.columns[LITERALS]).map_err(|e| (LITERALS, e))?;
-            t.prev_literal = t.prev_literal.wrapping_add(unzigzag(d) as u64);
-            t.prev_literal
-        } else if back % 2 == 1 {
-            let back = back.div_ceil(2);
-            if back > THREAD_WINDOW as u64 || back > t.seq {
-                return Err((
-                    ADDRESSES,
-                    DecodeError::Other("address reference points before its thread's window"),
-                ));
-            }
-            t.window[(t.seq - back) as usize % THREAD_WINDOW]
+            let prev = &mut t.prev_literal[role as usize];
+            *prev = prev.wrapping_add(unzigzag(d) as u64);
+            *prev
+        } else if code % 2 == 1 {
+            let i = usize::try_from(code / 2).unwrap_or(usize::MAX);
+            t.list(role).take(i).ok_or((
+                ADDRESSES,
+                "address reference past the end of its thread's list",
+            ))?
         } else {
-            let back = back / 2;
+            let back = code / 2;
             if back > ADDRESS_WINDOW as u64 || back > self.address_seq {
                 return Err((
                     ADDRESSES,
-                    DecodeError::Other("address reference points before the frame's window"),
+                    "address reference points before the frame's window",
                 ));
             }
             self.window[(self.address_seq - back) as usize % ADDRESS_WINDOW]
         };
+        t.remember(role, address);
         self.window[self.address_seq as usize % ADDRESS_WINDOW] = address;
         self.address_seq += 1;
-        let t = &mut self.threads[self.current_slot];
-        t.window[t.seq as usize % THREAD_WINDOW] = address;
-        t.seq += 1;
         Ok(address)
     }
 
     /// A size written as `size + 1` (never predicted): the length of a munmap.
-    fn explicit_size(&mut self, p: &[u8]) -> Result<u64, (usize, DecodeError)> {
-        let coded: u128 = take(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?;
-        coded
-            .checked_sub(1)
-            .and_then(|v| u64::try_from(v).ok())
-            .ok_or((SIZES, DecodeError::Other("munmap length code out of range")))
+    fn explicit_size(&mut self, p: &[u8]) -> Result<u64, (usize, &'static str)> {
+        take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))
     }
 
     #[inline(always)]
-    fn size_and_stack(&mut self, p: &[u8]) -> Result<(u64, u32), (usize, DecodeError)> {
-        // Sizes are u128 on the wire (size + 1 must fit); values past u64 are rare and go
-        // through bincode's own decoder.
-        let coded: u128 = match p.get(self.columns[SIZES].pos) {
-            Some(&b) if b < 254 => {
-                u128::from(take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?)
-            }
-            _ => take(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?,
+    fn size_and_stack(&mut self, p: &[u8], tag: u8) -> Result<(u64, u32), (usize, &'static str)> {
+        let explicit = if tag & FLAG_SAME_SIZE == 0 {
+            Some(take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?)
+        } else {
+            None
         };
         let d = take_varint(p, &mut self.columns[STACKS]).map_err(|e| (STACKS, e))?;
         let t = &mut self.threads[self.current_slot];
         let stack = t.prev_stack.wrapping_add(unzigzag(d) as u32);
         t.prev_stack = stack;
         let slot = &mut self.sizes[stack as usize % SIZE_SLOTS];
-        let size = if coded == 0 {
-            if slot.0 != u64::from(stack) + 1 {
-                return Err((
-                    SIZES,
-                    DecodeError::Other("size refers to a stack not seen in this frame"),
-                ));
-            }
-            slot.1
-        } else {
-            u64::try_from(coded - 1).map_err(|_| (SIZES, DecodeError::Other("size above 2^64")))?
+        let size = match explicit {
+            Some(size) => size,
+            None if slot.0 == u64::from(stack) + 1 => slot.1,
+            None => return Err((SIZES, "size refers to a stack not seen in this frame")),
         };
         *slot = (u64::from(stack) + 1, size);
         Ok((size, stack))
     }
 
-    fn decode_one(&mut self, p: &[u8]) -> Result<Record, (usize, DecodeError)> {
+    fn decode_one(&mut self, p: &[u8]) -> Result<Record, (usize, &'static str)> {
         let tags = &mut self.columns[TAGS];
         let tag = *p[..tags.end]
             .get(tags.pos)
-            .ok_or((TAGS, DecodeError::Other("tag column ends too early")))?;
+            .ok_or((TAGS, "the tag column ends too early"))?;
         tags.pos += 1;
-        let unknown = || (TAGS, DecodeError::Other("unknown record tag"));
-        let record = match tag {
+        let unknown = || (TAGS, "unknown record tag");
+        let flags = tag & (FLAG_NEW_THREAD | FLAG_SAME_SIZE);
+        let base = tag & !(FLAG_NEW_THREAD | FLAG_SAME_SIZE);
+        let sized = (TAG_ALLOC..TAG_ALLOC + 16).contains(&base)
+            || (TAG_REALLOC..TAG_REALLOC + 16).contains(&base);
+        let event = sized || (TAG_FREE..TAG_FREE + 16).contains(&base);
+        if (flags & FLAG_NEW_THREAD != 0 && !event) || (flags & FLAG_SAME_SIZE != 0 && !sized) {
+            return Err(unknown());
+        }
+        let record = match base {
             t if (TAG_ALLOC..TAG_ALLOC + 16).contains(&t) => {
                 let api = AllocApi::from_u8(t - TAG_ALLOC).ok_or_else(unknown)?;
                 let time = self.time(p)?;
-                let thread = self.thread(p)?;
-                let address = self.address(p)?;
-                let (size, stack) = self.size_and_stack(p)?;
+                let thread = self.thread(p, tag)?;
+                let address = self.address(p, Role::Allocated)?;
+                let (size, stack) = self.size_and_stack(p, tag)?;
                 Record::Alloc {
                     time,
                     thread,
@@ -758,8 +810,8 @@ impl FrameDecoder {
             t if (TAG_FREE..TAG_FREE + 16).contains(&t) => {
                 let api = FreeApi::from_u8(t - TAG_FREE).ok_or_else(unknown)?;
                 let time = self.time(p)?;
-                let thread = self.thread(p)?;
-                let address = self.address(p)?;
+                let thread = self.thread(p, tag)?;
+                let address = self.address(p, Role::Freed)?;
                 let size = match api {
                     FreeApi::Free => 0,
                     FreeApi::Munmap => self.explicit_size(p)?,
@@ -775,10 +827,10 @@ impl FrameDecoder {
             t if (TAG_REALLOC..TAG_REALLOC + 16).contains(&t) => {
                 let api = AllocApi::from_u8(t - TAG_REALLOC).ok_or_else(unknown)?;
                 let time = self.time(p)?;
-                let thread = self.thread(p)?;
-                let old_address = self.address(p)?;
-                let new_address = self.address(p)?;
-                let (size, stack) = self.size_and_stack(p)?;
+                let thread = self.thread(p, tag)?;
+                let old_address = self.address(p, Role::Freed)?;
+                let new_address = self.address(p, Role::Allocated)?;
+                let (size, stack) = self.size_and_stack(p, tag)?;
                 Record::Realloc {
                     time,
                     thread,
@@ -791,10 +843,11 @@ impl FrameDecoder {
             }
             TAG_LOST | TAG_RSS | TAG_EXIT | TAG_END => {
                 let time = self.time(p)?;
-                self.timed_body(p, tag, time).map_err(|e| (BODIES, e))?
+                self.timed_body(p, tag, time)
+                    .map_err(|e| (BODIES, describe(e)))?
             }
             TAG_META | TAG_STRING | TAG_MODULE | TAG_STACK | TAG_SYMBOL => {
-                self.body(p, tag).map_err(|e| (BODIES, e))?
+                self.body(p, tag).map_err(|e| (BODIES, describe(e)))?
             }
             _ => return Err(unknown()),
         };
