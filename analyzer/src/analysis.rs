@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use memtrail_format::{FileHeader, Record, TraceMeta, TraceReader, Truncation};
+use memtrail_format::{FileHeader, Record, TraceMeta, Truncation};
 
 use crate::aggregate::StackRow;
 use crate::error::{Error, Result};
 use crate::replay::{Replay, ReplayOptions, ReplayOutput};
+use crate::source::{default_threads, read_records};
 use crate::symbols::SymbolTable;
 
 /// Everything known about a trace after one pass.
@@ -28,45 +29,45 @@ pub struct Analysis {
     pub skipped_unknown_frames: u64,
 }
 
-/// Reads `path` and replays it.
+/// Reads `path` and replays it, decoding frames on [`default_threads`] threads.
 pub fn analyze(path: &Path, options: ReplayOptions) -> Result<Analysis> {
-    let reader = TraceReader::open(path).map_err(|e| Error::trace(path, e))?;
-    analyze_reader(path, reader, options)
+    let file = std::fs::File::open(path).map_err(|e| Error::trace(path, e.into()))?;
+    let input = std::io::BufReader::with_capacity(1 << 20, file);
+    analyze_from(path, input, options, default_threads())
 }
 
-/// Replays a trace from any reader; `path` names it in messages.
+/// Replays a trace held in memory; `path` names it in messages.
 pub fn analyze_bytes(path: &Path, bytes: &[u8], options: ReplayOptions) -> Result<Analysis> {
-    let reader = TraceReader::new(bytes).map_err(|e| Error::trace(path, e))?;
-    analyze_reader(path, reader, options)
+    analyze_from(path, bytes, options, 1)
 }
 
-fn analyze_reader<R: std::io::Read>(
+/// Replays a trace from any reader with `threads` decoding threads (1: all on this thread).
+pub fn analyze_from<R: std::io::Read + Send>(
     path: &Path,
-    mut reader: TraceReader<R>,
+    input: R,
     options: ReplayOptions,
+    threads: usize,
 ) -> Result<Analysis> {
     let mut symbols = SymbolTable::default();
     let mut replay = Replay::new(options);
     let mut meta = None;
-    for record in &mut reader {
-        let record = record.map_err(|e| Error::trace(path, e))?;
-        match symbols.take(record) {
-            None => {}
-            Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
-            Some(Record::Meta(_)) => {}
-            Some(other) => replay.record(&other),
-        }
-    }
+    let summary = read_records(input, threads, |record| match symbols.take(record) {
+        None => {}
+        Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
+        Some(Record::Meta(_)) => {}
+        Some(other) => replay.record(&other),
+    })
+    .map_err(|e| Error::trace(path, e))?;
     Ok(Analysis {
         path: path.to_owned(),
-        header: reader.header(),
+        header: summary.header,
         has_meta: meta.is_some(),
         meta: meta.unwrap_or_default(),
         symbols,
         replay: replay.finish(),
-        truncation: reader.truncation().cloned(),
-        records: reader.records_read(),
-        skipped_unknown_frames: reader.skipped_unknown_frames(),
+        truncation: summary.truncation,
+        records: summary.records,
+        skipped_unknown_frames: summary.skipped_unknown_frames,
     })
 }
 

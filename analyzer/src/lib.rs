@@ -2,7 +2,8 @@
 //! candidates with verdicts, allocation lifetimes, flame graphs, a heap timeline and exports.
 //!
 //! Data flows one way:
-//! trace records (`memtrail-format`) -> [`analysis`] (reads the file once) -> [`replay`] (event
+//! trace records ([`source`]: frames decoded on worker threads, in order) -> [`analysis`]
+//! (one pass) -> [`replay`] (event
 //! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows, DataFrame) ->
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
 //! CSV/Parquet, SVG). [`commands`] glues one CLI command ([`cli`]) to that pipeline.
@@ -18,11 +19,12 @@ pub mod error;
 pub mod render;
 pub mod replay;
 pub mod report;
+pub mod source;
 pub mod symbols;
 pub mod units;
 pub mod verdict;
 
-pub use analysis::{Analysis, analyze, analyze_bytes};
+pub use analysis::{Analysis, analyze, analyze_bytes, analyze_from};
 pub use commands::run;
 pub use error::{Error, Result};
 pub use replay::{Replay, ReplayOptions, ReplayOutput};

@@ -602,3 +602,48 @@ fn garbage_is_not_a_trace() {
     .to_string();
     assert!(e.starts_with("junk.bin: not a memtrail trace"), "{e}");
 }
+
+#[test]
+fn parallel_decoding_matches_sequential() {
+    let mut t = Trace::new();
+    t.stack(1, &["f"]).stack(2, &["g"]);
+    for i in 0..300_000u64 {
+        t.alloc(i * 10, 0x1000 + i * 16, 16 + i % 7, (i % 2) as u32 + 1);
+        if i % 3 == 0 {
+            t.free(i * 10 + 5, 0x1000 + i * 16);
+        }
+    }
+    let bytes = t.finish_at(3_000_000);
+    let one =
+        memtrail::analyze_from(Path::new("a"), &bytes[..], ReplayOptions::default(), 1).unwrap();
+    for threads in [2, 3, 4] {
+        let many = memtrail::analyze_from(
+            Path::new("a"),
+            &bytes[..],
+            ReplayOptions::default(),
+            threads,
+        )
+        .unwrap();
+        assert_eq!(many.replay.rows, one.replay.rows, "{threads} threads");
+        assert_eq!(many.records, one.records);
+        assert!(many.truncation.is_none());
+    }
+    // Cut and corrupted files behave the same way on several threads.
+    let cut = &bytes[..bytes.len() / 2];
+    let a1 = memtrail::analyze_from(Path::new("a"), cut, ReplayOptions::default(), 1).unwrap();
+    let a3 = memtrail::analyze_from(Path::new("a"), cut, ReplayOptions::default(), 3).unwrap();
+    assert_eq!(a1.truncation, a3.truncation);
+    assert!(a3.truncation.is_some());
+    assert_eq!(a1.replay.rows, a3.replay.rows);
+    let mut bad = bytes.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x55;
+    let e1 = memtrail::analyze_from(Path::new("a"), &bad[..], ReplayOptions::default(), 1)
+        .unwrap_err()
+        .to_string();
+    let e3 = memtrail::analyze_from(Path::new("a"), &bad[..], ReplayOptions::default(), 3)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e1, e3);
+    assert!(e1.contains("corrupt"), "{e1}");
+}
