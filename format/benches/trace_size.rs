@@ -283,7 +283,7 @@ fn baseline_rows(records: &[Record]) -> (usize, f64) {
     let mut chunks = Vec::new();
     let mut raw = Vec::new();
     let (mut pt, mut pa) = (0u64, 0u64);
-    let mut flush = |raw: &mut Vec<u8>, chunks: &mut Vec<Vec<u8>>| {
+    let flush = |raw: &mut Vec<u8>, chunks: &mut Vec<Vec<u8>>| {
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
         e.write_all(raw).expect("deflate");
         chunks.push(e.finish().expect("deflate"));
@@ -336,7 +336,7 @@ fn baseline_rows(records: &[Record]) -> (usize, f64) {
         let mut slice = &buf[..];
         while let Some((&tag, rest)) = slice.split_first() {
             slice = rest;
-            let mut next = |s: &mut &[u8]| -> u64 {
+            let next = |s: &mut &[u8]| -> u64 {
                 let (v, n): (u64, usize) = bincode::decode_from_slice(s, cfg).expect("decode");
                 *s = &s[n..];
                 v
