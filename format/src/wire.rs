@@ -48,9 +48,13 @@ enum Role {
     Freed = 1,
 }
 
-/// A most-recent-first list of at most `THREAD_LIST` addresses.
+/// A most-recent-first list of at most `THREAD_LIST` addresses, kept in a ring so that
+/// putting an address first costs O(1) and removing entry `i` costs O(i) (entries near the
+/// front are the common case).
 #[derive(Clone)]
 struct RecentList {
+    /// Ring position of entry 0.
+    head: usize,
     len: usize,
     items: [u64; THREAD_LIST],
 }
@@ -58,6 +62,7 @@ struct RecentList {
 impl Default for RecentList {
     fn default() -> Self {
         RecentList {
+            head: 0,
             len: 0,
             items: [0; THREAD_LIST],
         }
@@ -65,29 +70,37 @@ impl Default for RecentList {
 }
 
 impl RecentList {
-    fn find(&self, address: u64) -> Option<usize> {
-        self.items[..self.len].iter().position(|&a| a == address)
+    #[inline(always)]
+    fn at(&self, i: usize) -> usize {
+        (self.head + i) % THREAD_LIST
     }
 
-    /// Removes and returns the entry at `i` (newest is 0).
+    fn find(&self, address: u64) -> Option<usize> {
+        (0..self.len).find(|&i| self.items[self.at(i)] == address)
+    }
+
+    /// Removes and returns entry `i` (the newest is 0).
     #[inline]
     fn take(&mut self, i: usize) -> Option<u64> {
         if i >= self.len {
             return None;
         }
-        let a = self.items[i];
-        self.items.copy_within(i + 1..self.len, i);
+        let a = self.items[self.at(i)];
+        // Close the gap by moving the i newer entries one step toward the old end.
+        for j in (0..i).rev() {
+            self.items[self.at(j + 1)] = self.items[self.at(j)];
+        }
+        self.head = self.at(1);
         self.len -= 1;
         Some(a)
     }
 
-    /// Puts `address` first, dropping the oldest entry when full.
+    /// Puts `address` first; when full, the oldest entry is overwritten.
     #[inline]
     fn push_front(&mut self, address: u64) {
-        let keep = self.len.min(THREAD_LIST - 1);
-        self.items.copy_within(0..keep, 1);
-        self.items[0] = address;
-        self.len = keep + 1;
+        self.head = self.at(THREAD_LIST - 1);
+        self.items[self.head] = address;
+        self.len = (self.len + 1).min(THREAD_LIST);
     }
 }
 
