@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use flate2::Compression;
 
@@ -23,6 +24,9 @@ pub struct WriterOptions {
     pub frame_bytes: usize,
     /// DEFLATE level, 0 (store) to 9 (smallest).
     pub level: u32,
+    /// A frame is also closed when it has been open this long, so a recorder that is killed
+    /// (or a host that crashes) loses at most this much of a slow trickle of events.
+    pub flush_interval: Option<Duration>,
 }
 
 impl Default for WriterOptions {
@@ -32,6 +36,7 @@ impl Default for WriterOptions {
         WriterOptions {
             frame_bytes: 256 << 10,
             level: 6,
+            flush_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -46,6 +51,7 @@ pub struct TraceWriter<W: Write> {
     strings: HashMap<String, u32>,
     bytes_written: u64,
     records_in_frame: u64,
+    frame_opened: Instant,
     /// Set after a failed write: the stream may end in a partial frame, so nothing more may
     /// be appended after it.
     failed: Option<String>,
@@ -69,6 +75,7 @@ impl<W: Write> TraceWriter<W> {
             options: WriterOptions {
                 frame_bytes: options.frame_bytes.clamp(1, MAX_RAW_PAYLOAD / 2),
                 level: options.level.min(9),
+                flush_interval: options.flush_interval,
             },
             encoder: FrameEncoder::new(u64::from(meta.time_resolution_ns.max(1))),
             raw: Vec::with_capacity(options.frame_bytes + 4096),
@@ -76,6 +83,7 @@ impl<W: Write> TraceWriter<W> {
             strings: HashMap::new(),
             bytes_written: header.len() as u64,
             records_in_frame: 0,
+            frame_opened: Instant::now(),
             failed: None,
         };
         writer.write(&Record::Meta(Box::new(meta.clone())))?;
@@ -111,6 +119,16 @@ impl<W: Write> TraceWriter<W> {
         self.records_in_frame += 1;
         if self.encoder.len() >= self.options.frame_bytes {
             self.write_frame()?;
+        } else if self.records_in_frame == 1 {
+            self.frame_opened = Instant::now();
+        } else if self.records_in_frame % 256 == 0
+            && let Some(interval) = self.options.flush_interval
+            && self.frame_opened.elapsed() >= interval
+        {
+            self.write_frame()?;
+            if let Some(inner) = self.inner.as_mut() {
+                inner.flush().map_err(|e| self.fail(e))?;
+            }
         }
         Ok(())
     }
@@ -139,6 +157,20 @@ impl<W: Write> TraceWriter<W> {
             inner.flush().map_err(|e| self.fail(e))?;
         }
         Ok(())
+    }
+
+    /// Flushes if the open frame is older than `flush_interval`. A recorder calls this from
+    /// its poll loop, so a quiet process's few events still reach the disk within the interval.
+    pub fn flush_if_due(&mut self) -> Result<bool, FormatError> {
+        match self.options.flush_interval {
+            Some(interval)
+                if self.records_in_frame > 0 && self.frame_opened.elapsed() >= interval =>
+            {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Bytes handed to the output so far (the file size, once flushed).

@@ -430,3 +430,18 @@ fn write_fuzz_seeds() {
     let cut = write_all(&records, &meta(), 200);
     std::fs::write(dir.join("truncated.trace"), &cut[..cut.len() - 7]).expect("seed");
 }
+
+#[test]
+fn a_frame_older_than_the_flush_interval_is_written() {
+    let options = WriterOptions {
+        flush_interval: Some(std::time::Duration::from_millis(1)),
+        ..WriterOptions::default()
+    };
+    let mut w = TraceWriter::with_options(Vec::new(), &meta(), options).expect("writer");
+    w.write(&sample_records()[0]).expect("write");
+    assert!(w.bytes_written() == FILE_HEADER_LEN as u64);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(w.flush_if_due().expect("flush"));
+    assert!(w.bytes_written() > FILE_HEADER_LEN as u64);
+    assert!(!w.flush_if_due().expect("nothing pending"));
+}
