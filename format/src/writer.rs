@@ -121,7 +121,7 @@ impl<W: Write> TraceWriter<W> {
             self.write_frame()?;
         } else if self.records_in_frame == 1 {
             self.frame_opened = Instant::now();
-        } else if self.records_in_frame % 256 == 0
+        } else if self.records_in_frame.is_multiple_of(256)
             && let Some(interval) = self.options.flush_interval
             && self.frame_opened.elapsed() >= interval
         {
