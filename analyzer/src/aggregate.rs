@@ -286,22 +286,32 @@ pub fn size_class(size: u64) -> usize {
     (64 - size.saturating_sub(1).leading_zeros()) as usize
 }
 
-/// The label of size class `i`: `<= 1 B`, `2 B`, `3-4 B`, `5-8 B`, ... `513 B-1 KiB`.
+/// The label of size class `i`: `<= 1 B`, `2 B`, `3-4 B`, ... `513 B-1 KiB`, `1-2 KiB`
+/// (upper bound inclusive, lower bound exclusive from 1 KiB on).
 pub fn size_class_label(i: usize) -> String {
-    use crate::units::format_bytes;
+    fn short(n: u64) -> String {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut v = n;
+        let mut u = 0;
+        while v >= 1024 && v.is_multiple_of(1024) && u + 1 < UNITS.len() {
+            v /= 1024;
+            u += 1;
+        }
+        format!("{v} {}", UNITS[u])
+    }
     match i {
         0 => "<= 1 B".into(),
         1 => "2 B".into(),
-        _ if i >= 64 => "> 8 EiB".into(),
-        _ => {
-            let high = 1u64 << i;
-            let low = (1u64 << (i - 1)) + 1;
-            format!(
-                "{}-{}",
-                format_bytes(low).replace(" B", ""),
-                format_bytes(high)
-            )
+        2..=9 => format!("{}-{} B", (1u64 << (i - 1)) + 1, 1u64 << i),
+        10 => "513 B-1 KiB".into(),
+        11..=63 => {
+            let (low, high) = (short(1 << (i - 1)), short(1 << i));
+            match (low.split_once(' '), high.split_once(' ')) {
+                (Some((l, lu)), Some((h, hu))) if lu == hu => format!("{l}-{h} {hu}"),
+                _ => format!("{low}-{high}"),
+            }
         }
+        _ => "> 8 EiB".into(),
     }
 }
 
@@ -623,7 +633,11 @@ mod tests {
         assert_eq!(size_class(4), 2);
         assert_eq!(size_class(1024), 10);
         assert_eq!(size_class(1025), 11);
-        assert_eq!(size_class_label(10), "513-1.00 KiB");
+        assert_eq!(size_class_label(10), "513 B-1 KiB");
+        assert_eq!(size_class_label(5), "17-32 B");
+        assert_eq!(size_class_label(11), "1-2 KiB");
+        assert_eq!(size_class_label(20), "512 KiB-1 MiB");
+        assert_eq!(size_class_label(21), "1-2 MiB");
     }
 
     #[test]

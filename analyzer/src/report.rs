@@ -68,7 +68,11 @@ pub fn scaled_row(a: &Analysis, row: &StackRow) -> StackRow {
 
 /// The verdict of a stack's curve.
 pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
-    classify(&row.unfreed_over_time, a.replay.axis.bucket_ns)
+    classify(
+        &row.unfreed_over_time,
+        a.replay.axis.bucket_ns,
+        a.replay.duration_ns,
+    )
 }
 
 /// Leak candidates: stacks with unfreed bytes (older than `--min-age`), leaks first, then by

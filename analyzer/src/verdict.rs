@@ -50,10 +50,10 @@ pub struct Classification {
     pub reason: String,
 }
 
-/// Classifies a curve whose buckets are `bucket_ns` wide.
-pub fn classify(curve: &[i64], bucket_ns: u64) -> Classification {
+/// Classifies a curve whose buckets are `bucket_ns` wide, over a recording of `duration_ns`.
+pub fn classify(curve: &[i64], bucket_ns: u64, duration_ns: u64) -> Classification {
     let n = curve.len();
-    let at = |i: usize| format_duration(i as u64 * bucket_ns);
+    let at = |i: usize| format_duration((i as u64 * bucket_ns).min(duration_ns));
     let end_value = curve.last().copied().unwrap_or(0).max(0);
     if n < 8 {
         return Classification {
@@ -127,14 +127,18 @@ mod tests {
     use super::*;
 
     fn v(curve: &[i64]) -> Verdict {
-        classify(curve, 1_000_000).verdict
+        classify(curve, 1_000_000, 64_000_000).verdict
     }
 
     #[test]
     fn steady_growth_is_a_leak() {
         let c: Vec<i64> = (1..=64).map(|i| i * 8192).collect();
         assert_eq!(v(&c), Verdict::Leak);
-        assert!(classify(&c, 1_000_000).reason.starts_with("still growing"));
+        assert!(
+            classify(&c, 1_000_000, 64_000_000)
+                .reason
+                .starts_with("still growing")
+        );
     }
 
     #[test]
