@@ -4,11 +4,14 @@
 //! truncation warning and the sampling scale. Must not format output or decide verdicts.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use memtrail_format::{FileHeader, Record, TraceMeta, Truncation};
 
 use crate::aggregate::StackRow;
 use crate::error::{Error, Result};
+use crate::progress::CountingReader;
 use crate::replay::{Replay, ReplayOptions, ReplayOutput};
 use crate::source::{default_threads, read_records};
 use crate::symbols::SymbolTable;
@@ -31,8 +34,17 @@ pub struct Analysis {
 
 /// Reads `path` and replays it, decoding frames on [`default_threads`] threads.
 pub fn analyze(path: &Path, options: ReplayOptions) -> Result<Analysis> {
+    analyze_counting(path, options, Arc::default())
+}
+
+/// [`analyze`], adding the bytes read so far to `bytes_read` (for a progress bar).
+pub fn analyze_counting(
+    path: &Path,
+    options: ReplayOptions,
+    bytes_read: Arc<AtomicU64>,
+) -> Result<Analysis> {
     let file = std::fs::File::open(path).map_err(|e| Error::trace(path, e.into()))?;
-    let input = std::io::BufReader::with_capacity(1 << 20, file);
+    let input = std::io::BufReader::with_capacity(1 << 20, CountingReader::new(file, bytes_read));
     analyze_from(path, input, options, default_threads())
 }
 

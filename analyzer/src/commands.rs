@@ -7,9 +7,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::analysis::{Analysis, analyze};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crate::analysis::{Analysis, analyze_counting};
 use crate::cli::{Cli, Command, ExportFormat, ExportWhat, LeakFormat, ReplayArgs, TextFormat};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::render::{self, export::TableFormat};
 use crate::replay::ReplayOptions;
 use crate::report;
@@ -132,7 +136,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
 }
 
 fn load(path: &Path, options: ReplayOptions, warn: &mut dyn FnMut(&str)) -> Result<Analysis> {
-    let a = analyze(path, options)?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(path, bytes_read.clone());
+    let a = analyze_counting(path, options, bytes_read);
+    progress.finish();
+    let a = a?;
     for w in a.warnings() {
         warn(&w);
     }

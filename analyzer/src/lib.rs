@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod progress;
 pub mod render;
 pub mod replay;
 pub mod report;
