@@ -1,7 +1,7 @@
 //! Writes a synthetic trace shaped like a malloc-heavy program, for timing the analyzer.
 //!
-//! `cargo run --release -p memtrail --example synth_trace -- OUT.trace [ALLOCATIONS]`
-//! (default 5,000,000 allocations, 99% of them freed, from 8,000 symbolized stacks of depth
+//! `cargo run --release -p memtrail --example synth_trace -- OUT.trace [ALLOCATIONS [STACKS]]`
+//! (default 5,000,000 allocations, 99% of them freed, from 8,000 (STACKS) symbolized stacks of depth
 //! 8-12, sizes 16-4096 B, about 50,000 blocks live at a time).
 
 use memtrail_format::{
@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: synth_trace OUT.trace [ALLOCATIONS]")?;
     let n: u64 = args.next().map_or(Ok(5_000_000), |s| s.parse())?;
+    let stacks: u32 = args.next().map_or(Ok(8000), |s| s.parse())?;
     let meta = TraceMeta {
         tool_version: "synthetic".into(),
         command_line: vec!["synthetic-churn".into(), n.to_string()],
@@ -42,11 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ranges: vec![],
     })))?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    const STACKS: u32 = 8000;
     let file = w.intern("src/churn.c")?;
     // 2000 functions; each stack is a path of 8-12 of them.
     let mut symbolized = std::collections::HashSet::new();
-    for id in 0..STACKS {
+    for id in 0..stacks {
         let depth = 8 + rng.below(5);
         let mut frames = Vec::new();
         for d in 0..depth {
@@ -88,8 +88,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..n {
         time += 600 + rng.below(400);
         // Zipf-like: small ids far more often.
-        let r = rng.below(u64::from(STACKS)) + 1;
-        let stack = ((r * r) / u64::from(STACKS)) as u32 % STACKS;
+        let r = rng.below(u64::from(stacks)) + 1;
+        let stack = ((r * r) / u64::from(stacks)) as u32 % stacks;
         let size = 16 + rng.below(4081);
         let address = next_addr;
         next_addr += size.next_multiple_of(16) + 16;

@@ -63,11 +63,16 @@ pub fn analyze_from<R: std::io::Read + Send>(
     let mut symbols = SymbolTable::default();
     let mut replay = Replay::new(options);
     let mut meta = None;
-    let summary = read_records(input, threads, |record| match symbols.take(record) {
-        None => {}
-        Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
-        Some(Record::Meta(_)) => {}
-        Some(other) => replay.record(&other),
+    let summary = read_records(input, threads, |record| {
+        // Events first, by reference: they are nearly all the records.
+        if record.time().is_some() {
+            replay.record(&record);
+            return;
+        }
+        match symbols.take(record) {
+            Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
+            _ => {}
+        }
     })
     .map_err(|e| Error::trace(path, e))?;
     Ok(Analysis {
