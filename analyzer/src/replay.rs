@@ -116,6 +116,9 @@ pub struct ReplayStats {
     pub end: Option<(u64, EndTotals)>,
     /// Latest time of any record.
     pub last_time_ns: u64,
+    /// Time of the first and last alloc, free or realloc replayed.
+    pub first_event_ns: Option<u64>,
+    pub last_event_ns: u64,
 }
 
 /// One allocation, for `export --what allocations`.
@@ -136,6 +139,11 @@ pub struct ReplayOutput {
     /// Length of the replayed window: the end record's time (or the last record's), capped at
     /// `--at`.
     pub duration_ns: u64,
+    /// When the process was active: from its first event to its exit (or the end of the
+    /// window). Curves, verdicts and `--min-age` use this span: a recording that goes on after
+    /// the process exited, or starts before it allocates, does not flatten its curves.
+    pub active_start_ns: u64,
+    pub active_end_ns: u64,
     pub stats: ReplayStats,
     /// One row per stack that allocated or released anything, by stack id.
     pub rows: Vec<StackRow>,
@@ -247,6 +255,8 @@ impl Replay {
         // Events from several CPUs can be a little out of order; the clock never goes back.
         self.now = self.now.max(time);
         self.stats.last_time_ns = self.stats.last_time_ns.max(time);
+        self.stats.last_event_ns = self.now;
+        self.stats.first_event_ns.get_or_insert(self.now);
         self.now
     }
 
@@ -456,13 +466,18 @@ impl Replay {
         if let Some(at) = options.at_ns {
             duration_ns = duration_ns.min(at);
         }
-        let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), duration_ns);
+        let active_end_ns = match stats.exit {
+            Some((t, _, _)) => t.max(stats.last_event_ns).min(duration_ns),
+            None => duration_ns,
+        };
+        let active_start_ns = stats.first_event_ns.unwrap_or(0).min(active_end_ns);
+        let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), active_end_ns);
         let (heap_axis, heap_shift) =
             TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
 
         // Unfreed (count, bytes) per stack, counting a split mapping once.
         let mut unfreed: IntMap<u32, (u64, u64)> = IntMap::default();
-        let old_enough = |t: u64| duration_ns.saturating_sub(t) >= options.min_age_ns;
+        let old_enough = |t: u64| active_end_ns.saturating_sub(t) >= options.min_age_ns;
         for (&address, b) in &live.heap {
             if old_enough(b.time) {
                 let u = unfreed.entry(b.stack).or_default();
@@ -517,6 +532,8 @@ impl Replay {
         ReplayOutput {
             options,
             duration_ns,
+            active_start_ns,
+            active_end_ns,
             rows: stack_rows,
             axis,
             heap_curve: aggs.heap_curve.finish(heap_shift, heap_axis.buckets),

@@ -68,10 +68,13 @@ pub fn scaled_row(a: &Analysis, row: &StackRow) -> StackRow {
 
 /// The verdict of a stack's curve.
 pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
+    let r = &a.replay;
+    let start = (r.active_start_ns / r.axis.bucket_ns.max(1)) as usize;
     classify(
         &row.unfreed_over_time,
-        a.replay.axis.bucket_ns,
-        a.replay.duration_ns,
+        r.axis.bucket_ns,
+        start,
+        r.active_end_ns,
     )
 }
 

@@ -5,6 +5,8 @@
 //! on hand-made curves.
 //!
 //! The curve has one value per time bucket: the stack's live bytes at the end of the bucket.
+//! Only the span when the process was active is read (from its first event to its exit), so a
+//! recording that starts early or goes on after the exit does not make a leak look flat.
 //! To ignore short-lived churn, trends are read on *floors*: the minimum over a window of
 //! `n/16` buckets. Rules, in order:
 //! 1. `leak`: the floor at the end is above the floor just before the last quarter by more than
@@ -50,10 +52,13 @@ pub struct Classification {
     pub reason: String,
 }
 
-/// Classifies a curve whose buckets are `bucket_ns` wide, over a recording of `duration_ns`.
-pub fn classify(curve: &[i64], bucket_ns: u64, duration_ns: u64) -> Classification {
+/// Classifies a curve whose buckets are `bucket_ns` wide. Only the buckets from `start` on
+/// are read (the process's activity starts there); times in the reason are capped at `end_ns`.
+pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Classification {
+    let start = start.min(curve.len().saturating_sub(1));
+    let curve = &curve[start..];
     let n = curve.len();
-    let at = |i: usize| format_duration((i as u64 * bucket_ns).min(duration_ns));
+    let at = |i: usize| format_duration(((start + i) as u64 * bucket_ns).min(end_ns));
     let end_value = curve.last().copied().unwrap_or(0).max(0);
     if n < 8 {
         return Classification {
@@ -104,7 +109,7 @@ pub fn classify(curve: &[i64], bucket_ns: u64, duration_ns: u64) -> Classificati
         return Classification {
             verdict: Verdict::UnfreedAtExit,
             reason: format!(
-                "allocated {how} (90% of its {} reached by {}, {}% into the recording), flat since",
+                "allocated {how} (90% of its {} reached by {}, {}% into the run), flat since",
                 format_bytes(end_value as u64),
                 at(reach + 1),
                 (reach + 1) * 100 / n
@@ -114,7 +119,7 @@ pub fn classify(curve: &[i64], bucket_ns: u64, duration_ns: u64) -> Classificati
     Classification {
         verdict: Verdict::GrowingThenStable,
         reason: format!(
-            "grew until {} ({}% into the recording) over {steps} steps, then flat at {} (a cache or pool?)",
+            "grew until {} ({}% into the run) over {steps} steps, then flat at {} (a cache or pool?)",
             at(reach + 1),
             (reach + 1) * 100 / n,
             format_bytes(end_value as u64)
@@ -127,7 +132,7 @@ mod tests {
     use super::*;
 
     fn v(curve: &[i64]) -> Verdict {
-        classify(curve, 1_000_000, 64_000_000).verdict
+        classify(curve, 1_000_000, 0, 64_000_000).verdict
     }
 
     #[test]
@@ -135,7 +140,7 @@ mod tests {
         let c: Vec<i64> = (1..=64).map(|i| i * 8192).collect();
         assert_eq!(v(&c), Verdict::Leak);
         assert!(
-            classify(&c, 1_000_000, 64_000_000)
+            classify(&c, 1_000_000, 0, 64_000_000)
                 .reason
                 .starts_with("still growing")
         );

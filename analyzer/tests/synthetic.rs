@@ -647,3 +647,33 @@ fn parallel_decoding_matches_sequential() {
     assert_eq!(e1, e3);
     assert!(e1.contains("corrupt"), "{e1}");
 }
+
+#[test]
+fn verdicts_and_min_age_use_the_span_the_process_was_active() {
+    // The recorder starts 2 s before the first allocation and stops 10 s after the exit.
+    let mut t = Trace::new();
+    t.stack(1, &["fibonacci", "child"]);
+    for i in 0..400u64 {
+        t.alloc(2000 * MS + i * 10 * MS, 0x1000 + i * 0x2000, 8192, 1);
+    }
+    t.record(Record::Exit {
+        time: 6000 * MS,
+        code: Some(0),
+        signal: None,
+    });
+    let a = run(
+        &t.finish_at(16_000 * MS),
+        ReplayOptions {
+            min_age_ns: 500 * MS,
+            ..Default::default()
+        },
+    );
+    assert_eq!(a.replay.duration_ns, 16_000 * MS);
+    assert_eq!(a.replay.active_start_ns, 2000 * MS);
+    assert_eq!(a.replay.active_end_ns, 6000 * MS);
+    let rep = report::leaks(&a, None);
+    let c = &rep.candidates[0];
+    assert_eq!(c.verdict, Verdict::Leak, "{}", c.reason);
+    // Allocated up to 5.99 s, exit at 6 s: those after 5.5 s are younger than --min-age.
+    assert_eq!(c.row.unfreed_allocations, 351);
+}

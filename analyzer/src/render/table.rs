@@ -56,7 +56,13 @@ pub fn info(a: &Analysis) -> String {
     if m.start_wall_ns > 0 {
         let _ = writeln!(o, "started      {}", format_wall(m.start_wall_ns));
     }
-    let _ = writeln!(o, "duration     {}", format_duration(r.duration_ns));
+    let _ = writeln!(
+        o,
+        "duration     {} (process active from {} to {})",
+        format_duration(r.duration_ns),
+        format_duration(r.active_start_ns),
+        format_duration(r.active_end_ns)
+    );
     if m.sample_bytes > 0 {
         let _ = writeln!(
             o,
