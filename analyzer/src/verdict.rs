@@ -9,6 +9,7 @@
 //! recording that starts early or goes on after the exit does not make a leak look flat.
 //! To ignore short-lived churn, trends are read on *floors*: the minimum over a window of
 //! `n/16` buckets. Rules, in order:
+//! 0. A curve that rose in a single bucket is `unfreed-at-exit`: one burst is not a trend.
 //! 1. `leak`: the floor at the end is above the floor just before the last quarter by more than
 //!    5% of the final bytes, or the floors of the last quarter's four sub-windows rise steadily.
 //! 2. `unfreed-at-exit`: not growing at the end, and either 90% of the final bytes were reached
@@ -78,6 +79,19 @@ pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Cla
             .min()
             .unwrap_or(0)
     };
+    let steps = curve.windows(2).filter(|w| w[1] > w[0]).count() + usize::from(curve[0] > 0);
+    if steps <= 1 {
+        let when = curve.iter().position(|&v| v > 0).unwrap_or(0);
+        return Classification {
+            verdict: Verdict::UnfreedAtExit,
+            reason: format!(
+                "allocated in one step at {} ({}% into the run), not growing: {} live at the end",
+                at(when),
+                when * 100 / n,
+                format_bytes(end_value as u64)
+            ),
+        };
+    }
     let quarter = n - n / 4;
     let floor_end = floor(n);
     let floor_before = floor(quarter);
@@ -103,13 +117,11 @@ pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Cla
         .iter()
         .position(|&v| v as f64 >= 0.9 * fin as f64)
         .unwrap_or(n - 1);
-    let steps = curve.windows(2).filter(|w| w[1] > w[0]).count() + usize::from(curve[0] > 0);
-    if (reach + 1) * 4 <= n || steps <= 1 {
-        let how = if steps <= 1 { "in one step" } else { "early" };
+    if (reach + 1) * 4 <= n {
         return Classification {
             verdict: Verdict::UnfreedAtExit,
             reason: format!(
-                "allocated {how} (90% of its {} reached by {}, {}% into the run), flat since",
+                "allocated early (90% of its {} reached by {}, {}% into the run), flat since",
                 format_bytes(end_value as u64),
                 at(reach + 1),
                 (reach + 1) * 100 / n
@@ -173,6 +185,15 @@ mod tests {
         assert_eq!(v(&c), Verdict::UnfreedAtExit);
         // Too short to tell.
         assert_eq!(v(&[1, 2, 3]), Verdict::UnfreedAtExit);
+        // One allocation just before the end: not a trend either.
+        let mut c = vec![0i64; 64];
+        c[63] = 8192;
+        assert_eq!(v(&c), Verdict::UnfreedAtExit);
+        assert!(
+            classify(&c, 1_000_000, 0, 64_000_000)
+                .reason
+                .contains("one step at 63.0 ms")
+        );
     }
 
     #[test]
