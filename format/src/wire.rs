@@ -586,9 +586,9 @@ pub(crate) struct FrameDecoder {
     prev_time: u64,
     prev_thread: u32,
     address_seq: u64,
-    window: Vec<u64>,
-    sizes: Vec<(u64, u64)>,
-    threads: Vec<ThreadSlot>,
+    window: Box<[u64; ADDRESS_WINDOW]>,
+    sizes: Box<[(u64, u64); SIZE_SLOTS]>,
+    threads: Box<[ThreadSlot; THREAD_SLOTS]>,
     current_slot: usize,
 }
 
@@ -693,9 +693,9 @@ impl FrameDecoder {
             prev_time: 0,
             prev_thread: 0,
             address_seq: 0,
-            window: vec![0; ADDRESS_WINDOW],
-            sizes: vec![(0, 0); SIZE_SLOTS],
-            threads: vec![ThreadSlot::default(); THREAD_SLOTS],
+            window: Box::new([0; ADDRESS_WINDOW]),
+            sizes: Box::new([(0, 0); SIZE_SLOTS]),
+            threads: Box::new(std::array::from_fn(|_| ThreadSlot::default())),
             current_slot: 0,
         })
     }
