@@ -231,6 +231,9 @@ fn install_stop_handlers() {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<i32> {
+    // First: a Ctrl-C during setup must still end in a complete trace (the loop then stops
+    // at once), and never kill the recorder while a launched child waits to be released.
+    install_stop_handlers();
     if cli.pid.is_none() && cli.command.is_empty() {
         bail!("nothing to trace: give -p PID, or a command after `--`");
     }
@@ -241,6 +244,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             "CAP_BPF and CAP_PERFMON",
             missing.join(", ")
         );
+    }
+    if let Some(pid) = cli.pid {
+        Target::existing(pid)?;
     }
     // Allocator library: chosen before the target runs anything.
     let (library, library_name) = match &cli.lib {
@@ -257,11 +263,6 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             None => "libc not found in the recorder's own mappings".to_owned(),
         })?,
     };
-    if let Some(pid) = cli.pid {
-        // A bad PID is reported before the libc lookup error would hide it.
-        Target::existing(pid)?;
-    }
-
     let (host_name, kernel_release) = host_facts();
     let start_wall_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -283,9 +284,15 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         target_tgid: target.pid,
         min_size: cli.min_size,
         ring_buffer_bytes: cli.ring_buffer_size,
+        stop_at_exit: target.is_child(),
     };
     let mut probes = Probes::load(&probe_settings)?;
     let placement = probes.attach_allocator(&library, target.pid)?;
+    if target.is_child()
+        && let Some((libc, _)) = find_libc(None)
+    {
+        probes.attach_exit_stop(&libc, target.pid)?;
+    }
     if !target.is_child() && target.has_exited() {
         bail!(
             "process {} exited while the probes were being attached",
@@ -341,8 +348,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     let writer = TraceWriter::create(&cli.output, &meta)
         .with_context(|| format!("cannot create {}", cli.output.display()))?;
 
-    install_stop_handlers();
     let options = SessionOptions {
+        allocator_path: library_name.clone(),
         stack_depth: usize::from(cli.stack_depth),
         page_size: u64::from(meta.page_size),
         symbolize: !cli.no_symbols,

@@ -47,6 +47,8 @@ pub struct LoadSettings {
     pub target_tgid: u32,
     pub min_size: u64,
     pub ring_buffer_bytes: u32,
+    /// Stop the target with SIGSTOP when it calls libc's `exit` (see `attach_exit_stop`).
+    pub stop_at_exit: bool,
 }
 
 /// Which entry program probes which function. The return program is the same for all.
@@ -97,6 +99,11 @@ impl Probes {
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
             .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
+            .override_global(
+                abi::GLOBAL_STOP_AT_EXIT,
+                &u32::from(settings.stop_at_exit),
+                true,
+            )
             .map_max_entries(abi::EVENTS_MAP, settings.ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .map_err(load_error)?;
@@ -208,6 +215,26 @@ impl Probes {
         }
         placement.probes = self.links.len();
         Ok(placement)
+    }
+
+    /// Probes libc's `exit` so that a launched target stops there (SIGSTOP) until the recorder
+    /// has read its mappings: a short-lived program would otherwise be gone, maps and all,
+    /// before its last stacks are resolved. Only for targets the recorder resumes itself.
+    pub fn attach_exit_stop(&mut self, libc: &Path, pid: u32) -> Result<(), ProbeError> {
+        let elf = ElfFile::read(libc)?;
+        let exit = elf
+            .function("exit")
+            .ok_or_else(|| ProbeError::MissingSymbol {
+                library: libc.to_owned(),
+                symbol: "exit".to_owned(),
+            })?;
+        self.attach_at(
+            abi::program::EXIT_ENTRY,
+            "exit",
+            exit.file_offset,
+            libc,
+            pid,
+        )
     }
 
     /// Detaches every probe (events already in the ring buffer stay there). Each detach waits

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{
     AllocApi, EndTotals, FormatError, FreeApi, LostReason, Module, NO_MODULE, NO_STRING, Record,
@@ -47,6 +47,7 @@ pub enum SessionError {
 }
 
 pub struct SessionOptions {
+    pub allocator_path: String,
     pub stack_depth: usize,
     pub page_size: u64,
     pub symbolize: bool,
@@ -92,6 +93,12 @@ pub struct Recording {
     page_size: u64,
     /// munmaps of regions never recorded as mapped (glibc releasing its own large blocks).
     pub unrecorded_munmaps: u64,
+    /// Path of the probed allocator library: mmaps it makes itself (malloc arenas, thread
+    /// stacks) back blocks reported otherwise, or are its own bookkeeping, and are skipped.
+    allocator_path: String,
+    /// Trace stack id -> module of its first frame (the function that called the allocator).
+    caller_module: HashMap<u32, u32>,
+    pub allocator_internal_mmaps: u64,
 }
 
 /// Nanoseconds of CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
@@ -137,6 +144,9 @@ impl Recording {
             anon_mappings: AnonMappings::default(),
             page_size: options.page_size,
             unrecorded_munmaps: 0,
+            allocator_path: options.allocator_path.clone(),
+            caller_module: HashMap::new(),
+            allocator_internal_mmaps: 0,
         }
     }
 
@@ -240,6 +250,9 @@ impl Recording {
         }
         let id = self.next_stack_id;
         self.next_stack_id += 1;
+        if let Some(first) = frames.first() {
+            self.caller_module.insert(id, first.module);
+        }
         self.symbolize(&frames)?;
         self.writer.write(&Record::Stack(Stack {
             id,
@@ -308,6 +321,14 @@ impl Recording {
         Ok(())
     }
 
+    /// True when the stack's first frame (the caller of mmap) is in the allocator library.
+    fn called_by_allocator(&self, stack: u32) -> bool {
+        self.caller_module
+            .get(&stack)
+            .and_then(|&module| self.modules.module(module))
+            .is_some_and(|module| module.path == self.allocator_path)
+    }
+
     /// Converts one ring-buffer event into its record.
     fn record_event(
         &mut self,
@@ -326,6 +347,10 @@ impl Recording {
                     return Ok(());
                 };
                 let stack = self.trace_stack(event.stack_id, stacks)?;
+                if api == AllocApi::Mmap && self.called_by_allocator(stack) {
+                    self.allocator_internal_mmaps += 1;
+                    return Ok(());
+                }
                 if event.kind == abi::EVENT_ALLOC {
                     if api == AllocApi::Mmap {
                         self.anon_mappings
@@ -505,15 +530,18 @@ pub fn run(
         .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())
         .ok_or(SessionError::Map(abi::LOST_COUNTERS_MAP))?;
 
-    let result = record_loop(
-        &mut recording,
-        &mut ring,
-        &stacks,
-        &lost,
-        target,
-        options,
-        started,
-    );
+    let mut exit_stop = probes
+        .ebpf
+        .take_map(abi::EXIT_STOP_MAP)
+        .and_then(|m| Array::<MapData, u32>::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::EXIT_STOP_MAP))?;
+    let maps = KernelMaps {
+        ring: &mut ring,
+        stacks: &stacks,
+        lost: &lost,
+        exit_stop: &mut exit_stop,
+    };
+    let result = record_loop(&mut recording, maps, target, options, started);
     let exit_time = recording.now();
     probes.detach_all();
     let stop = result?;
@@ -550,16 +578,40 @@ pub fn run(
     })
 }
 
+/// The maps the loop reads, taken out of the loaded object.
+struct KernelMaps<'a> {
+    ring: &'a mut RingBuf<MapData>,
+    stacks: &'a StackTraceMap<MapData>,
+    lost: &'a PerCpuArray<MapData, u64>,
+    exit_stop: &'a mut Array<MapData, u32>,
+}
+
+/// If the target stopped itself in `exit` (launch mode), reads its maps and the events
+/// still queued while they exist, then resumes it.
+fn resume_if_stopped_at_exit(
+    recording: &mut Recording,
+    maps: &mut KernelMaps<'_>,
+    pid: u32,
+) -> Result<(), SessionError> {
+    if maps.exit_stop.get(&0, 0).ok() != Some(pid) {
+        return Ok(());
+    }
+    recording.refresh_modules()?;
+    drain(recording, maps.ring, maps.stacks)?;
+    let _ = maps.exit_stop.set(0, 0, 0);
+    // SAFETY: signalling our own child, which we stopped.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    Ok(())
+}
+
 fn record_loop(
     recording: &mut Recording,
-    ring: &mut RingBuf<MapData>,
-    stacks: &StackTraceMap<MapData>,
-    lost: &PerCpuArray<MapData, u64>,
+    mut maps: KernelMaps<'_>,
     target: &mut Target,
     options: &SessionOptions,
     started: Instant,
 ) -> Result<StopReason, SessionError> {
-    let ring_fd = ring.as_raw_fd();
+    let ring_fd = maps.ring.as_raw_fd();
     let pid = target.pid;
     let early_phase = target.is_child();
     let mut next_tick = Instant::now();
@@ -574,7 +626,10 @@ fn record_loop(
         } else {
             wait_readable(ring_fd, POLL_INTERVAL);
         }
-        drain(recording, ring, stacks)?;
+        drain(recording, maps.ring, maps.stacks)?;
+        if target.is_child() {
+            resume_if_stopped_at_exit(recording, &mut maps, pid)?;
+        }
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + TICK_INTERVAL;
@@ -583,7 +638,7 @@ fn record_loop(
                 recording.refresh_modules()?;
                 recording.record_rss(pid)?;
             }
-            recording.record_losses(lost)?;
+            recording.record_losses(maps.lost)?;
             if exited {
                 return Ok(StopReason::TargetExited);
             }

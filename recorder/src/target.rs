@@ -104,6 +104,10 @@ impl Target {
         }
         if pid == 0 {
             unsafe {
+                // The child's copies of the recorder's ends: with them open, the recorder
+                // dying would not close the pipes and the child would wait forever.
+                libc::close(go_write.as_raw_fd());
+                libc::close(err_read.as_raw_fd());
                 let mut byte = 0u8;
                 let n = libc::read(go_read.as_raw_fd(), (&raw mut byte).cast(), 1);
                 if n != 1 {

@@ -106,6 +106,9 @@ pub const STACKS_MAP: &str = "STACKS";
 pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
 /// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
 pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";
+/// Array of one `u32`: the thread group id that `exit_entry` stopped with SIGSTOP (0: none).
+/// User space reads the process's maps while it is stopped, clears this and sends SIGCONT.
+pub const EXIT_STOP_MAP: &str = "EXIT_STOP";
 
 /// Loss counter: an event could not be reserved in the ring buffer (it was full).
 pub const LOST_RING_BUFFER_FULL: u32 = 0;
@@ -140,6 +143,11 @@ pub const GLOBAL_MIN_SIZE: &str = "MIN_SIZE";
 /// below it events are submitted with `BPF_RB_NO_WAKEUP` and the reader polls.
 pub const GLOBAL_WAKEUP_THRESHOLD: &str = "WAKEUP_THRESHOLD";
 
+/// Global (`u32`): when 1, `exit_entry` stops the traced process with SIGSTOP as it enters
+/// `exit()`, so the recorder can read its mappings before they are gone (launch mode, where
+/// the recorder is the parent and resumes it).
+pub const GLOBAL_STOP_AT_EXIT: &str = "STOP_AT_EXIT";
+
 /// `MAP_ANONYMOUS` on Linux x86-64 and aarch64: only anonymous mmaps are traced.
 pub const MAP_ANONYMOUS: u64 = 0x20;
 
@@ -159,4 +167,6 @@ pub mod program {
     pub const ALLOC_RETURN: &str = "alloc_return";
     pub const FREE_ENTRY: &str = "free_entry";
     pub const MUNMAP_ENTRY: &str = "munmap_entry";
+    /// On libc's `exit`: see [`super::GLOBAL_STOP_AT_EXIT`].
+    pub const EXIT_ENTRY: &str = "exit_entry";
 }

@@ -21,9 +21,9 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_send_signal},
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
 use memtrail_ebpf_abi::{
@@ -51,6 +51,9 @@ static PENDING_CALLS: HashMap<u64, PendingCall> =
 #[map(name = "LOST_COUNTERS")]
 static LOST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_COUNTER_COUNT, 0);
 
+#[map(name = "EXIT_STOP")]
+static EXIT_STOP: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Set by user space at load time (see `memtrail_ebpf_abi::GLOBAL_*`).
 #[unsafe(no_mangle)]
 static TARGET_TGID: u32 = 0;
@@ -58,6 +61,8 @@ static TARGET_TGID: u32 = 0;
 static MIN_SIZE: u64 = 0;
 #[unsafe(no_mangle)]
 static WAKEUP_THRESHOLD: u64 = 1 << 20;
+#[unsafe(no_mangle)]
+static STOP_AT_EXIT: u32 = 0;
 
 #[inline(always)]
 fn count_lost(reason: u32) {
@@ -347,6 +352,24 @@ pub fn free_entry(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn munmap_entry(ctx: ProbeContext) -> u32 {
     release(&ctx, free_api::MUNMAP, arg(&ctx, 0), arg(&ctx, 1))
+}
+
+/// Attached to libc's `exit` in launch mode: stops the process (SIGSTOP) so the recorder can
+/// read its mappings before they are torn down; the recorder resumes it with SIGCONT.
+#[uprobe]
+pub fn exit_entry(_ctx: ProbeContext) -> u32 {
+    let Some(pid_tgid) = traced_pid_tgid() else {
+        return 0;
+    };
+    if unsafe { core::ptr::read_volatile(&STOP_AT_EXIT) } == 0 {
+        return 0;
+    }
+    if let Some(slot) = EXIT_STOP.get_ptr_mut(0) {
+        unsafe { *slot = (pid_tgid >> 32) as u32 };
+        // SIGSTOP is 19 on every Linux architecture aya-ebpf targets here (x86-64).
+        unsafe { bpf_send_signal(19) };
+    }
+    0
 }
 
 #[cfg(not(test))]

@@ -1,0 +1,666 @@
+//! End-to-end tests of `memtrail-record` on the real kernel: C samples from samples/ are
+//! built with gcc, recorded with real uprobes, and the traces read back with memtrail-format.
+//!
+//! Needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN). Without it each test prints why
+//! and passes, unless MEMTRAIL_REQUIRE_BPF is set (as `.ci/run` does): then it fails.
+//! The recorder binary is `$MEMTRAIL_RECORD`, else `memtrail-record` next to this test's
+//! target directory (built with `cargo build -p memtrail-record` if missing).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use memtrail_format::{AllocApi, FreeApi, NO_STRING, Record, TraceMeta, TraceReader};
+
+/// True when the tests can load BPF here; panics when they must and cannot.
+fn bpf_available() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1 << bit) != 0;
+    let usable = has(21) || (has(38) && has(39));
+    let uprobes = Path::new("/sys/bus/event_source/devices/uprobe/type").exists();
+    if usable && uprobes {
+        return true;
+    }
+    let why = if usable {
+        "the kernel has no uprobe PMU"
+    } else {
+        "not root (needs CAP_BPF, CAP_PERFMON or CAP_SYS_ADMIN)"
+    };
+    if std::env::var_os("MEMTRAIL_REQUIRE_BPF").is_some() {
+        panic!("MEMTRAIL_REQUIRE_BPF is set but BPF is unavailable: {why}");
+    }
+    eprintln!("skipping: BPF unavailable ({why}); set MEMTRAIL_REQUIRE_BPF to make this fail");
+    false
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+fn recorder_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MEMTRAIL_RECORD") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/record_e2e-HASH -> target/<profile>/memtrail-record
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let binary = profile_dir.join("memtrail-record");
+    if !binary.exists() {
+        let target_dir = profile_dir.parent().expect("target dir");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "memtrail-record"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build -p memtrail-record");
+        assert!(status.success(), "cargo build -p memtrail-record failed");
+    }
+    binary
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "memtrail-record-test-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds samples/<source> with frame pointers and debug info; returns the executable.
+fn build_sample(scratch: &Scratch, source: &str) -> PathBuf {
+    let source_path = repo_root().join("samples").join(source);
+    let stem = Path::new(source)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("name");
+    let output = scratch.path(stem);
+    let compiler = if source.ends_with(".cpp") {
+        "g++"
+    } else {
+        "gcc"
+    };
+    let status = Command::new(compiler)
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+        .arg(&output)
+        .arg(&source_path)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    assert!(status.success(), "{compiler} failed on {source}");
+    output
+}
+
+fn record_launch(trace: &Path, extra_args: &[&str], command: &[&str]) -> Output {
+    Command::new(recorder_binary())
+        .arg("-q")
+        .arg("-o")
+        .arg(trace)
+        .args(extra_args)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("run memtrail-record")
+}
+
+fn read_trace(path: &Path) -> Vec<Record> {
+    TraceReader::open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+        .map(|r| r.unwrap_or_else(|e| panic!("read {}: {e}", path.display())))
+        .collect()
+}
+
+/// Everything the assertions need from one trace.
+#[derive(Default)]
+struct TraceFacts {
+    meta: Option<TraceMeta>,
+    alloc_calls: HashMap<AllocApi, u64>,
+    realloc_calls: HashMap<AllocApi, u64>,
+    free_calls: HashMap<FreeApi, u64>,
+    lost: u64,
+    has_end: bool,
+    exit_code: Option<Option<i32>>,
+    /// address -> (size, api, stack, thread) of blocks still allocated at the end.
+    live: HashMap<u64, (u64, AllocApi, u32, u32)>,
+    /// Frees whose address was not live (allocated before tracing, or a recorder bug).
+    unmatched_frees: u64,
+    /// Frees made by another thread than the allocating one.
+    cross_thread_frees: u64,
+    strings: HashMap<u32, String>,
+    /// (module, offset) -> function names, innermost first.
+    symbols: HashMap<(u32, u64), Vec<String>>,
+    /// stack id -> frames (module, offset).
+    stacks: HashMap<u32, Vec<(u32, u64)>>,
+    rss_samples: u64,
+}
+
+impl TraceFacts {
+    fn from_records(records: &[Record]) -> TraceFacts {
+        let mut facts = TraceFacts::default();
+        for record in records {
+            match record {
+                Record::Meta(meta) => facts.meta = Some((**meta).clone()),
+                Record::String { id, value } => {
+                    facts.strings.insert(*id, value.clone());
+                }
+                Record::Symbol(symbol) => {
+                    let names = symbol
+                        .frames
+                        .iter()
+                        .map(|f| facts.strings.get(&f.function).cloned().unwrap_or_default())
+                        .collect();
+                    facts.symbols.insert((symbol.module, symbol.offset), names);
+                }
+                Record::Stack(stack) => {
+                    let frames = stack.frames.iter().map(|f| (f.module, f.offset)).collect();
+                    facts.stacks.insert(stack.id, frames);
+                }
+                Record::Alloc {
+                    thread,
+                    address,
+                    size,
+                    stack,
+                    api,
+                    ..
+                } => {
+                    *facts.alloc_calls.entry(*api).or_default() += 1;
+                    facts.live.insert(*address, (*size, *api, *stack, *thread));
+                }
+                Record::Realloc {
+                    thread,
+                    old_address,
+                    new_address,
+                    size,
+                    stack,
+                    api,
+                    ..
+                } => {
+                    *facts.realloc_calls.entry(*api).or_default() += 1;
+                    let failed = *new_address == 0 && *size > 0;
+                    if *old_address != 0 && !failed && facts.live.remove(old_address).is_none() {
+                        facts.unmatched_frees += 1;
+                    }
+                    if *new_address != 0 {
+                        facts
+                            .live
+                            .insert(*new_address, (*size, *api, *stack, *thread));
+                    }
+                }
+                Record::Free {
+                    thread,
+                    address,
+                    api,
+                    ..
+                } => {
+                    *facts.free_calls.entry(*api).or_default() += 1;
+                    match facts.live.remove(address) {
+                        Some((_, _, _, alloc_thread)) => {
+                            if alloc_thread != *thread {
+                                facts.cross_thread_frees += 1;
+                            }
+                        }
+                        None => facts.unmatched_frees += 1,
+                    }
+                }
+                Record::Lost { count, .. } => facts.lost += count,
+                Record::Rss { .. } => facts.rss_samples += 1,
+                Record::Exit { code, .. } => facts.exit_code = Some(*code),
+                Record::End { totals, .. } => {
+                    facts.has_end = true;
+                    assert_eq!(
+                        totals.lost, facts.lost,
+                        "End totals disagree with Lost records"
+                    );
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    fn allocs(&self, api: AllocApi) -> u64 {
+        self.alloc_calls.get(&api).copied().unwrap_or(0)
+    }
+
+    fn reallocs(&self, api: AllocApi) -> u64 {
+        self.realloc_calls.get(&api).copied().unwrap_or(0)
+    }
+
+    fn frees(&self, api: FreeApi) -> u64 {
+        self.free_calls.get(&api).copied().unwrap_or(0)
+    }
+
+    /// Function names along a stack, innermost first (inlined frames included).
+    fn stack_functions(&self, stack: u32) -> Vec<String> {
+        self.stacks
+            .get(&stack)
+            .map(|frames| {
+                frames
+                    .iter()
+                    .flat_map(|frame| self.symbols.get(frame).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Live blocks grouped by (api, size).
+    fn live_by_api_and_size(&self) -> HashMap<(AllocApi, u64), u64> {
+        let mut groups = HashMap::new();
+        for &(size, api, _, _) in self.live.values() {
+            *groups.entry((api, size)).or_default() += 1;
+        }
+        groups
+    }
+}
+
+/// The exact counts samples/alloc_counts.c makes (see its header).
+fn assert_alloc_counts_sample(facts: &TraceFacts) {
+    assert_eq!(facts.lost, 0, "events lost");
+    assert!(facts.has_end, "no End record");
+    assert_eq!(facts.allocs(AllocApi::Malloc), 1057, "malloc");
+    assert_eq!(facts.allocs(AllocApi::Calloc), 503, "calloc");
+    assert_eq!(facts.reallocs(AllocApi::Realloc), 450, "realloc");
+    assert_eq!(facts.reallocs(AllocApi::Reallocarray), 100, "reallocarray");
+    assert_eq!(facts.allocs(AllocApi::PosixMemalign), 150, "posix_memalign");
+    // glibc's aligned_alloc is memalign under another name: one probe, one name.
+    assert_eq!(
+        facts.allocs(AllocApi::Memalign) + facts.allocs(AllocApi::AlignedAlloc),
+        230,
+        "memalign + aligned_alloc"
+    );
+    assert_eq!(facts.allocs(AllocApi::Valloc), 90, "valloc");
+    assert_eq!(facts.allocs(AllocApi::Pvalloc), 80, "pvalloc");
+    assert_eq!(facts.allocs(AllocApi::Mmap), 62, "anonymous mmap");
+    assert_eq!(
+        facts.frees(FreeApi::Free),
+        2350,
+        "free (free(NULL) not counted)"
+    );
+    assert_eq!(facts.frees(FreeApi::Munmap), 60, "munmap");
+    assert_eq!(
+        facts.unmatched_frees, 0,
+        "frees of blocks never seen allocated"
+    );
+    let expected_live: HashMap<(AllocApi, u64), u64> = [
+        ((AllocApi::Malloc, 77), 7),
+        ((AllocApi::Calloc, 99), 3),
+        ((AllocApi::Mmap, 8192), 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        facts.live_by_api_and_size(),
+        expected_live,
+        "blocks left allocated"
+    );
+    for (&address, &(_, api, _, _)) in &facts.live {
+        if api != AllocApi::Mmap {
+            assert_eq!(
+                address % 16,
+                0,
+                "malloc'd address {address:#x} is not 16-aligned"
+            );
+        }
+    }
+}
+
+#[test]
+fn launch_mode_counts_every_api_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("counts");
+    let sample = build_sample(&scratch, "alloc_counts.c");
+    let trace = scratch.path("counts.trace");
+    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
+    assert!(
+        output.status.success(),
+        "memtrail-record failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mode = std::fs::metadata(&trace)
+        .expect("trace")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "trace file mode");
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_alloc_counts_sample(&facts);
+    assert_eq!(facts.exit_code, Some(Some(0)));
+    let meta = facts.meta.as_ref().expect("meta");
+    let offset = meta
+        .extra
+        .iter()
+        .find(|(k, _)| k == "free_probe_offset")
+        .map(|(_, v)| v.clone())
+        .expect("free_probe_offset in meta");
+    offset.parse::<u64>().expect("offset is a number");
+    assert!(facts.rss_samples >= 1, "no RSS sample");
+}
+
+#[test]
+fn attach_mode_counts_every_api_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("attach");
+    let sample = build_sample(&scratch, "alloc_counts.c");
+    let trace = scratch.path("attach.trace");
+    let mut target = Command::new(&sample)
+        .arg("--wait")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sample");
+    let mut target_out = BufReader::new(target.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    target_out.read_line(&mut line).expect("ready line");
+    assert!(line.starts_with("ready"), "sample said {line:?}");
+
+    let mut recorder = Command::new(recorder_binary())
+        .arg("-p")
+        .arg(target.id().to_string())
+        .arg("-o")
+        .arg(&trace)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memtrail-record");
+    // The recorder says "tracing process ..." once its probes are attached.
+    let mut recorder_err = BufReader::new(recorder.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    recorder_err.read_line(&mut said).expect("recorder line");
+    assert!(said.contains("tracing process"), "recorder said {said:?}");
+
+    let mut stdin = target.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("release sample");
+    line.clear();
+    target_out.read_line(&mut line).expect("done line");
+    assert_eq!(line.trim(), "done");
+    stdin.write_all(b"exit\n").expect("let sample exit");
+    drop(stdin);
+    assert!(target.wait().expect("sample exit").success());
+
+    let status = wait_with_timeout(&mut recorder, Duration::from_secs(30));
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut recorder_err, &mut rest);
+    assert!(status.success(), "memtrail-record -p failed: {said}{rest}");
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_alloc_counts_sample(&facts);
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("process {} did not finish within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn frees_on_another_thread_match_their_allocations() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("threads");
+    let sample = build_sample(&scratch, "threads_free_elsewhere.c");
+    let trace = scratch.path("threads.trace");
+    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    let produced: u64 = facts
+        .stacks
+        .keys()
+        .filter(|&&stack| {
+            facts
+                .stack_functions(stack)
+                .iter()
+                .any(|f| f == "produce_block")
+        })
+        .count() as u64;
+    assert!(produced >= 1, "no stack through produce_block");
+    let live_200 = facts
+        .live
+        .values()
+        .filter(|(size, api, _, _)| *size == 200 && *api == AllocApi::Malloc)
+        .count();
+    assert_eq!(live_200, 0, "200-byte blocks left allocated");
+    assert!(
+        facts.allocs(AllocApi::Malloc) >= 8000,
+        "mallocs: {}",
+        facts.allocs(AllocApi::Malloc)
+    );
+    assert!(
+        facts.cross_thread_frees >= 8000,
+        "cross-thread frees: {}",
+        facts.cross_thread_frees
+    );
+}
+
+#[test]
+fn fibonacci_leak_is_named_even_with_the_binary_deleted() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("fibonacci");
+    let sample = build_sample(&scratch, "fibonacci.c");
+    let trace = scratch.path("fibonacci.trace");
+    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1.5"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Symbols were resolved while recording: the trace alone names them.
+    std::fs::remove_file(&sample).expect("delete the binary");
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    let leaked: Vec<_> = facts
+        .live
+        .values()
+        .filter(|(size, api, _, _)| *size == 8192 && *api == AllocApi::Calloc)
+        .collect();
+    assert!(leaked.len() >= 100, "leaked callocs: {}", leaked.len());
+    for &&(_, _, stack, _) in &leaked {
+        let functions = facts.stack_functions(stack);
+        assert_eq!(
+            functions.first().map(String::as_str),
+            Some("fibonacci"),
+            "leak stack {functions:?}"
+        );
+        assert!(functions.iter().any(|f| f == "child"), "{functions:?}");
+    }
+    // File and line of the calloc call are there too.
+    assert!(
+        facts
+            .strings
+            .values()
+            .any(|s| s.ends_with("samples/fibonacci.c")),
+        "no source file name"
+    );
+    assert!(facts.symbols.values().all(|names| !names.is_empty()));
+    let _ = NO_STRING;
+}
+
+#[test]
+fn fixed_fibonacci_leaves_nothing_allocated_from_fibonacci() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("fibonacci-fixed");
+    let sample = build_sample(&scratch, "fibonacci_fixed.c");
+    let trace = scratch.path("fixed.trace");
+    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    assert!(facts.allocs(AllocApi::Calloc) >= 100);
+    let leaked = facts
+        .live
+        .values()
+        .filter(|(size, api, _, _)| *size == 8192 && *api == AllocApi::Calloc)
+        .count();
+    assert_eq!(leaked, 0);
+}
+
+#[test]
+fn cxx_new_and_delete_are_seen_as_malloc_and_free() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("cxx");
+    let sample = build_sample(&scratch, "cxx_new_delete.cpp");
+    let trace = scratch.path("cxx.trace");
+    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    let widgets: Vec<_> = facts
+        .live
+        .values()
+        .filter(|(size, api, _, _)| *size == 64 && *api == AllocApi::Malloc)
+        .collect();
+    assert_eq!(widgets.len(), 5, "leaked widgets");
+    for &&(_, _, stack, _) in &widgets {
+        // libstdc++ is built without frame pointers: the unwinder goes from operator new
+        // straight to make_widget's caller (make_widget's own frame is skipped).
+        let functions = facts.stack_functions(stack);
+        assert!(
+            functions
+                .first()
+                .is_some_and(|f| f.starts_with("operator new")),
+            "{functions:?}"
+        );
+        assert!(functions.iter().any(|f| f == "main"), "{functions:?}");
+    }
+    assert!(facts.frees(FreeApi::Free) >= 300);
+}
+
+#[test]
+fn exit_status_passes_through_and_launch_errors_are_one_line() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("exit");
+    let trace = scratch.path("exit.trace");
+    let output = record_launch(&trace, &[], &["/bin/sh", "-c", "exit 7"]);
+    assert_eq!(output.status.code(), Some(7));
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.exit_code, Some(Some(7)));
+    assert!(facts.has_end);
+
+    let output = record_launch(&trace, &[], &["/nonexistent/program"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/program"), "{stderr}");
+}
+
+#[test]
+fn bad_pid_and_unwritable_output_fail_with_one_line() {
+    if !bpf_available() {
+        return;
+    }
+    let output = Command::new(recorder_binary())
+        .args(["-p", "999999999", "-o", "/tmp/memtrail-never.trace"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no such process"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let output = record_launch(Path::new("/nonexistent-dir/x.trace"), &[], &["/bin/true"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot create"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn sigint_mid_run_leaves_a_complete_trace() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("sigint");
+    let sample = build_sample(&scratch, "fibonacci.c");
+    let trace = scratch.path("sigint.trace");
+    let mut recorder = Command::new(recorder_binary())
+        .arg("-q")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&sample)
+        .arg("30")
+        .spawn()
+        .expect("start recorder");
+    // Attaching takes a moment (more so with other tests loading probes in parallel).
+    std::thread::sleep(Duration::from_millis(3000));
+    let status = Command::new("kill")
+        .args(["-INT", &recorder.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let _ = wait_with_timeout(&mut recorder, Duration::from_secs(30));
+    let records = read_trace(&trace);
+    let facts = TraceFacts::from_records(&records);
+    // The sample keeps running after the recorder stops: end it.
+    if let Some(meta) = &facts.meta {
+        let _ = Command::new("kill")
+            .args(["-KILL", &meta.pid.to_string()])
+            .status();
+    }
+    assert!(facts.has_end, "no End record after SIGINT");
+    assert!(
+        facts.allocs(AllocApi::Calloc) >= 50,
+        "callocs recorded before SIGINT"
+    );
+    let seen: HashSet<_> = facts.stacks.keys().collect();
+    assert!(!seen.is_empty());
+}
