@@ -321,8 +321,26 @@ fn partial_munmap_splits_mappings() {
 }
 
 #[test]
+fn munmap_lengths_from_the_trace_split_mappings() {
+    let mut t = Trace::new();
+    t.stack(1, &["map_it"]);
+    t.alloc_api(1000, 0x20000, 0x4000, 1, AllocApi::Mmap)
+        .record(Record::Free {
+            time: 2000,
+            thread: 1,
+            address: 0x21000,
+            size: 0x1000,
+            api: FreeApi::Munmap,
+        });
+    let a = run(&t.finish_at(4000), ReplayOptions::default());
+    let r = row(&a, 1);
+    assert_eq!((r.allocations, r.frees, r.freed_bytes), (1, 0, 0x1000));
+    assert_eq!((r.unfreed_allocations, r.unfreed_bytes), (1, 0x3000));
+}
+
+#[test]
 fn munmap_from_the_trace_unmaps_to_the_end_of_the_mapping() {
-    // The Free record has no length: a munmap inside a mapping cuts it from there to its end.
+    // A munmap without a length (size 0) inside a mapping cuts it from there to its end.
     let mut t = Trace::new();
     t.stack(1, &["map_it"]);
     t.alloc_api(1000, 0x20000, 0x2000, 1, AllocApi::Mmap)
