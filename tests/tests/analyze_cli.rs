@@ -569,3 +569,51 @@ fn a_truncated_trace_is_analyzed_with_a_warning() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["truncated"], true);
 }
+
+#[test]
+fn an_empty_trace_gives_empty_reports_not_errors() {
+    let path = scratch("empty-events.trace");
+    let mut w = TraceWriter::new(Vec::new(), &TraceMeta::default()).unwrap();
+    w.write(&Record::End {
+        time: 0,
+        totals: EndTotals::default(),
+    })
+    .unwrap();
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let v = json(&["info", p, "--json"]);
+    assert_eq!(v["events"], 0);
+    let v = json(&["leaks", p, "--json"]);
+    assert_eq!(v["candidates"].as_array().unwrap().len(), 0);
+    ok(&["leaks", p]);
+    ok(&["leaks", p, "--format", "csv"]);
+    let svg = scratch("empty.svg");
+    ok(&["flamegraph", p, "-o", svg.to_str().unwrap()]);
+    parse_svg(&svg);
+    let v = json(&["lifetimes", p, "--json"]);
+    assert_eq!(v["allocations"], 0);
+    let svg = scratch("empty-lifetimes.svg");
+    ok(&["lifetimes", p, "--svg", svg.to_str().unwrap()]);
+    parse_svg(&svg);
+    let svg = scratch("empty-timeline.svg");
+    ok(&["timeline", p, "--svg", svg.to_str().unwrap()]);
+    parse_svg(&svg);
+    for (format, what) in [
+        ("csv", "stacks"),
+        ("json", "allocations"),
+        ("parquet", "stacks"),
+        ("parquet", "allocations"),
+    ] {
+        let out = scratch(&format!("empty-{what}.{format}"));
+        ok(&[
+            "export",
+            p,
+            "--format",
+            format,
+            "--what",
+            what,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+    }
+}
