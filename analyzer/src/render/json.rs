@@ -261,6 +261,8 @@ struct SizeBucket {
 #[derive(Serialize)]
 struct LifetimesJson<'a> {
     trace: String,
+    lost_events: u64,
+    truncated: bool,
     selection: &'a str,
     stacks: &'a [u32],
     allocations: u64,
@@ -286,6 +288,8 @@ pub fn size_class_bounds(i: usize) -> (u64, u64) {
 pub fn lifetimes(a: &Analysis, l: &Lifetimes, selection: &str) -> String {
     pretty(&LifetimesJson {
         trace: a.path.display().to_string(),
+        lost_events: a.replay.stats.lost_events,
+        truncated: a.truncation.is_some(),
         selection,
         stacks: &l.stacks,
         allocations: l.allocations,
@@ -328,6 +332,8 @@ pub fn lifetimes(a: &Analysis, l: &Lifetimes, selection: &str) -> String {
 #[derive(Serialize)]
 struct Timeline<'a> {
     trace: String,
+    lost_events: u64,
+    truncated: bool,
     duration_ns: u64,
     time_axis: TimeAxis,
     /// Highest live heap bytes (malloc family and mmap) in each bucket.
@@ -341,6 +347,8 @@ pub fn timeline(a: &Analysis) -> String {
     let r = &a.replay;
     pretty(&Timeline {
         trace: a.path.display().to_string(),
+        lost_events: r.stats.lost_events,
+        truncated: a.truncation.is_some(),
         duration_ns: r.duration_ns,
         time_axis: r.heap_axis,
         heap_bytes: &r.heap_curve,
