@@ -25,8 +25,15 @@ pub struct ReadSummary {
 
 type Batch = Result<Vec<Record>, FormatError>;
 
-/// How many decoding threads to use by default: one per core, at most 4.
+/// How many decoding threads to use: `MEMTRAIL_THREADS` if set (1: decode on the replaying
+/// thread), else one per core, at most 4.
 pub fn default_threads() -> usize {
+    if let Some(n) = std::env::var("MEMTRAIL_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return n.clamp(1, 64);
+    }
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
