@@ -74,6 +74,11 @@ struct Cli {
     #[arg(long)]
     no_symbols: bool,
 
+    /// Put the free probe at this offset into `free` instead of the decoded one (0: the
+    /// function entry). For measuring and working around unusual allocators.
+    #[arg(long, value_name = "BYTES", hide = true)]
+    free_probe_offset: Option<u64>,
+
     /// No status line and no summary.
     #[arg(short, long)]
     quiet: bool,
@@ -287,7 +292,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         stop_at_exit: target.is_child(),
     };
     let mut probes = Probes::load(&probe_settings)?;
-    let placement = probes.attach_allocator(&library, target.pid)?;
+    let placement = probes.attach_allocator(&library, target.pid, cli.free_probe_offset)?;
     if target.is_child()
         && let Some((libc, _)) = find_libc(None)
     {

@@ -157,7 +157,13 @@ impl Probes {
 
     /// Attaches every probe to the allocator functions of `library` (an absolute path),
     /// scoped to `pid`. Return probes go first, so an entry is never seen without its return.
-    pub fn attach_allocator(&mut self, library: &Path, pid: u32) -> Result<Placement, ProbeError> {
+    /// `free_offset_override` replaces the decoded offset into `free`.
+    pub fn attach_allocator(
+        &mut self,
+        library: &Path,
+        pid: u32,
+        free_offset_override: Option<u64>,
+    ) -> Result<Placement, ProbeError> {
         let elf = ElfFile::read(library)?;
         let mut placement = Placement::default();
         let mut by_offset: HashMap<u64, &str> = HashMap::new();
@@ -193,7 +199,13 @@ impl Probes {
                 library: library.to_owned(),
                 symbol: "free".to_owned(),
             })?;
-        let free_placement = choose_free_probe_offset(elf.bytes_at(free.file_offset, 32));
+        let free_placement = match free_offset_override {
+            Some(offset) => FreeProbePlacement {
+                offset,
+                reason: "set with --free-probe-offset",
+            },
+            None => choose_free_probe_offset(elf.bytes_at(free.file_offset, 32)),
+        };
         self.attach_at(
             abi::program::FREE_ENTRY,
             "free",
