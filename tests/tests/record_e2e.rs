@@ -736,3 +736,65 @@ fn min_size_skips_small_allocations_but_keeps_reallocs() {
     );
     assert_eq!(facts.allocs(AllocApi::Mmap), 62);
 }
+
+#[test]
+fn a_library_loaded_after_recording_started_is_symbolized() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("dlopen");
+    let plugin = scratch.path("libplugin.so");
+    let status = Command::new("gcc")
+        .args([
+            "-O1",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-shared",
+            "-fPIC",
+            "-o",
+        ])
+        .arg(&plugin)
+        .arg(repo_root().join("samples/dlopen_plugin.c"))
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "gcc failed on dlopen_plugin.c");
+    let main = scratch.path("dlopen_main");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&main)
+        .arg(repo_root().join("samples/dlopen_main.c"))
+        .arg("-ldl")
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "gcc failed on dlopen_main.c");
+    let trace = scratch.path("dlopen.trace");
+    let output = record_launch(
+        &trace,
+        &[],
+        &[
+            main.to_str().expect("utf-8 path"),
+            plugin.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    let leaked: Vec<_> = facts
+        .live
+        .values()
+        .filter(|(size, api, _, _)| *size == 123 && *api == AllocApi::Malloc)
+        .collect();
+    assert_eq!(leaked.len(), 10, "plugin leaks");
+    for &&(_, _, stack, _) in &leaked {
+        let functions = facts.stack_functions(stack);
+        assert_eq!(
+            functions.first().map(String::as_str),
+            Some("plugin_leak"),
+            "{functions:?}"
+        );
+    }
+}
