@@ -798,3 +798,41 @@ fn a_library_loaded_after_recording_started_is_symbolized() {
         );
     }
 }
+
+#[test]
+fn lib_probes_an_allocator_compiled_into_the_executable() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("own-allocator");
+    let sample = build_sample(&scratch, "own_allocator.c");
+    let sample_path = sample.to_str().expect("utf-8 path");
+    let trace = scratch.path("own.trace");
+    let output = record_launch(&trace, &["--lib", sample_path], &[sample_path]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.lost, 0);
+    assert!(facts.allocs(AllocApi::Malloc) >= 104);
+    assert_eq!(facts.frees(FreeApi::Free), 100);
+    assert_eq!(facts.unmatched_frees, 0);
+    let leaked_4000 = facts
+        .live
+        .values()
+        .filter(|(size, _, _, _)| *size == 4000)
+        .count();
+    assert_eq!(leaked_4000, 4);
+    let meta = facts.meta.as_ref().expect("meta");
+    let library = meta
+        .extra
+        .iter()
+        .find(|(k, _)| k == "allocator_library")
+        .map(|(_, v)| v.as_str());
+    assert!(
+        library.is_some_and(|l| l.ends_with("own_allocator")),
+        "{library:?}"
+    );
+}
