@@ -37,6 +37,9 @@ const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// Right after a launched command is released, maps are re-read on every poll for this long,
 /// so short-lived programs have their modules known before they exit.
 const EARLY_PHASE: Duration = Duration::from_millis(300);
+/// Records waiting in the writer's current frame reach the file at least this often, so a
+/// recorder killed outright (SIGKILL, OOM) still leaves a trace readable up to then.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -617,6 +620,7 @@ fn record_loop(
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut last_status_events = 0u64;
+    let mut next_flush = Instant::now() + FLUSH_INTERVAL;
     recording.refresh_modules()?;
     recording.record_rss(pid)?;
     loop {
@@ -642,6 +646,10 @@ fn record_loop(
             if exited {
                 return Ok(StopReason::TargetExited);
             }
+            if now >= next_flush {
+                next_flush = now + FLUSH_INTERVAL;
+                recording.writer.flush()?;
+            }
         }
         if STOP_REQUESTED.load(Ordering::Relaxed) {
             return Ok(StopReason::Signal);
@@ -656,7 +664,9 @@ fn record_loop(
                 "\r\x1b[2K[memtrail-record] {:.0}s  {} events/s  {} written  {} lost",
                 started.elapsed().as_secs_f64(),
                 events - last_status_events,
-                human_bytes(recording.writer.bytes_written()),
+                human_bytes(
+                    recording.writer.bytes_written() + recording.writer.pending_bytes() as u64
+                ),
                 recording.totals.lost
             );
             last_status_events = events;
