@@ -387,6 +387,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
     Ok(match summary.exit {
         Some(status) if target.is_child() => status.as_exit_code(),
+        // Stopped by Ctrl-C/SIGTERM: the shell convention for "interrupted".
+        _ if summary.stop == session::StopReason::Signal => 130,
         _ => 0,
     })
 }

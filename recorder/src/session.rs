@@ -545,13 +545,27 @@ pub fn run(
         exit_stop: &mut exit_stop,
     };
     let result = record_loop(&mut recording, maps, target, options, started);
-    let exit_time = recording.now();
+    let mut exit_time = recording.now();
     probes.detach_all();
+    // A launched target that entered exit() just before the probes went away may still be
+    // stopped there: never leave it stopped.
+    if target.is_child() && exit_stop.get(&0, 0).ok() == Some(target.pid) {
+        recording.refresh_modules()?;
+        let _ = exit_stop.set(0, 0, 0);
+        // SAFETY: signalling our own child, which the exit probe stopped.
+        unsafe { libc::kill(target.pid as i32, libc::SIGCONT) };
+    }
     let stop = result?;
     // Events submitted before detaching are still in the ring.
     drain(&mut recording, &mut ring, &stacks)?;
     recording.record_losses(&lost)?;
-    if stop == StopReason::TargetExited {
+    // Stopped by a signal: a launched target usually got it too (Ctrl-C goes to the whole
+    // process group) and has ended by now.
+    let exited = stop == StopReason::TargetExited || (target.is_child() && target.has_exited());
+    if stop != StopReason::TargetExited && exited {
+        exit_time = recording.now();
+    }
+    if exited {
         let (code, signal) = match target.exit_status() {
             Some(ExitStatus::Code(code)) => (Some(code), None),
             Some(ExitStatus::Signal(signal)) => (None, Some(signal)),
