@@ -836,3 +836,61 @@ fn lib_probes_an_allocator_compiled_into_the_executable() {
         "{library:?}"
     );
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallFilesystem(PathBuf);
+
+impl SmallFilesystem {
+    fn mount(dir: PathBuf, size: &str) -> Option<SmallFilesystem> {
+        std::fs::create_dir_all(&dir).ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .ok()?;
+        status.success().then_some(SmallFilesystem(dir))
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_tracing_with_one_line_and_a_readable_trace() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("disk-full");
+    let sample = build_sample(&scratch, "malloc_free_loop.c");
+    let Some(small) = SmallFilesystem::mount(scratch.path("small"), "64k") else {
+        if std::env::var_os("MEMTRAIL_REQUIRE_BPF").is_some() {
+            panic!("cannot mount a tmpfs for the disk-full test");
+        }
+        eprintln!("skipping: cannot mount a tmpfs");
+        return;
+    };
+    let trace = small.0.join("full.trace");
+    let output = record_launch(
+        &trace,
+        &[],
+        &[sample.to_str().expect("utf-8 path"), "2000000"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // Everything before the cut reads back.
+    let reader = TraceReader::open(&trace).expect("open the cut trace");
+    let mut allocs = 0;
+    for record in reader {
+        match record {
+            Ok(Record::Alloc { .. }) => allocs += 1,
+            Ok(_) => {}
+            Err(e) => panic!("a full disk left a corrupt trace: {e}"),
+        }
+    }
+    assert!(allocs > 1000, "only {allocs} allocations survived");
+}
