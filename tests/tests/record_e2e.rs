@@ -48,28 +48,36 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// `$MEMTRAIL_RECORD`, else `memtrail-record` of this test's target directory and profile,
+/// brought up to date with `cargo build -p memtrail-record` once per test run (a stale
+/// binary from an earlier build would test old code).
 fn recorder_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MEMTRAIL_RECORD") {
-        return PathBuf::from(path);
-    }
-    // target/<profile>/deps/record_e2e-HASH -> target/<profile>/memtrail-record
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("memtrail-record");
-    if !binary.exists() {
-        let target_dir = profile_dir.parent().expect("target dir");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", "memtrail-record"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build -p memtrail-record");
-        assert!(status.success(), "cargo build -p memtrail-record failed");
-    }
-    binary
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("MEMTRAIL_RECORD") {
+                return PathBuf::from(path);
+            }
+            // target/<profile>/deps/record_e2e-HASH -> target/<profile>/memtrail-record
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test binary lives in target/<profile>/deps");
+            let target_dir = profile_dir.parent().expect("target dir");
+            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            build
+                .args(["build", "-q", "-p", "memtrail-record"])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .current_dir(repo_root());
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build -p memtrail-record");
+            assert!(status.success(), "cargo build -p memtrail-record failed");
+            profile_dir.join("memtrail-record")
+        })
+        .clone()
 }
 
 /// A scratch directory removed when dropped.
