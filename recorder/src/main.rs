@@ -385,6 +385,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     if !cli.quiet {
         eprintln!("{}", summary.line(&cli.output));
     }
+    probes.detach_in_background();
     Ok(match summary.exit {
         Some(status) if target.is_child() => status.as_exit_code(),
         // Stopped by Ctrl-C/SIGTERM: the shell convention for "interrupted".

@@ -9,7 +9,8 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
-    UProbe, uprobe::UProbeAttachLocation, uprobe::UProbeLinkId, uprobe::UProbeScope,
+    UProbe, uprobe::UProbeAttachLocation, uprobe::UProbeLink, uprobe::UProbeLinkId,
+    uprobe::UProbeScope,
 };
 use aya::{Ebpf, EbpfLoader};
 use memtrail_ebpf_abi as abi;
@@ -249,22 +250,63 @@ impl Probes {
         )
     }
 
-    /// Detaches every probe (events already in the ring buffer stay there). Each detach waits
-    /// for the kernel to retire the probe (about 100 ms here), so they run in parallel.
-    pub fn detach_all(&mut self) {
-        let mut links = Vec::new();
+    fn take_links(&mut self, only: Option<&str>) -> Vec<UProbeLink> {
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
         for (program, link_id) in std::mem::take(&mut self.links) {
+            if only.is_some_and(|name| name != program) {
+                kept.push((program, link_id));
+                continue;
+            }
             if let Some(Ok(uprobe)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from)
                 && let Ok(link) = uprobe.take_link(link_id)
             {
-                links.push(link);
+                taken.push(link);
             }
         }
-        std::thread::scope(|scope| {
-            for link in links {
-                scope.spawn(move || drop(link));
+        self.links = kept;
+        taken
+    }
+
+    /// Detaches the exit probe only: after it, no target can stop itself at exit any more.
+    pub fn detach_exit_stop(&mut self) {
+        drop(self.take_links(Some(abi::program::EXIT_ENTRY)));
+    }
+
+    /// Detaches every probe (events already in the ring buffer stay there). The kernel waits
+    /// for each probe to retire (about 100 ms apiece here, one after the other).
+    pub fn detach_all(&mut self) {
+        drop(self.take_links(None));
+    }
+
+    /// Detaches every probe from a forked helper process, so the recorder can exit at once:
+    /// the helper holds the last references and pays the kernel's wait; the recorder's own
+    /// references close instantly when it exits. Falls back to detaching here.
+    pub fn detach_in_background(mut self) {
+        // SAFETY: the recorder runs no other thread now; the helper only closes descriptors,
+        // frees memory and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 {
+                    // Nobody waiting for the recorder's output waits for the helper.
+                    libc::dup2(null, 0);
+                    libc::dup2(null, 1);
+                    libc::dup2(null, 2);
+                }
+                libc::setsid();
             }
-        });
+            self.detach_all();
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            self.detach_all();
+        } else {
+            // The helper detaches; here the descriptors just close at exit.
+            self.links.clear();
+            std::mem::forget(self);
+        }
     }
 }
 

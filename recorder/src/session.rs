@@ -546,7 +546,9 @@ pub fn run(
     };
     let result = record_loop(&mut recording, maps, target, options, started);
     let mut exit_time = recording.now();
-    probes.detach_all();
+    // The other probes stay until the recorder exits (see `Probes::detach_in_background`):
+    // detaching takes seconds, and events after the final drain are simply not recorded.
+    probes.detach_exit_stop();
     // A launched target that entered exit() just before the probes went away may still be
     // stopped there: never leave it stopped.
     if target.is_child() && exit_stop.get(&0, 0).ok() == Some(target.pid) {
