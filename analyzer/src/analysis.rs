@@ -13,7 +13,7 @@ use crate::aggregate::StackRow;
 use crate::error::{Error, Result};
 use crate::progress::CountingReader;
 use crate::replay::{Replay, ReplayOptions, ReplayOutput};
-use crate::source::{default_threads, read_records};
+use crate::source::{RecordSink, default_threads, read_records};
 use crate::symbols::SymbolTable;
 
 /// Everything known about a trace after one pass.
@@ -60,21 +60,17 @@ pub fn analyze_from<R: std::io::Read + Send>(
     options: ReplayOptions,
     threads: usize,
 ) -> Result<Analysis> {
-    let mut symbols = SymbolTable::default();
-    let mut replay = Replay::new(options);
-    let mut meta = None;
-    let summary = read_records(input, threads, |record| {
-        // Events first, by reference: they are nearly all the records.
-        if record.time().is_some() {
-            replay.record(&record);
-            return;
-        }
-        match symbols.take(record) {
-            Some(Record::Meta(m)) if meta.is_none() => meta = Some(*m),
-            _ => {}
-        }
-    })
-    .map_err(|e| Error::trace(path, e))?;
+    let mut sink = Sink {
+        symbols: SymbolTable::default(),
+        replay: Replay::new(options),
+        meta: None,
+    };
+    let summary = read_records(input, threads, &mut sink).map_err(|e| Error::trace(path, e))?;
+    let Sink {
+        symbols,
+        replay,
+        meta,
+    } = sink;
     Ok(Analysis {
         path: path.to_owned(),
         header: summary.header,
@@ -86,6 +82,31 @@ pub fn analyze_from<R: std::io::Read + Send>(
         records: summary.records,
         skipped_unknown_frames: summary.skipped_unknown_frames,
     })
+}
+
+/// Events to the replay, other timed records too, the rest to the symbol table.
+struct Sink {
+    symbols: SymbolTable,
+    replay: Replay,
+    meta: Option<TraceMeta>,
+}
+
+impl RecordSink for &mut Sink {
+    #[inline(always)]
+    fn event(&mut self, record: &Record) {
+        self.replay.event(record);
+    }
+
+    fn other(&mut self, record: Record) {
+        if record.time().is_some() {
+            self.replay.record(&record);
+            return;
+        }
+        match self.symbols.take(record) {
+            Some(Record::Meta(m)) if self.meta.is_none() => self.meta = Some(*m),
+            _ => {}
+        }
+    }
 }
 
 impl Analysis {

@@ -54,10 +54,153 @@ struct Piece {
     split: u64,
 }
 
+/// Live heap blocks by address: an open-addressing table with linear probing, each slot the
+/// address and its block side by side (32 bytes), so a lookup usually reads one cache line.
+/// Address 0 marks an empty slot (a zero address is never live). Deletion shifts the following
+/// entries back, so there are no tombstones and probes stay short.
+#[derive(Debug, Clone)]
+struct HeapTable {
+    slots: Box<[(u64, Live)]>,
+    len: usize,
+    /// log2 of the slot count.
+    bits: u32,
+}
+
+const EMPTY_LIVE: Live = Live {
+    size: 0,
+    stack: 0,
+    time: 0,
+    api: AllocApi::Malloc,
+};
+
+impl Default for HeapTable {
+    fn default() -> Self {
+        HeapTable::with_bits(10)
+    }
+}
+
+impl HeapTable {
+    fn with_bits(bits: u32) -> HeapTable {
+        HeapTable {
+            slots: vec![(0, EMPTY_LIVE); 1 << bits].into_boxed_slice(),
+            len: 0,
+            bits,
+        }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Fibonacci hashing: the top bits of the address times 2^64 / phi spread aligned
+    /// addresses (and runs of them) evenly.
+    #[inline]
+    fn home(&self, address: u64) -> usize {
+        (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    }
+
+    /// The slot holding `address`, or the empty slot where it would go.
+    #[inline]
+    fn slot(&self, address: u64) -> (usize, bool) {
+        let mask = self.mask();
+        let mut i = self.home(address);
+        loop {
+            let k = self.slots[i].0;
+            if k == address {
+                return (i, true);
+            }
+            if k == 0 {
+                return (i, false);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, address: u64) -> Option<&Live> {
+        if address == 0 {
+            return None;
+        }
+        match self.slot(address) {
+            (i, true) => Some(&self.slots[i].1),
+            _ => None,
+        }
+    }
+
+    /// Inserts `address`; returns the block it replaced.
+    #[inline]
+    fn insert(&mut self, address: u64, block: Live) -> Option<Live> {
+        debug_assert!(address != 0);
+        let (i, found) = self.slot(address);
+        if found {
+            return Some(std::mem::replace(&mut self.slots[i].1, block));
+        }
+        self.slots[i] = (address, block);
+        self.len += 1;
+        if self.len * 2 > self.slots.len() {
+            self.grow();
+        }
+        None
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let mut bigger = HeapTable::with_bits(self.bits + 1);
+        for &(k, v) in self.slots.iter().filter(|(k, _)| *k != 0) {
+            let (i, _) = bigger.slot(k);
+            bigger.slots[i] = (k, v);
+        }
+        bigger.len = self.len;
+        *self = bigger;
+    }
+
+    #[inline]
+    fn remove(&mut self, address: u64) -> Option<Live> {
+        if address == 0 {
+            return None;
+        }
+        let (mut i, found) = self.slot(address);
+        if !found {
+            return None;
+        }
+        let removed = self.slots[i].1;
+        let mask = self.mask();
+        // Backward-shift deletion: pull back every following entry whose home is not in
+        // (i, j], so that no probe sequence crosses an empty slot.
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let k = self.slots[j].0;
+            if k == 0 {
+                break;
+            }
+            let home = self.home(k);
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
+                self.slots[i] = self.slots[j];
+                i = j;
+            }
+        }
+        self.slots[i].0 = 0;
+        self.len -= 1;
+        Some(removed)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Live)> + '_ {
+        self.slots
+            .iter()
+            .filter(|(k, _)| *k != 0)
+            .map(|(k, v)| (*k, v))
+    }
+}
+
 /// Everything live: heap blocks by address, mapped ranges by start.
 #[derive(Debug, Default)]
 pub struct LiveAllocations {
-    heap: IntMap<u64, Live>,
+    heap: HeapTable,
     maps: BTreeMap<u64, Piece>,
     /// Pieces left of each split mapping.
     splits: IntMap<u64, u32>,
@@ -70,7 +213,7 @@ impl LiveAllocations {
     }
 
     pub fn get(&self, address: u64) -> Option<&Live> {
-        self.heap.get(&address)
+        self.heap.get(address)
     }
 
     /// Live mapped ranges as (start, length, stack).
@@ -192,6 +335,66 @@ impl Replay {
         &self.stats
     }
 
+    /// Applies one alloc, free or realloc record (any other record goes to [`Replay::record`]):
+    /// the replay's hot path, the same as `record` for these.
+    #[inline(always)]
+    pub fn event(&mut self, record: &Record) {
+        match *record {
+            Record::Alloc {
+                time,
+                address,
+                size,
+                stack,
+                api,
+                ..
+            } => {
+                if self.before_at(time) {
+                    self.alloc(time, address, size, stack, api)
+                }
+            }
+            Record::Free {
+                time,
+                address,
+                size,
+                api,
+                ..
+            } => {
+                if self.before_at(time) {
+                    match api {
+                        FreeApi::Free => self.free(time, address),
+                        FreeApi::Munmap => self.munmap(time, address, (size > 0).then_some(size)),
+                    }
+                }
+            }
+            Record::Realloc {
+                time,
+                old_address,
+                new_address,
+                size,
+                stack,
+                api,
+                ..
+            } => {
+                if self.before_at(time) {
+                    self.realloc(time, old_address, new_address, size, stack, api)
+                }
+            }
+            _ => self.record(record),
+        }
+    }
+
+    /// The clock bookkeeping `record` does first for a timed record; false (counted) when
+    /// `time` is past `--at`.
+    #[inline(always)]
+    fn before_at(&mut self, time: u64) -> bool {
+        self.stats.last_time_ns = self.stats.last_time_ns.max(time);
+        if self.options.at_ns.is_some_and(|at| time > at) {
+            self.stats.events_after_at += 1;
+            return false;
+        }
+        true
+    }
+
     /// Applies one record. Records without a time (metadata, strings, stacks, symbols) are
     /// ignored here: they belong to the symbol table.
     pub fn record(&mut self, record: &Record) {
@@ -251,6 +454,7 @@ impl Replay {
         }
     }
 
+    #[inline]
     fn tick(&mut self, time: u64) -> u64 {
         // Events from several CPUs can be a little out of order; the clock never goes back.
         self.now = self.now.max(time);
@@ -261,6 +465,7 @@ impl Replay {
     }
 
     /// An allocation call returned `address` (0: it failed).
+    #[inline]
     pub fn alloc(&mut self, time: u64, address: u64, size: u64, stack: u32, api: AllocApi) {
         let now = self.tick(time);
         self.stats.events += 1;
@@ -277,6 +482,7 @@ impl Replay {
     }
 
     /// `free(address)`.
+    #[inline]
     pub fn free(&mut self, time: u64, address: u64) {
         let now = self.tick(time);
         self.stats.events += 1;
@@ -332,6 +538,7 @@ impl Replay {
         }
     }
 
+    #[inline]
     fn heap_alloc(&mut self, now: u64, address: u64, size: u64, stack: u32, api: AllocApi) {
         let block = Live {
             size,
@@ -346,13 +553,15 @@ impl Replay {
         self.aggs.alloc(now, stack, size);
     }
 
+    #[inline]
     fn heap_free(&mut self, now: u64, address: u64) {
-        match self.live.heap.remove(&address) {
+        match self.live.heap.remove(address) {
             Some(block) => self.released(now, address, block, true),
             None => self.stats.unmatched_frees += 1,
         }
     }
 
+    #[inline]
     fn released(&mut self, now: u64, address: u64, block: Live, whole: bool) {
         self.aggs
             .release(now, block.stack, block.size, block.time, whole);
@@ -455,11 +664,12 @@ impl Replay {
         let Replay {
             options,
             live,
-            aggs,
+            mut aggs,
             stats,
             mut rows,
             ..
         } = self;
+        aggs.flush();
         let mut duration_ns = stats
             .end
             .map_or(stats.last_time_ns, |(t, _)| t.max(stats.last_time_ns));
@@ -478,7 +688,7 @@ impl Replay {
         // Unfreed (count, bytes) per stack, counting a split mapping once.
         let mut unfreed: IntMap<u32, (u64, u64)> = IntMap::default();
         let old_enough = |t: u64| active_end_ns.saturating_sub(t) >= options.min_age_ns;
-        for (&address, b) in &live.heap {
+        for (address, b) in live.heap.iter() {
             if old_enough(b.time) {
                 let u = unfreed.entry(b.stack).or_default();
                 u.0 += 1;

@@ -6,7 +6,7 @@
 //! trace's size. Must not interpret records.
 
 use std::io::Read;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use memtrail_format::frame::read_file_header;
 use memtrail_format::{
@@ -23,8 +23,6 @@ pub struct ReadSummary {
     pub skipped_unknown_frames: u64,
 }
 
-type Batch = Result<Vec<Record>, FormatError>;
-
 /// How many decoding threads to use: `MEMTRAIL_THREADS` if set (1: decode on the replaying
 /// thread), else one per core, at most 4.
 pub fn default_threads() -> usize {
@@ -37,34 +35,103 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
+/// Where [`read_records`] delivers records. Events (alloc, free, realloc: nearly all records)
+/// come by reference, so that a record is never copied again after it was decoded; every
+/// other record comes by value.
+pub trait RecordSink {
+    fn event(&mut self, record: &Record);
+    fn other(&mut self, record: Record);
+}
+
+/// Any `FnMut(Record)` is a sink (events are cloned: they own no heap memory).
+impl<F: FnMut(Record)> RecordSink for F {
+    fn event(&mut self, record: &Record) {
+        self(record.clone())
+    }
+    fn other(&mut self, record: Record) {
+        self(record)
+    }
+}
+
+/// Counts what goes by on its way to the sink.
+struct Counting<S> {
+    sink: S,
+    records: u64,
+    events: u64,
+    saw_end: bool,
+}
+
+impl<S: RecordSink> Counting<S> {
+    #[inline(always)]
+    fn take(&mut self, r: Record) {
+        self.records += 1;
+        if r.is_event() {
+            self.events += 1;
+            self.sink.event(&r);
+            // Event records own no heap memory: nothing to drop.
+            std::mem::forget(r);
+        } else {
+            self.saw_end |= matches!(r, Record::End { .. });
+            self.sink.other(r);
+        }
+    }
+
+    /// Takes every record of `chunk`, leaving it empty, events by reference in place.
+    #[inline]
+    fn take_chunk(&mut self, chunk: &mut Vec<Record>) {
+        for r in chunk.iter_mut() {
+            self.records += 1;
+            if r.is_event() {
+                self.events += 1;
+                self.sink.event(r);
+            } else {
+                self.saw_end |= matches!(r, Record::End { .. });
+                let owned = std::mem::replace(r, PLACEHOLDER);
+                self.sink.other(owned);
+            }
+        }
+        chunk.clear();
+    }
+}
+
+/// What a record taken out of a chunk leaves behind (owns nothing; dropped unseen).
+const PLACEHOLDER: Record = Record::Lost {
+    time: 0,
+    count: 0,
+    reason: memtrail_format::LostReason::Other,
+};
+
 /// Reads every record of the trace in `input`, in order, into `sink`. With `threads <= 1`
 /// everything happens on the calling thread.
 pub fn read_records<R: Read + Send>(
     mut input: R,
     threads: usize,
-    mut sink: impl FnMut(Record),
+    sink: impl RecordSink,
 ) -> Result<ReadSummary, FormatError> {
     let header = read_file_header(&mut input)?;
-    let mut records = 0u64;
-    let mut events = 0u64;
-    let mut saw_end = false;
-    let mut take = |r: Record| {
-        records += 1;
-        events += u64::from(r.is_event());
-        saw_end |= matches!(r, Record::End { .. });
-        sink(r);
+    let mut take = Counting {
+        sink,
+        records: 0,
+        events: 0,
+        saw_end: false,
     };
     let frames = FrameReader::new(input);
     let frames = if threads <= 1 {
         let mut frames = frames;
         let mut scratch = Vec::new();
         for frame in &mut frames {
-            decode_frame(&frame?, &mut scratch, &mut take)?;
+            decode_frame(&frame?, &mut scratch, |r| take.take(r))?;
         }
         frames
     } else {
         parallel(frames, threads, &mut take)?
     };
+    let Counting {
+        records,
+        events,
+        saw_end,
+        ..
+    } = take;
     let truncation = frames.truncation().cloned().or_else(|| {
         (!saw_end).then(|| Truncation {
             offset: frames.offset(),
@@ -86,27 +153,60 @@ pub fn read_records<R: Read + Send>(
     })
 }
 
-fn parallel<R: Read + Send>(
+/// Records per message from a decoding worker: small enough that a message stays in the
+/// cache between the worker writing it and the replay reading it, large enough that channel
+/// costs vanish.
+const CHUNK: usize = 1024;
+/// Messages a worker may have queued ahead of the replay.
+const CHUNKS_AHEAD: usize = 16;
+
+/// What a decoding worker sends for each frame: chunks of its records in order, then `Done`.
+enum Msg {
+    Records(Vec<Record>),
+    Done(Result<(), FormatError>),
+}
+
+fn parallel<R: Read + Send, S: RecordSink>(
     mut frames: FrameReader<R>,
     workers: usize,
-    take: &mut impl FnMut(Record),
+    take: &mut Counting<S>,
 ) -> Result<FrameReader<R>, FormatError> {
     std::thread::scope(|scope| {
         let mut jobs: Vec<SyncSender<Result<RawFrame, FormatError>>> = Vec::new();
-        let mut results: Vec<Receiver<Batch>> = Vec::new();
+        let mut results: Vec<Receiver<Msg>> = Vec::new();
+        // Emptied chunks go back to the worker that filled them: no allocation per chunk.
+        let mut recycle: Vec<Sender<Vec<Record>>> = Vec::new();
         for _ in 0..workers {
             let (job_tx, job_rx) = sync_channel::<Result<RawFrame, FormatError>>(2);
-            let (res_tx, res_rx) = sync_channel::<Batch>(1);
+            let (res_tx, res_rx) = sync_channel::<Msg>(CHUNKS_AHEAD);
+            let (back_tx, back_rx) = channel::<Vec<Record>>();
             jobs.push(job_tx);
             results.push(res_rx);
+            recycle.push(back_tx);
             scope.spawn(move || {
                 let mut scratch = Vec::new();
+                let fresh = || {
+                    back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK))
+                };
+                let mut open = true;
                 for job in job_rx {
-                    let batch = job.and_then(|frame| {
-                        let mut batch = Vec::with_capacity(frame.header.raw_len as usize / 4);
-                        decode_frame(&frame, &mut scratch, |r| batch.push(r)).map(|_| batch)
+                    let done = job.and_then(|frame| {
+                        let mut chunk = fresh();
+                        decode_frame(&frame, &mut scratch, |r| {
+                            chunk.push(r);
+                            if chunk.len() == CHUNK && open {
+                                let full = std::mem::replace(&mut chunk, fresh());
+                                open = res_tx.send(Msg::Records(full)).is_ok();
+                            }
+                        })?;
+                        if !chunk.is_empty() && open {
+                            open = res_tx.send(Msg::Records(chunk)).is_ok();
+                        }
+                        Ok(())
                     });
-                    if res_tx.send(batch).is_err() {
+                    if !open || res_tx.send(Msg::Done(done)).is_err() {
                         return;
                     }
                 }
@@ -123,14 +223,20 @@ fn parallel<R: Read + Send>(
             frames
         });
         let mut outcome = Ok(());
-        for i in 0.. {
-            match results[i % workers].recv() {
-                Ok(Ok(batch)) => batch.into_iter().for_each(&mut *take),
-                Ok(Err(e)) => {
-                    outcome = Err(e);
-                    break;
+        'frames: for i in 0.. {
+            loop {
+                match results[i % workers].recv() {
+                    Ok(Msg::Records(mut chunk)) => {
+                        take.take_chunk(&mut chunk);
+                        let _ = recycle[i % workers].send(chunk);
+                    }
+                    Ok(Msg::Done(Ok(()))) => break,
+                    Ok(Msg::Done(Err(e))) => {
+                        outcome = Err(e);
+                        break 'frames;
+                    }
+                    Err(_) => break 'frames,
                 }
-                Err(_) => break,
             }
         }
         // Unblock the workers and the reader if we stopped early.
