@@ -156,9 +156,9 @@ pub fn read_records<R: Read + Send>(
 /// Records per message from a decoding worker: small enough that a message stays in the
 /// cache between the worker writing it and the replay reading it, large enough that channel
 /// costs vanish.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 4096;
 /// Messages a worker may have queued ahead of the replay.
-const CHUNKS_AHEAD: usize = 16;
+const CHUNKS_AHEAD: usize = 8;
 
 /// What a decoding worker sends for each frame: chunks of its records in order, then `Done`.
 enum Msg {
