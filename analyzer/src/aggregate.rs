@@ -646,7 +646,7 @@ impl Aggregates {
 
     /// `size` bytes allocated from `stack` at `alloc_ns` were released at `now`. `whole` is
     /// false when only part of a block went (a partial munmap), which is not a free.
-    #[inline]
+    #[inline(always)]
     pub fn release(&mut self, now: u64, stack: u32, size: u64, alloc_ns: u64, whole: bool) {
         self.advance(now);
         let shift = self.stack_shift;

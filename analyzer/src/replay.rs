@@ -158,7 +158,7 @@ impl HeapTable {
         *self = bigger;
     }
 
-    #[inline]
+    #[inline(always)]
     fn remove(&mut self, address: u64) -> Option<Live> {
         if address == 0 {
             return None;
@@ -561,7 +561,7 @@ impl Replay {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn released(&mut self, now: u64, address: u64, block: Live, whole: bool) {
         self.aggs
             .release(now, block.stack, block.size, block.time, whole);

@@ -90,7 +90,10 @@ impl<S: RecordSink> Counting<S> {
                 self.sink.other(owned);
             }
         }
-        chunk.clear();
+        // SAFETY: every record left in the chunk is an event or a placeholder, none of which
+        // owns memory, so forgetting them (instead of running their drop glue one by one)
+        // leaks nothing; length 0 is always valid.
+        unsafe { chunk.set_len(0) };
     }
 }
 
