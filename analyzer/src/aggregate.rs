@@ -288,8 +288,9 @@ pub fn lifetime_class(ns: u64) -> usize {
     base as usize + usize::from(ns >= mid)
 }
 
-/// Per log2 `e`: how many class bounds are `<= 2^e`, and the bound strictly inside
-/// `(2^e, 2^(e+1))` if any (else `u64::MAX`).
+/// Per log2 `e`: (base, mid) such that the class of any `ns` in `[2^e, 2^(e+1))` is
+/// `base + (ns >= mid)`: how many class bounds are `<= 2^e`, and the bound inside
+/// `(2^e, 2^(e+1))`, if any.
 const LIFETIME_CLASS_BY_LOG2: [(u8, u64); 64] = {
     let mut t = [(0u8, u64::MAX); 64];
     let mut e = 0;
@@ -312,7 +313,15 @@ const LIFETIME_CLASS_BY_LOG2: [(u8, u64); 64] = {
             }
             i += 1;
         }
-        t[e] = (base, mid);
+        // Without a bound inside, `ns >= mid` must be constant: always true with mid 0 (and
+        // base one lower), or, when base is 0 (small e), always false with mid u64::MAX.
+        t[e] = if mid != u64::MAX {
+            (base, mid)
+        } else if base > 0 {
+            (base - 1, 0)
+        } else {
+            (0, u64::MAX)
+        };
         e += 1;
     }
     t
@@ -888,5 +897,73 @@ mod tests {
         m.record(0, 0, 5);
         m.record(0, 1024, 1);
         assert_eq!(m.finish(1, 2), vec![5, 5]);
+    }
+
+    #[test]
+    fn lifetime_class_table_matches_the_bounds() {
+        let slow = |ns: u64| LIFETIME_CLASS_BOUNDS_NS.partition_point(|&b| b <= ns);
+        let mut values = vec![0u64, 1, 2, u64::MAX, u64::MAX - 1];
+        for &b in &LIFETIME_CLASS_BOUNDS_NS {
+            values.extend([b - 1, b, b + 1]);
+        }
+        for e in 0..64 {
+            let p = 1u64 << e;
+            values.extend([p - 1, p, p + 1, p | (p >> 1)]);
+        }
+        for v in values {
+            assert_eq!(lifetime_class(v), slow(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn lazy_curves_match_recording_every_point() {
+        // The same events through Aggregates (which writes a stack's curve point only when
+        // the bucket changes, and the heap curve's maximum per bucket) and through plain
+        // curves recording every point.
+        let mut aggs = Aggregates::default();
+        let mut stack = Curve::new(STACK_CURVE_BUCKETS, CurveMode::Last);
+        let mut heap = Curve::new(GLOBAL_CURVE_BUCKETS, CurveMode::Max);
+        let (mut shift, mut gshift) = (0, 0);
+        let (mut live, mut total) = (0i64, 0i64);
+        let mut t = 0u64;
+        let mut x = 12345u64;
+        for i in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            t += (x >> 40) % 3000;
+            shift = Curve::shift_for(STACK_CURVE_BUCKETS, shift, t);
+            gshift = Curve::shift_for(GLOBAL_CURVE_BUCKETS, gshift, t);
+            let size = 16 + (x >> 20) % 100;
+            if i % 3 == 2 && live >= size as i64 {
+                aggs.release(t, 7, size, t / 2, true);
+                live -= size as i64;
+                total -= size as i64;
+            } else if i % 5 == 0 {
+                aggs.alloc(t, 8, size);
+                total += size as i64;
+                heap.record(gshift, t, total);
+                continue;
+            } else {
+                aggs.alloc(t, 7, size);
+                live += size as i64;
+                total += size as i64;
+            }
+            stack.record(shift, t, live);
+            heap.record(gshift, t, total);
+        }
+        aggs.flush();
+        let (s, g) = (aggs.stack_shift(), aggs.global_shift());
+        assert_eq!((s, g), (shift, gshift));
+        assert_eq!(
+            aggs.stacks[&7].curve.finish(s, STACK_CURVE_BUCKETS),
+            stack.finish(s, STACK_CURVE_BUCKETS)
+        );
+        assert_eq!(
+            aggs.heap_curve.finish(g, GLOBAL_CURVE_BUCKETS),
+            heap.finish(g, GLOBAL_CURVE_BUCKETS)
+        );
+        assert_eq!(aggs.stacks.len(), 2);
+        assert!(aggs.stacks.get(&9).is_none());
     }
 }

@@ -757,3 +757,43 @@ impl Replay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_table_behaves_like_a_map() {
+        let mut t = HeapTable::default();
+        let mut m = std::collections::HashMap::new();
+        let mut x = 7u64;
+        for i in 0..200_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Few distinct, aligned addresses, so inserts, replacements and removals mix and
+            // the table grows and wraps around.
+            let address = 0x5555_0000_0000 + ((x >> 33) % (1 << (8 + i / 40_000))) * 16;
+            let block = Live {
+                size: i,
+                stack: (i % 13) as u32,
+                time: i,
+                api: AllocApi::Malloc,
+            };
+            if (x >> 20) % 3 == 0 {
+                assert_eq!(t.remove(address), m.remove(&address));
+            } else {
+                assert_eq!(t.insert(address, block), m.insert(address, block));
+            }
+            assert_eq!(t.len(), m.len());
+            if i % 997 == 0 {
+                for (a, b) in &m {
+                    assert_eq!(t.get(*a), Some(b));
+                }
+                assert_eq!(t.iter().count(), m.len());
+            }
+        }
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.remove(0), None);
+    }
+}
