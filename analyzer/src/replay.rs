@@ -780,7 +780,7 @@ mod tests {
                 time: i,
                 api: AllocApi::Malloc,
             };
-            if (x >> 20) % 3 == 0 {
+            if (x >> 20).is_multiple_of(3) {
                 assert_eq!(t.remove(address), m.remove(&address));
             } else {
                 assert_eq!(t.insert(address, block), m.insert(address, block));
