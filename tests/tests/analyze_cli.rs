@@ -13,31 +13,9 @@ use serde_json::Value;
 
 const MS: u64 = 1_000_000;
 
-/// The analyzer binary: `MEMTRAIL_BIN` if set, else `memtrail` in this test's target directory,
-/// (re)built first with `cargo build -p memtrail` so it is never stale.
-fn memtrail_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MEMTRAIL_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-q", "-p", "memtrail", "--bin", "memtrail"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        if let Some(target) = dir.parent() {
-            build.env("CARGO_TARGET_DIR", target);
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p memtrail failed");
-        let bin = dir.join("memtrail");
-        assert!(bin.exists(), "no memtrail binary at {}", bin.display());
-        bin
-    })
+/// The analyzer binary (see `memtrail_tests::workspace_binary`).
+fn memtrail_bin() -> PathBuf {
+    memtrail_tests::workspace_binary("MEMTRAIL_BIN", "memtrail")
 }
 
 fn scratch(name: &str) -> PathBuf {

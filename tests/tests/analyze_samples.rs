@@ -7,102 +7,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
+use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
 use serde_json::Value;
 
-/// True when BPF programs can be loaded here; panics when they must and cannot.
-fn bpf_available() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1 << bit) != 0;
-    let usable = has(21) || (has(38) && has(39));
-    let uprobes = Path::new("/sys/bus/event_source/devices/uprobe/type").exists();
-    if usable && uprobes {
-        return true;
-    }
-    let why = if usable {
-        "the kernel has no uprobe PMU"
-    } else {
-        "not root (needs CAP_BPF, CAP_PERFMON or CAP_SYS_ADMIN)"
-    };
-    if std::env::var_os("MEMTRAIL_REQUIRE_BPF").is_some() {
-        panic!("MEMTRAIL_REQUIRE_BPF is set but BPF is unavailable: {why}");
-    }
-    eprintln!("skipping: BPF unavailable ({why}); set MEMTRAIL_REQUIRE_BPF to make this fail");
-    false
+fn recorder() -> PathBuf {
+    workspace_binary("MEMTRAIL_RECORD", "memtrail-record")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
-
-/// `$VAR`, else `name` in this test's target directory, built with cargo first (a no-op when
-/// it is up to date) so it is never stale.
-fn binary(var: &str, package: &str, name: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .args(["build", "-q", "-p", package, "--bin", name])
-        .current_dir(repo_root());
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        build.env("CARGO_TARGET_DIR", target);
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p {package} failed");
-    profile_dir.join(name)
-}
-
-fn recorder() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| binary("MEMTRAIL_RECORD", "memtrail-record", "memtrail-record"))
-}
-
-fn analyzer() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| binary("MEMTRAIL_BIN", "memtrail", "memtrail"))
-}
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "memtrail-analyze-samples-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn analyzer() -> PathBuf {
+    workspace_binary("MEMTRAIL_BIN", "memtrail")
 }
 
 /// Compiles C source with frame pointers and debug info; returns the executable.
@@ -167,7 +81,7 @@ fn fibonacci_is_the_first_candidate_and_a_leak() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("fibonacci");
+    let scratch = Scratch::new("analyze-samples", "fibonacci");
     let sample = compile(
         &scratch,
         &repo_root().join("samples/fibonacci.c"),
@@ -214,7 +128,7 @@ fn fixed_fibonacci_has_no_candidate_in_fibonacci() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("fibonacci-fixed");
+    let scratch = Scratch::new("analyze-samples", "fibonacci-fixed");
     let sample = compile(
         &scratch,
         &repo_root().join("samples/fibonacci_fixed.c"),
@@ -272,7 +186,7 @@ fn a_bounded_cache_is_not_called_a_leak() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("cache");
+    let scratch = Scratch::new("analyze-samples", "cache");
     let source = scratch.path("cache.c");
     std::fs::write(&source, CACHE_C).unwrap();
     let sample = compile(&scratch, &source, "cache");

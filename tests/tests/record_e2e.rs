@@ -3,8 +3,8 @@
 //!
 //! Needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN). Without it each test prints why
 //! and passes, unless MEMTRAIL_REQUIRE_BPF is set (as `.ci/run` does): then it fails.
-//! The recorder binary is `$MEMTRAIL_RECORD`, else `memtrail-record` next to this test's
-//! target directory (built with `cargo build -p memtrail-record` if missing).
+//! The recorder binary is `$MEMTRAIL_RECORD`, else `memtrail-record` of this test's target
+//! directory, brought up to date first (see `memtrail_tests::workspace_binary`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -14,96 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use memtrail_format::{AllocApi, FreeApi, NO_STRING, Record, TraceMeta, TraceReader};
-
-/// True when the tests can load BPF here; panics when they must and cannot.
-fn bpf_available() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |bit: u32| cap_eff & (1 << bit) != 0;
-    let usable = has(21) || (has(38) && has(39));
-    let uprobes = Path::new("/sys/bus/event_source/devices/uprobe/type").exists();
-    if usable && uprobes {
-        return true;
-    }
-    let why = if usable {
-        "the kernel has no uprobe PMU"
-    } else {
-        "not root (needs CAP_BPF, CAP_PERFMON or CAP_SYS_ADMIN)"
-    };
-    if std::env::var_os("MEMTRAIL_REQUIRE_BPF").is_some() {
-        panic!("MEMTRAIL_REQUIRE_BPF is set but BPF is unavailable: {why}");
-    }
-    eprintln!("skipping: BPF unavailable ({why}); set MEMTRAIL_REQUIRE_BPF to make this fail");
-    false
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
-}
-
-/// `$MEMTRAIL_RECORD`, else `memtrail-record` of this test's target directory and profile,
-/// brought up to date with `cargo build -p memtrail-record` once per test run (a stale
-/// binary from an earlier build would test old code).
-fn recorder_binary() -> PathBuf {
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("MEMTRAIL_RECORD") {
-                return PathBuf::from(path);
-            }
-            // target/<profile>/deps/record_e2e-HASH -> target/<profile>/memtrail-record
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("test binary lives in target/<profile>/deps");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            build
-                .args(["build", "-q", "-p", "memtrail-record"])
-                .env("CARGO_TARGET_DIR", target_dir)
-                .current_dir(repo_root());
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build -p memtrail-record");
-            assert!(status.success(), "cargo build -p memtrail-record failed");
-            profile_dir.join("memtrail-record")
-        })
-        .clone()
-}
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "memtrail-record-test-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
 
 /// Builds samples/<source> with frame pointers and debug info; returns the executable.
 fn build_sample(scratch: &Scratch, source: &str) -> PathBuf {
@@ -129,7 +40,7 @@ fn build_sample(scratch: &Scratch, source: &str) -> PathBuf {
 }
 
 fn record_launch(trace: &Path, extra_args: &[&str], command: &[&str]) -> Output {
-    Command::new(recorder_binary())
+    Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
         .arg("-q")
         .arg("-o")
         .arg(trace)
@@ -346,7 +257,7 @@ fn launch_mode_counts_every_api_exactly() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("counts");
+    let scratch = Scratch::new("record", "counts");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("counts.trace");
     let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
@@ -379,7 +290,7 @@ fn attach_mode_counts_every_api_exactly() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("attach");
+    let scratch = Scratch::new("record", "attach");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("attach.trace");
     let mut target = Command::new(&sample)
@@ -393,7 +304,7 @@ fn attach_mode_counts_every_api_exactly() {
     target_out.read_line(&mut line).expect("ready line");
     assert!(line.starts_with("ready"), "sample said {line:?}");
 
-    let mut recorder = Command::new(recorder_binary())
+    let mut recorder = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
         .arg("-p")
         .arg(target.id().to_string())
         .arg("-o")
@@ -443,7 +354,7 @@ fn frees_on_another_thread_match_their_allocations() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("threads");
+    let scratch = Scratch::new("record", "threads");
     let sample = build_sample(&scratch, "threads_free_elsewhere.c");
     let trace = scratch.path("threads.trace");
     let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
@@ -488,7 +399,7 @@ fn fibonacci_leak_is_named_even_with_the_binary_deleted() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("fibonacci");
+    let scratch = Scratch::new("record", "fibonacci");
     let sample = build_sample(&scratch, "fibonacci.c");
     let trace = scratch.path("fibonacci.trace");
     let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1.5"]);
@@ -533,7 +444,7 @@ fn fixed_fibonacci_leaves_nothing_allocated_from_fibonacci() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("fibonacci-fixed");
+    let scratch = Scratch::new("record", "fibonacci-fixed");
     let sample = build_sample(&scratch, "fibonacci_fixed.c");
     let trace = scratch.path("fixed.trace");
     let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1"]);
@@ -558,7 +469,7 @@ fn cxx_new_and_delete_are_seen_as_malloc_and_free() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("cxx");
+    let scratch = Scratch::new("record", "cxx");
     let sample = build_sample(&scratch, "cxx_new_delete.cpp");
     let trace = scratch.path("cxx.trace");
     let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
@@ -595,7 +506,7 @@ fn exit_status_passes_through_and_launch_errors_are_one_line() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("exit");
+    let scratch = Scratch::new("record", "exit");
     let trace = scratch.path("exit.trace");
     let output = record_launch(&trace, &[], &["/bin/sh", "-c", "exit 7"]);
     assert_eq!(output.status.code(), Some(7));
@@ -615,7 +526,7 @@ fn bad_pid_and_unwritable_output_fail_with_one_line() {
     if !bpf_available() {
         return;
     }
-    let output = Command::new(recorder_binary())
+    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
         .args(["-p", "999999999", "-o", "/tmp/memtrail-never.trace"])
         .output()
         .expect("run");
@@ -636,10 +547,10 @@ fn sigint_mid_run_leaves_a_complete_trace() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("sigint");
+    let scratch = Scratch::new("record", "sigint");
     let sample = build_sample(&scratch, "fibonacci.c");
     let trace = scratch.path("sigint.trace");
-    let mut recorder = Command::new(recorder_binary())
+    let mut recorder = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
         .arg("-q")
         .arg("-o")
         .arg(&trace)
@@ -678,7 +589,7 @@ fn a_full_ring_buffer_is_counted_as_lost_not_silently_dropped() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("lost");
+    let scratch = Scratch::new("record", "lost");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("lost.trace");
     // 4 KiB holds about 70 events; the reader polls every 10 ms: most events cannot fit.
@@ -712,7 +623,7 @@ fn min_size_skips_small_allocations_but_keeps_reallocs() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("min-size");
+    let scratch = Scratch::new("record", "min-size");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("min-size.trace");
     let output = record_launch(
@@ -750,7 +661,7 @@ fn a_library_loaded_after_recording_started_is_symbolized() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("dlopen");
+    let scratch = Scratch::new("record", "dlopen");
     let plugin = scratch.path("libplugin.so");
     let status = Command::new("gcc")
         .args([
@@ -812,7 +723,7 @@ fn lib_probes_an_allocator_compiled_into_the_executable() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("own-allocator");
+    let scratch = Scratch::new("record", "own-allocator");
     let sample = build_sample(&scratch, "own_allocator.c");
     let sample_path = sample.to_str().expect("utf-8 path");
     let trace = scratch.path("own.trace");
@@ -871,7 +782,7 @@ fn a_full_disk_stops_tracing_with_one_line_and_a_readable_trace() {
     if !bpf_available() {
         return;
     }
-    let scratch = Scratch::new("disk-full");
+    let scratch = Scratch::new("record", "disk-full");
     let sample = build_sample(&scratch, "malloc_free_loop.c");
     let Some(small) = SmallFilesystem::mount(scratch.path("small"), "64k") else {
         if std::env::var_os("MEMTRAIL_REQUIRE_BPF").is_some() {
