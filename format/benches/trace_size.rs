@@ -380,6 +380,28 @@ fn main() {
         "decode Mev/s",
         "frames Mev/s"
     );
+    if std::env::args().any(|a| a == "--profile-decode") {
+        // For `perf record`: encode once at the defaults, then only decode, repeatedly.
+        let meta = TraceMeta {
+            time_resolution_ns: 1000,
+            ..TraceMeta::default()
+        };
+        let mut writer = TraceWriter::new(Vec::new(), &meta).expect("writer");
+        for r in &w.records {
+            writer.write(r).expect("write");
+        }
+        let bytes = writer.finish().expect("finish");
+        for _ in 0..5 {
+            let t = cpu_seconds();
+            let mut events = 0u64;
+            for r in TraceReader::new(Cursor::new(&bytes)).expect("reader") {
+                events += u64::from(r.expect("decode").is_event());
+            }
+            let s = cpu_seconds() - t;
+            println!("decode: {:.1} M events/s", events as f64 / s / 1e6);
+        }
+        return;
+    }
     let (base_bytes, base_decode) = baseline_rows(&w.records);
     let base_bpe = base_bytes as f64 / w.events as f64;
     println!(

@@ -80,10 +80,16 @@ impl RecentList {
     }
 
     /// Removes and returns entry `i` (the newest is 0).
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, i: usize) -> Option<u64> {
         if i >= self.len {
             return None;
+        }
+        if i == 0 {
+            let a = self.items[self.head];
+            self.head = self.at(1);
+            self.len -= 1;
+            return Some(a);
         }
         let a = self.items[self.at(i)];
         // Close the gap by moving the i newer entries one step toward the old end.
@@ -96,7 +102,7 @@ impl RecentList {
     }
 
     /// Puts `address` first; when full, the oldest entry is overwritten.
-    #[inline]
+    #[inline(always)]
     fn push_front(&mut self, address: u64) {
         self.head = self.at(THREAD_LIST - 1);
         self.items[self.head] = address;
@@ -118,6 +124,7 @@ struct ThreadSlot {
 }
 
 impl ThreadSlot {
+    #[inline(always)]
     fn list(&mut self, role: Role) -> &mut RecentList {
         match role {
             Role::Allocated => &mut self.freed,
@@ -126,6 +133,7 @@ impl ThreadSlot {
     }
 
     /// Moves `address` to the front of the list of the other side of its life.
+    #[inline(always)]
     fn remember(&mut self, role: Role, address: u64) {
         match role {
             Role::Allocated => self.allocated.push_front(address),
@@ -700,8 +708,9 @@ impl FrameDecoder {
         })
     }
 
-    /// The next record, `None` after the last one.
-    #[inline]
+    /// The next record, `None` after the last one. Inlined into its callers: returning a
+    /// record through memory costs a store-forwarding stall per record.
+    #[inline(always)]
     pub(crate) fn next_record(&mut self, p: &[u8]) -> Option<Result<Record, RecordError>> {
         if self.remaining == 0 {
             return None;
@@ -789,6 +798,7 @@ impl FrameDecoder {
         Ok((size, stack))
     }
 
+    #[inline(always)]
     fn decode_one(&mut self, p: &[u8]) -> Result<Record, (usize, &'static str)> {
         let tags = &mut self.columns[TAGS];
         let tag = *p[..tags.end]
