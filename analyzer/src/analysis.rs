@@ -44,7 +44,9 @@ pub fn analyze_counting(
     bytes_read: Arc<AtomicU64>,
 ) -> Result<Analysis> {
     let file = std::fs::File::open(path).map_err(|e| Error::trace(path, e.into()))?;
-    let input = std::io::BufReader::with_capacity(1 << 20, CountingReader::new(file, bytes_read));
+    // No buffer: the frame reader asks for whole headers and payloads (two reads a frame), so
+    // a buffer would only add a copy of the file.
+    let input = CountingReader::new(file, bytes_read);
     analyze_from(path, input, options, default_threads())
 }
 
