@@ -74,6 +74,21 @@ struct Cli {
     #[arg(long)]
     no_symbols: bool,
 
+    /// Record on average one allocation per this many bytes allocated (per thread, a byte
+    /// countdown drawn from an exponential distribution with this mean, as jemalloc samples),
+    /// and only the frees and reallocs of the sampled blocks. Reports scale the numbers back.
+    #[arg(long, value_name = "BYTES", value_parser = parse_sample_bytes)]
+    sample_bytes: Option<u64>,
+
+    /// Attach programs that do nothing, on the same attach points: measures the cost of the
+    /// probes alone (the floor of a uprobe-based tracer). The trace holds no events.
+    #[arg(long, hide = true)]
+    probes_only: bool,
+
+    /// Capture no stacks (every event gets the unknown stack): measures stack capture's cost.
+    #[arg(long, hide = true)]
+    no_stacks: bool,
+
     /// Put the free probe at this offset into `free` instead of the decoded one (0: the
     /// function entry). For measuring and working around unusual allocators.
     #[arg(long, value_name = "BYTES", hide = true)]
@@ -95,18 +110,34 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
 }
 
-fn parse_ring_size(text: &str) -> Result<u32, String> {
+fn parse_sample_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if !(1..=memtrail_ebpf_abi::MAX_SAMPLE_BYTES).contains(&bytes) {
+        return Err(format!(
+            "`{text}`: the sampling interval must be between 1 byte and 1T"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A byte count with an optional K/M/G/T suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, multiplier) = match text.char_indices().last() {
         Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
         Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
         Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        Some((i, 't' | 'T')) => (&text[..i], 1 << 40),
         _ => (text, 1),
     };
-    let bytes = digits
+    digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("`{text}` is not a size"))?;
+        .ok_or_else(|| format!("`{text}` is not a size"))
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
     if !bytes.is_power_of_two() || !(4096..=(1 << 30)).contains(&bytes) {
         return Err(format!(
             "`{text}`: the ring buffer size must be a power of two between 4K and 1G"
@@ -290,6 +321,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         min_size: cli.min_size,
         ring_buffer_bytes: cli.ring_buffer_size,
         stop_at_exit: target.is_child(),
+        sample_bytes: cli.sample_bytes.unwrap_or(0),
+        capture_stacks: !cli.no_stacks,
+        probes_only: cli.probes_only,
     };
     let mut probes = Probes::load(&probe_settings)?;
     let placement = probes.attach_allocator(&library, target.pid, cli.free_probe_offset)?;
@@ -330,6 +364,12 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         ),
         ("probes".to_owned(), placement.probes.to_string()),
     ];
+    if cli.probes_only {
+        extra.push(("probes_only".to_owned(), "true".to_owned()));
+    }
+    if cli.no_stacks {
+        extra.push(("stacks".to_owned(), "none".to_owned()));
+    }
     if !placement.aliases.is_empty() {
         extra.push(("probe_aliases".to_owned(), placement.aliases.join(",")));
     }
@@ -346,7 +386,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         start_monotonic_ns,
         // SAFETY: sysconf has no preconditions.
         page_size: u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096),
-        sample_bytes: 0,
+        sample_bytes: cli.sample_bytes.unwrap_or(0),
         time_resolution_ns: 1,
         extra,
     };

@@ -50,6 +50,11 @@ pub struct LoadSettings {
     pub ring_buffer_bytes: u32,
     /// Stop the target with SIGSTOP when it calls libc's `exit` (see `attach_exit_stop`).
     pub stop_at_exit: bool,
+    /// 0: every allocation; N: on average one per N bytes allocated (see the eBPF program).
+    pub sample_bytes: u64,
+    pub capture_stacks: bool,
+    /// Attach programs that do nothing on the same attach points (measures the probes' cost).
+    pub probes_only: bool,
 }
 
 /// Which entry program probes which function. The return program is the same for all.
@@ -83,6 +88,7 @@ pub struct Placement {
 pub struct Probes {
     pub ebpf: Ebpf,
     links: Vec<(&'static str, UProbeLinkId)>,
+    probes_only: bool,
 }
 
 fn load_error(e: impl std::fmt::Display + std::fmt::Debug) -> ProbeError {
@@ -97,8 +103,15 @@ fn load_error(e: impl std::fmt::Display + std::fmt::Debug) -> ProbeError {
 impl Probes {
     /// Loads the object (nothing attached yet).
     pub fn load(settings: &LoadSettings) -> Result<Probes, ProbeError> {
+        let sampling = settings.sample_bytes != 0;
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
+            .override_global(abi::GLOBAL_SAMPLE_BYTES, &settings.sample_bytes, true)
+            .override_global(
+                abi::GLOBAL_CAPTURE_STACKS,
+                &u32::from(settings.capture_stacks),
+                true,
+            )
             .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
             .override_global(
                 abi::GLOBAL_STOP_AT_EXIT,
@@ -106,11 +119,29 @@ impl Probes {
                 true,
             )
             .map_max_entries(abi::EVENTS_MAP, settings.ring_buffer_bytes)
+            // The sampling tables cost kernel memory only when sampling.
+            .map_max_entries(
+                abi::SAMPLED_BLOCKS_MAP,
+                if sampling {
+                    abi::SAMPLED_BLOCKS_CAPACITY
+                } else {
+                    1
+                },
+            )
+            .map_max_entries(
+                abi::SAMPLE_COUNTDOWN_MAP,
+                if sampling {
+                    abi::SAMPLE_COUNTDOWN_CAPACITY
+                } else {
+                    1
+                },
+            )
             .load(EBPF_OBJECT)
             .map_err(load_error)?;
         Ok(Probes {
             ebpf,
             links: Vec::new(),
+            probes_only: settings.probes_only,
         })
     }
 
@@ -136,6 +167,12 @@ impl Probes {
         library: &Path,
         pid: u32,
     ) -> Result<(), ProbeError> {
+        let program = match program {
+            abi::program::EXIT_ENTRY => program,
+            abi::program::ALLOC_RETURN if self.probes_only => abi::program::EMPTY_RETURN,
+            _ if self.probes_only => abi::program::EMPTY_ENTRY,
+            _ => program,
+        };
         let scope = match NonZeroU32::new(pid) {
             Some(pid) => UProbeScope::OneProcess(pid),
             None => UProbeScope::AllProcesses,

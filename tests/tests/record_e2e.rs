@@ -813,3 +813,132 @@ fn a_full_disk_stops_tracing_with_one_line_and_a_readable_trace() {
     }
     assert!(allocs > 1000, "only {allocs} allocations survived");
 }
+
+#[test]
+fn sampling_every_byte_keeps_the_exact_counts() {
+    if !bpf_available() {
+        return;
+    }
+    // With --sample-bytes 1 every countdown is at most 23 bytes (an exponential variate with
+    // mean 1 from 32 random bits is at most 22.2), and every block alloc_counts.c allocates
+    // is larger: every allocation is sampled, so the sampled bookkeeping in the kernel (the
+    // table of sampled blocks, reallocs and frees looked up in it) must reproduce the exact
+    // counts of an unsampled recording.
+    let scratch = Scratch::new("record", "sample-every-byte");
+    let sample = build_sample(&scratch, "alloc_counts.c");
+    let trace = scratch.path("sampled.trace");
+    let output = record_launch(
+        &trace,
+        &["--sample-bytes", "1"],
+        &[sample.to_str().expect("utf-8 path")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert_eq!(facts.meta.as_ref().map(|m| m.sample_bytes), Some(1));
+    assert_alloc_counts_sample(&facts);
+}
+
+#[test]
+fn sample_bytes_records_one_allocation_per_n_bytes_and_only_their_frees() {
+    if !bpf_available() {
+        return;
+    }
+    const N: u64 = 256 << 10;
+    let scratch = Scratch::new("record", "sample-bytes");
+    let sample = build_sample(&scratch, "sample_bytes.c");
+    let trace = scratch.path("sampled.trace");
+    let sample_path = sample.to_str().expect("utf-8 path");
+    let output = record_launch(&trace, &["--sample-bytes", "256K"], &[sample_path]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The program is deterministic: its totals, from a run of its own.
+    let run = Command::new(&sample).output().expect("run sample_bytes");
+    let printed = String::from_utf8_lossy(&run.stdout).into_owned();
+    let field = |name: &str| -> f64 {
+        printed
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {printed:?}"))
+    };
+    let (allocated_bytes, calls, kept) = (field("allocated_bytes"), field("calls"), field("kept"));
+
+    let records = read_trace(&trace);
+    let facts = TraceFacts::from_records(&records);
+    assert_eq!(facts.meta.as_ref().map(|m| m.sample_bytes), Some(N));
+    assert_eq!(facts.lost, 0, "events lost");
+    assert!(facts.has_end, "no End record");
+    // A sampled allocation is an Alloc, or a Realloc of an unsampled block (old address 0);
+    // a Realloc of a sampled block carries the sample on.
+    let fresh_reallocs = records
+        .iter()
+        .filter(|r| matches!(r, Record::Realloc { old_address: 0, .. }))
+        .count() as f64;
+    let sampled = facts.allocs(AllocApi::Malloc) as f64 + fresh_reallocs;
+    // Each block of s bytes is sampled with probability 1 - exp(-s/N) (s <= 8 KiB << N here,
+    // so about s/N, 1% less at most): a Poisson count with mean about allocated_bytes / N.
+    let expected = allocated_bytes / N as f64;
+    let tolerance = 5.0 * expected.sqrt() + 0.02 * expected;
+    assert!(
+        (sampled - expected).abs() <= tolerance,
+        "{sampled} sampled allocations, expected {expected:.0} +- {tolerance:.0} \
+         ({allocated_bytes} bytes in {calls} calls, one per {N} bytes)"
+    );
+    assert!(sampled < calls / 50.0, "{sampled} of {calls} calls sampled");
+    // Every free recorded is of a sampled block, and every sampled block the program freed had
+    // its free recorded: only the never-freed 4999-byte blocks are left.
+    assert_eq!(
+        facts.unmatched_frees, 0,
+        "frees of blocks never recorded allocated"
+    );
+    assert!(!facts.live.is_empty(), "no kept block was sampled");
+    let other: Vec<u64> = facts
+        .live
+        .values()
+        .map(|&(size, ..)| size)
+        .filter(|&size| size != 4999)
+        .collect();
+    assert!(
+        other.is_empty(),
+        "blocks left live that were freed: {other:?}"
+    );
+    let live = facts.live.len() as f64;
+    let expected_live = kept * 4999.0 / N as f64;
+    assert!(
+        (live - expected_live).abs() <= 5.0 * expected_live.sqrt() + 0.02 * expected_live,
+        "{live} sampled kept blocks, expected about {expected_live:.0}"
+    );
+}
+
+#[test]
+fn probes_only_attaches_programs_that_record_nothing() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("record", "probes-only");
+    let sample = build_sample(&scratch, "alloc_counts.c");
+    let trace = scratch.path("empty.trace");
+    let output = record_launch(
+        &trace,
+        &["--probes-only"],
+        &[sample.to_str().expect("utf-8 path")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts = TraceFacts::from_records(&read_trace(&trace));
+    assert!(facts.has_end, "no End record");
+    assert_eq!(facts.lost, 0);
+    assert!(facts.alloc_calls.is_empty() && facts.realloc_calls.is_empty());
+    assert!(facts.free_calls.is_empty());
+    assert_eq!(facts.exit_code, Some(Some(0)));
+}

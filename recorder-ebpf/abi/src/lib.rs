@@ -120,8 +120,25 @@ pub const LOST_STACK_UNAVAILABLE: u32 = 1;
 pub const LOST_MISSING_ENTRY: u32 = 2;
 /// Loss counter: the entry state could not be stored ([`PENDING_CALLS_MAP`] full).
 pub const LOST_PENDING_TABLE_FULL: u32 = 3;
+/// Loss counter: a sampled allocation was not reported because its address could not be
+/// remembered ([`SAMPLED_BLOCKS_MAP`] full); reporting it would make its free go unseen.
+pub const LOST_SAMPLE_TABLE_FULL: u32 = 4;
 /// Number of loss counters.
-pub const LOST_COUNTER_COUNT: u32 = 4;
+pub const LOST_COUNTER_COUNT: u32 = 5;
+
+/// Hash map `u64 address -> u64 size` of the sampled blocks still live (only used when
+/// [`GLOBAL_SAMPLE_BYTES`] is set): frees of other addresses are not reported.
+pub const SAMPLED_BLOCKS_MAP: &str = "SAMPLED_BLOCKS";
+/// LRU hash map `u64 pid_tgid -> i64`: bytes each thread may still allocate before its next
+/// sampled allocation (only used when [`GLOBAL_SAMPLE_BYTES`] is set).
+pub const SAMPLE_COUNTDOWN_MAP: &str = "SAMPLE_COUNTDOWN";
+/// Default capacity of [`SAMPLED_BLOCKS_MAP`] when sampling (sampled blocks live at once).
+pub const SAMPLED_BLOCKS_CAPACITY: u32 = 1 << 18;
+/// Capacity of [`SAMPLE_COUNTDOWN_MAP`] when sampling (threads; the least recently
+/// allocating thread's countdown is redrawn when more allocate).
+pub const SAMPLE_COUNTDOWN_CAPACITY: u32 = 16384;
+/// Largest `--sample-bytes` (keeps the countdown arithmetic within 64 bits).
+pub const MAX_SAMPLE_BYTES: u64 = 1 << 40;
 
 /// Default capacity of [`PENDING_CALLS_MAP`] (threads inside an allocator call at once).
 pub const PENDING_CALLS_CAPACITY: u32 = 16384;
@@ -142,6 +159,14 @@ pub const GLOBAL_MIN_SIZE: &str = "MIN_SIZE";
 /// Global (`u64`): wake the reader only once this many bytes are waiting in the ring buffer;
 /// below it events are submitted with `BPF_RB_NO_WAKEUP` and the reader polls.
 pub const GLOBAL_WAKEUP_THRESHOLD: &str = "WAKEUP_THRESHOLD";
+
+/// Global (`u64`): 0 reports every allocation; N > 0 reports on average one allocation per N
+/// bytes allocated (per thread, an exponentially distributed byte countdown with mean N, as
+/// jemalloc samples), and only the frees and reallocs of sampled blocks.
+pub const GLOBAL_SAMPLE_BYTES: &str = "SAMPLE_BYTES";
+/// Global (`u32`): 0 captures no stacks (every event carries [`NO_STACK_ID`] and no loss is
+/// counted for it); for measuring the cost of stack capture.
+pub const GLOBAL_CAPTURE_STACKS: &str = "CAPTURE_STACKS";
 
 /// Global (`u32`): when 1, `exit_entry` stops the traced process with SIGSTOP as it enters
 /// `exit()`, so the recorder can read its mappings before they are gone (launch mode, where
@@ -169,4 +194,9 @@ pub mod program {
     pub const MUNMAP_ENTRY: &str = "munmap_entry";
     /// On libc's `exit`: see [`super::GLOBAL_STOP_AT_EXIT`].
     pub const EXIT_ENTRY: &str = "exit_entry";
+    /// Does nothing: attached in place of every entry program to measure what the probes
+    /// alone cost (the floor of any uprobe-based tracer).
+    pub const EMPTY_ENTRY: &str = "empty_entry";
+    /// Does nothing: attached in place of [`ALLOC_RETURN`] for the same measurement.
+    pub const EMPTY_RETURN: &str = "empty_return";
 }

@@ -13,6 +13,15 @@
 //! pointer within `NESTED_CALL_WINDOW` bytes, and a "tail call" when it sits at the same one.
 //! Frees and munmaps have entry probes only and carry no stack.
 //!
+//! Sampling (`SAMPLE_BYTES` > 0): each thread counts down the bytes it allocates from a number
+//! drawn from an exponential distribution with mean `SAMPLE_BYTES`; the allocation that reaches
+//! zero is reported and its address kept in `SAMPLED_BLOCKS`, and a new countdown is drawn.
+//! An allocation of s bytes is thus reported with probability 1 - exp(-s / SAMPLE_BYTES)
+//! (a Poisson process over allocated bytes, as jemalloc samples). Unsampled allocations cost
+//! their probes but no stack capture and no ring-buffer traffic; only frees and reallocs of
+//! addresses in `SAMPLED_BLOCKS` are reported. Anonymous mmaps are sampled the same way;
+//! munmaps are always reported (user space drops those of regions it never saw mapped).
+//!
 //! Layouts, names and constants come from `memtrail-ebpf-abi`; user space sets the globals at
 //! load time. x86-64 only (reads `rsp` from `pt_regs`).
 #![no_std]
@@ -21,16 +30,19 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_send_signal},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_send_signal,
+    },
     macros::{map, uprobe, uretprobe},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
 use memtrail_ebpf_abi::{
     DEFAULT_RING_BUFFER_BYTES, EVENT_ALLOC, EVENT_FREE, EVENT_REALLOC, Event, LOST_COUNTER_COUNT,
-    LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL, LOST_RING_BUFFER_FULL, LOST_STACK_UNAVAILABLE,
-    MAP_ANONYMOUS, NO_STACK_ID, PENDING_CALLS_CAPACITY, PendingCall, STACKS_CAPACITY, alloc_api,
-    free_api,
+    LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL, LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL,
+    LOST_STACK_UNAVAILABLE, MAP_ANONYMOUS, NO_STACK_ID, PENDING_CALLS_CAPACITY, PendingCall,
+    SAMPLE_COUNTDOWN_CAPACITY, SAMPLED_BLOCKS_CAPACITY, STACKS_CAPACITY, alloc_api, free_api,
 };
 
 /// A pending call at most this many bytes above the current stack pointer is an outer allocator
@@ -54,6 +66,13 @@ static LOST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_COUN
 #[map(name = "EXIT_STOP")]
 static EXIT_STOP: Array<u32> = Array::with_max_entries(1, 0);
 
+#[map(name = "SAMPLED_BLOCKS")]
+static SAMPLED_BLOCKS: HashMap<u64, u64> = HashMap::with_max_entries(SAMPLED_BLOCKS_CAPACITY, 0);
+
+#[map(name = "SAMPLE_COUNTDOWN")]
+static SAMPLE_COUNTDOWN: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(SAMPLE_COUNTDOWN_CAPACITY, 0);
+
 /// Set by user space at load time (see `memtrail_ebpf_abi::GLOBAL_*`).
 #[unsafe(no_mangle)]
 static TARGET_TGID: u32 = 0;
@@ -63,6 +82,98 @@ static MIN_SIZE: u64 = 0;
 static WAKEUP_THRESHOLD: u64 = 1 << 20;
 #[unsafe(no_mangle)]
 static STOP_AT_EXIT: u32 = 0;
+#[unsafe(no_mangle)]
+static SAMPLE_BYTES: u64 = 0;
+#[unsafe(no_mangle)]
+static CAPTURE_STACKS: u32 = 1;
+
+/// ln 2 in Q16 fixed point.
+const LN_2_Q16: u64 = 45426;
+
+/// -ln(U) in Q16 fixed point, for U = (random + 1) / 2^32, uniform in (0, 1]: an exponential
+/// variate with mean 1 (at most about 22.2). BPF has no floating point: log2 is computed as its
+/// integer part plus 16 fraction bits by repeated squaring of the mantissa.
+#[inline(always)]
+fn exponential_q16(random: u32) -> u64 {
+    let x = random as u64 + 1; // 1 ..= 2^32
+    let mut v = x;
+    let mut whole = 0u64;
+    if v >= 1 << 32 {
+        v >>= 32;
+        whole += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        whole += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        whole += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        whole += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        whole += 2;
+    }
+    if v >= 1 << 1 {
+        whole += 1;
+    }
+    // Mantissa x / 2^whole in [1, 2), Q30.
+    let mut mantissa = if whole >= 30 {
+        x >> (whole - 30)
+    } else {
+        x << (30 - whole)
+    };
+    let mut fraction = 0u64;
+    let mut bit = 1u64 << 15;
+    for _ in 0..16 {
+        mantissa = (mantissa * mantissa) >> 30;
+        if mantissa >= 2 << 30 {
+            mantissa >>= 1;
+            fraction |= bit;
+        }
+        bit >>= 1;
+    }
+    let log2_q16 = (whole << 16) | fraction;
+    (((32u64 << 16) - log2_q16) * LN_2_Q16) >> 16
+}
+
+/// Bytes until the next sampled allocation: exponential with mean `sample_bytes`, at least 1.
+#[inline(always)]
+fn draw_countdown(sample_bytes: u64) -> u64 {
+    let random = unsafe { bpf_get_prandom_u32() };
+    ((sample_bytes * exponential_q16(random)) >> 16) + 1
+}
+
+/// Counts `size` bytes against this thread's countdown; true when the allocation is sampled
+/// (the countdown reached zero inside it), a new countdown then starting after it.
+#[inline(always)]
+fn take_sample(pid_tgid: u64, size: u64, sample_bytes: u64) -> bool {
+    match SAMPLE_COUNTDOWN.get_ptr_mut(&pid_tgid) {
+        Some(left) => unsafe {
+            if size < *left {
+                *left -= size;
+                false
+            } else {
+                *left = draw_countdown(sample_bytes);
+                true
+            }
+        },
+        None => {
+            let first = draw_countdown(sample_bytes);
+            let (hit, left) = if size < first {
+                (false, first - size)
+            } else {
+                (true, draw_countdown(sample_bytes))
+            };
+            let _ = SAMPLE_COUNTDOWN.insert(&pid_tgid, &left, 0);
+            hit
+        }
+    }
+}
 
 #[inline(always)]
 fn count_lost(reason: u32) {
@@ -267,7 +378,7 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         return 0;
     }
     let returned: u64 = ctx.ret();
-    let (kind, address) = match call.api {
+    let (mut kind, address) = match call.api {
         alloc_api::POSIX_MEMALIGN => {
             // Returns 0 on success and stores the block through `memptr`.
             if returned as u32 != 0 {
@@ -297,17 +408,76 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
             return 0;
         }
     }
-    let stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count_lost(LOST_STACK_UNAVAILABLE);
-            NO_STACK_ID
+    let mut old_address = call.old_address;
+    let sample_bytes = unsafe { core::ptr::read_volatile(&SAMPLE_BYTES) };
+    if sample_bytes != 0 {
+        if kind == EVENT_ALLOC {
+            if !take_sample(pid_tgid, call.size, sample_bytes) {
+                return 0;
+            }
+            // munmaps are matched in user space, by range.
+            if call.api != alloc_api::MMAP
+                && SAMPLED_BLOCKS.insert(&address, &call.size, 0).is_err()
+            {
+                count_lost(LOST_SAMPLE_TABLE_FULL);
+                return 0;
+            }
+        } else if old_address != 0 && SAMPLED_BLOCKS.get_ptr(&old_address).is_some() {
+            // A sampled block resized: reported, and the new block stays sampled.
+            if address != 0 {
+                let _ = SAMPLED_BLOCKS.remove(&old_address);
+                if SAMPLED_BLOCKS.insert(&address, &call.size, 0).is_err() {
+                    // The old block is gone and the new one cannot be followed: report only
+                    // the release, and count the allocation as lost.
+                    count_lost(LOST_SAMPLE_TABLE_FULL);
+                    kind = EVENT_FREE;
+                }
+            } else if call.size == 0 {
+                let _ = SAMPLED_BLOCKS.remove(&old_address); // realloc(p, 0) freed it
+            }
+            // else: failed, the old block stays live (and sampled).
+        } else {
+            // An unsampled (or no) block resized: reported only if the new block is sampled,
+            // then as a fresh allocation.
+            if address == 0 || !take_sample(pid_tgid, call.size, sample_bytes) {
+                return 0;
+            }
+            if SAMPLED_BLOCKS.insert(&address, &call.size, 0).is_err() {
+                count_lost(LOST_SAMPLE_TABLE_FULL);
+                return 0;
+            }
+            old_address = 0;
+        }
+    }
+    if kind == EVENT_FREE {
+        emit(Event {
+            time_ns: unsafe { bpf_ktime_get_ns() },
+            address: old_address,
+            old_address: 0,
+            size: 0,
+            stack_id: NO_STACK_ID,
+            tid: pid_tgid as u32,
+            kind: EVENT_FREE,
+            api: free_api::FREE,
+            padding: [0; 6],
+        });
+        return 0;
+    }
+    let stack_id = if unsafe { core::ptr::read_volatile(&CAPTURE_STACKS) } == 0 {
+        NO_STACK_ID
+    } else {
+        match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+            Ok(id) => id as i32,
+            Err(_) => {
+                count_lost(LOST_STACK_UNAVAILABLE);
+                NO_STACK_ID
+            }
         }
     };
     emit(Event {
         time_ns: unsafe { bpf_ktime_get_ns() },
         address,
-        old_address: call.old_address,
+        old_address,
         size: call.size,
         stack_id,
         tid: pid_tgid as u32,
@@ -328,6 +498,12 @@ fn release(ctx: &ProbeContext, api: u8, address: u64, size: u64) -> u32 {
     };
     if inside_outer_call(pid_tgid, stack_pointer(ctx)) {
         return 0; // e.g. realloc(p, 0) calling free: the realloc event says it
+    }
+    if api == free_api::FREE
+        && unsafe { core::ptr::read_volatile(&SAMPLE_BYTES) } != 0
+        && SAMPLED_BLOCKS.remove(&address).is_err()
+    {
+        return 0; // not a sampled block
     }
     emit(Event {
         time_ns: unsafe { bpf_ktime_get_ns() },
@@ -369,6 +545,18 @@ pub fn exit_entry(_ctx: ProbeContext) -> u32 {
         // SIGSTOP is 19 on every Linux architecture aya-ebpf targets here (x86-64).
         unsafe { bpf_send_signal(19) };
     }
+    0
+}
+
+/// Does nothing, on every entry attach point: the cost of the probes alone.
+#[uprobe]
+pub fn empty_entry(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Does nothing, on every return attach point.
+#[uretprobe]
+pub fn empty_return(_ctx: RetProbeContext) -> u32 {
     0
 }
 
