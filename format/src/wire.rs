@@ -571,6 +571,20 @@ fn get_len(d: &mut Dec<'_>) -> Result<usize, DecodeError> {
     get_len_limit(d, MAX_LIST, "list longer than the 65536 element limit")
 }
 
+/// A list: its length (checked against `MAX_LIST`), then `item` that many times. The capacity
+/// reserved up front is small whatever the length claims; the vector grows as items decode.
+fn get_list<T>(
+    d: &mut Dec<'_>,
+    mut item: impl FnMut(&mut Dec<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let n = get_len(d)?;
+    let mut v = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        v.push(item(d)?);
+    }
+    Ok(v)
+}
+
 fn get_u8(d: &mut Dec<'_>) -> Result<u8, DecodeError> {
     let mut b = [0u8; 1];
     bincode::de::Decoder::reader(d).read(&mut b)?;
@@ -939,27 +953,13 @@ impl FrameDecoder {
                 host_name: get_string(d)?,
                 kernel_release: get_string(d)?,
                 pid: get(d)?,
-                command_line: {
-                    let n = get_len(d)?;
-                    let mut v = Vec::with_capacity(n.min(64));
-                    for _ in 0..n {
-                        v.push(get_string(d)?);
-                    }
-                    v
-                },
+                command_line: get_list(d, get_string)?,
                 start_wall_ns: get(d)?,
                 start_monotonic_ns: get(d)?,
                 page_size: get(d)?,
                 sample_bytes: get(d)?,
                 time_resolution_ns: get(d)?,
-                extra: {
-                    let n = get_len(d)?;
-                    let mut v = Vec::with_capacity(n.min(64));
-                    for _ in 0..n {
-                        v.push((get_string(d)?, get_string(d)?));
-                    }
-                    v
-                },
+                extra: get_list(d, |d| Ok((get_string(d)?, get_string(d)?)))?,
             })),
             TAG_STRING => Record::String {
                 id: get(d)?,
@@ -971,15 +971,13 @@ impl FrameDecoder {
                 let n = get_len_limit(d, 256, "build-id longer than 256 bytes")?;
                 let mut build_id = vec![0u8; n];
                 bincode::de::Decoder::reader(d).read(&mut build_id)?;
-                let n = get_len(d)?;
-                let mut ranges = Vec::with_capacity(n.min(64));
-                for _ in 0..n {
-                    ranges.push(MappingRange {
+                let ranges = get_list(d, |d| {
+                    Ok(MappingRange {
                         start: get(d)?,
                         end: get(d)?,
                         file_offset: get(d)?,
-                    });
-                }
+                    })
+                })?;
                 Record::Module(Box::new(Module {
                     id,
                     path,
@@ -995,15 +993,13 @@ impl FrameDecoder {
                     1 => true,
                     _ => return Err(DecodeError::Other("stack truncated flag is not 0 or 1")),
                 };
-                let n = get_len(d)?;
-                let mut frames = Vec::with_capacity(n.min(256));
-                for _ in 0..n {
-                    frames.push(StackFrame {
+                let frames = get_list(d, |d| {
+                    Ok(StackFrame {
                         module: get(d)?,
                         offset: get(d)?,
                         address: get(d)?,
-                    });
-                }
+                    })
+                })?;
                 Record::Stack(Stack {
                     id,
                     unwinder,
@@ -1014,15 +1010,13 @@ impl FrameDecoder {
             _ => {
                 let module = get(d)?;
                 let offset = get(d)?;
-                let n = get_len(d)?;
-                let mut frames = Vec::with_capacity(n.min(64));
-                for _ in 0..n {
-                    frames.push(SymbolFrame {
+                let frames = get_list(d, |d| {
+                    Ok(SymbolFrame {
                         function: get(d)?,
                         file: get(d)?,
                         line: get(d)?,
-                    });
-                }
+                    })
+                })?;
                 Record::Symbol(Symbol {
                     module,
                     offset,
