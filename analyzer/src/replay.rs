@@ -396,46 +396,21 @@ impl Replay {
     }
 
     /// Applies one record. Records without a time (metadata, strings, stacks, symbols) are
-    /// ignored here: they belong to the symbol table.
+    /// ignored here: they belong to the symbol table. Events go through [`Replay::event`].
     pub fn record(&mut self, record: &Record) {
+        if record.is_event() {
+            return self.event(record);
+        }
         let Some(time) = record.time() else { return };
-        self.stats.last_time_ns = self.stats.last_time_ns.max(time);
         if let Record::End { time, totals } = record {
+            self.stats.last_time_ns = self.stats.last_time_ns.max(*time);
             self.stats.end = Some((*time, *totals));
             return;
         }
-        if self.options.at_ns.is_some_and(|at| time > at) {
-            self.stats.events_after_at += 1;
+        if !self.before_at(time) {
             return;
         }
         match *record {
-            Record::Alloc {
-                time,
-                address,
-                size,
-                stack,
-                api,
-                ..
-            } => self.alloc(time, address, size, stack, api),
-            Record::Free {
-                time,
-                address,
-                size,
-                api,
-                ..
-            } => match api {
-                FreeApi::Free => self.free(time, address),
-                FreeApi::Munmap => self.munmap(time, address, (size > 0).then_some(size)),
-            },
-            Record::Realloc {
-                time,
-                old_address,
-                new_address,
-                size,
-                stack,
-                api,
-                ..
-            } => self.realloc(time, old_address, new_address, size, stack, api),
             Record::Lost { count, reason, .. } => {
                 self.stats.lost_events = self.stats.lost_events.saturating_add(count);
                 *self.stats.lost_by_reason.entry(reason.name()).or_default() += count;

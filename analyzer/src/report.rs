@@ -193,6 +193,29 @@ pub struct Lifetimes {
     pub histogram: LogHistogram,
 }
 
+/// A histogram as (label, count) rows, in bar order.
+pub type LabeledRows = Vec<(String, u64)>;
+
+impl Lifetimes {
+    /// The two labeled histograms the renderers draw side by side: lifetime classes plus
+    /// "never freed", and size classes.
+    pub fn labeled_rows(&self) -> (LabeledRows, LabeledRows) {
+        let mut lifetimes: LabeledRows = crate::aggregate::LIFETIME_CLASS_LABELS
+            .iter()
+            .zip(self.classes)
+            .map(|(label, n)| ((*label).to_owned(), n))
+            .collect();
+        lifetimes.push(("never freed".into(), self.never_freed));
+        let sizes = self
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (crate::aggregate::size_class_label(i), n))
+            .collect();
+        (lifetimes, sizes)
+    }
+}
+
 pub fn lifetimes(a: &Analysis, sel: &Selection) -> Result<Lifetimes> {
     let rows: Vec<&StackRow> = match (&sel.stack, &sel.function) {
         (Some(id), _) => {

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use super::xml_escape;
-use crate::aggregate::{LIFETIME_CLASS_LABELS, size_class_label};
 use crate::analysis::Analysis;
 use crate::report::Lifetimes;
 use crate::units::{format_bytes, format_duration};
@@ -62,18 +61,7 @@ fn bars(o: &mut String, x: u32, y: u32, heading: &str, items: &[(String, u64)], 
 }
 
 pub fn lifetimes(a: &Analysis, l: &Lifetimes, what: &str) -> String {
-    let mut left: Vec<(String, u64)> = LIFETIME_CLASS_LABELS
-        .iter()
-        .zip(l.classes)
-        .map(|(s, n)| ((*s).to_owned(), n))
-        .collect();
-    left.push(("never freed".into(), l.never_freed));
-    let right: Vec<(String, u64)> = l
-        .sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (size_class_label(i), n))
-        .collect();
+    let (left, right) = l.labeled_rows();
     let rows = left.len().max(right.len()) as u32;
     let (w, h) = (900, 70 + rows * 20 + 20);
     let mut o = String::new();

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 
-use crate::aggregate::{LIFETIME_CLASS_LABELS, size_class_label};
 use crate::analysis::Analysis;
 use crate::report::{LeakReport, Lifetimes, calls};
 use crate::units::{format_bytes, format_duration};
@@ -273,18 +272,7 @@ pub fn lifetimes(a: &Analysis, l: &Lifetimes, what: &str) -> String {
         );
     }
     let _ = writeln!(o);
-    let mut left: Vec<(String, u64)> = LIFETIME_CLASS_LABELS
-        .iter()
-        .zip(l.classes)
-        .map(|(label, n)| ((*label).to_owned(), n))
-        .collect();
-    left.push(("never freed".into(), l.never_freed));
-    let right: Vec<(String, u64)> = l
-        .sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (size_class_label(i), n))
-        .collect();
+    let (left, right) = l.labeled_rows();
     let lmax = left.iter().map(|x| x.1).max().unwrap_or(0);
     let rmax = right.iter().map(|x| x.1).max().unwrap_or(0);
     let _ = writeln!(
