@@ -611,8 +611,10 @@ fn a_full_ring_buffer_is_counted_as_lost_not_silently_dropped() {
         + facts.free_calls.values().sum::<u64>();
     // Every call the sample makes (5132) is either in the trace or counted as lost; only
     // munmaps whose mmap was lost are dropped by the recorder without a count (at most 60).
+    // The kernel sends every munmap, including the 5 of the sample's file mappings that the
+    // recorder discards when they arrive: when the buffer is full those are counted as lost.
     assert!(
-        recorded + facts.lost <= 5132 && recorded + facts.lost >= 5132 - 60,
+        recorded + facts.lost <= 5132 + 5 && recorded + facts.lost >= 5132 - 60,
         "recorded {recorded} + lost {} vs 5132 calls",
         facts.lost
     );
