@@ -1,7 +1,8 @@
 //! Flame graphs: folded stacks from the per-stack rows, drawn by inferno.
 //!
 //! Folded lines are `outermost;...;innermost value`, merged by symbolized stack and sorted,
-//! so the SVG is the same for the same trace.
+//! so the SVG is the same for the same trace. A diff's lines carry two values (BASE, NEW),
+//! which inferno draws as a differential flame graph.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,7 @@ use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 
 use crate::analysis::Analysis;
 use crate::cli::Metric;
+use crate::diff::{Diff, Normalize};
 use crate::report::scaled_row;
 use crate::units::format_duration;
 
@@ -77,6 +79,59 @@ pub fn svg(
     if lines.is_empty() {
         // inferno refuses empty input; draw a single placeholder frame.
         let placeholder = ["(nothing to show) 1".to_owned()];
+        return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
+    }
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+}
+
+/// Folded lines of a diff, `outermost;...;innermost BASE NEW`, the compared quantity of each
+/// stack in both traces (rounded to whole bytes, or bytes per second), sorted.
+pub fn diff_folded(d: &Diff) -> Vec<String> {
+    let mut merged: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for s in &d.stacks {
+        let (b, n) = (
+            s.base_value(d.normalize).round() as u64,
+            s.new_value(d.normalize).round() as u64,
+        );
+        if b == 0 && n == 0 {
+            continue;
+        }
+        let names: Vec<String> = s.frames.iter().rev().map(|f| clean(&f.function)).collect();
+        let e = merged.entry(names.join(";")).or_default();
+        e.0 += b;
+        e.1 += n;
+    }
+    merged
+        .into_iter()
+        .map(|(stack, (b, n))| format!("{stack} {b} {n}"))
+        .collect()
+}
+
+/// Draws the differential flame graph of `lines` (from [`diff_folded`]): frame widths are NEW's
+/// unfreed bytes, red frames grew since BASE, blue ones shrank. Stacks with nothing unfreed in
+/// NEW have no width (they are in the table as shrunk or gone).
+pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<()> {
+    let mut opts = Options::default();
+    let per_second = d.normalize == Normalize::Duration;
+    opts.title = format!(
+        "memtrail diff: unfreed bytes{} of {} against {}",
+        if per_second { " per second" } else { "" },
+        d.new.command,
+        d.base.command
+    );
+    opts.subtitle = Some(format!(
+        "width: NEW ({}); red grew, blue shrank since BASE ({})",
+        d.new.path.display(),
+        d.base.path.display()
+    ));
+    opts.count_name = if per_second { "bytes/s" } else { "bytes" }.to_owned();
+    opts.deterministic = true;
+    let new_total: u64 = lines
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    if new_total == 0 {
+        let placeholder = ["(nothing unfreed in NEW) 1".to_owned()];
         return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
     }
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
