@@ -43,6 +43,9 @@ pub enum Command {
     ///
     /// Exit status as for diff.
     Compare(CompareArgs),
+    /// One self-contained HTML page: summary, warnings, leak candidates, interactive flame
+    /// graph, lifetimes, heap against RSS; with two traces, their comparison.
+    Report(ReportArgs),
 }
 
 fn duration(s: &str) -> Result<u64, String> {
@@ -267,4 +270,23 @@ pub struct CompareArgs {
     /// Where to write the table; standard output when absent.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A trace, or BASE and NEW to compare.
+    #[arg(required = true, num_args = 1..=2, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the HTML page.
+    #[arg(short, long, value_name = "OUT.html")]
+    pub output: PathBuf,
+    /// Blocks younger than this at the end do not count as unfreed.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
+    pub min_age: u64,
+    /// Rows of the candidates (or changed stacks) table.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub top: usize,
+    /// With two traces: compare unfreed bytes per second of activity instead of totals.
+    #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
+    pub normalize: NormalizeArg,
 }

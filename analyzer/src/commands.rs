@@ -108,6 +108,45 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
             }
             Ok(gate_outcome(&refs))
         }
+        Command::Report(args) => {
+            let options = CompareOptions {
+                min_age: args.min_age,
+                normalize: args.normalize,
+                fail_on_growth: Vec::new(),
+            };
+            let all = report::Selection::default();
+            let html = match args.traces.as_slice() {
+                [one] => {
+                    let a = load_compared(one, &options, warn)?;
+                    let leaks = report::leaks(&a, Some(args.top));
+                    let lifetimes = report::lifetimes(&a, &all)?;
+                    render::html::single(&a, &leaks, &lifetimes)
+                        .map_err(|e| Error::write(&args.output, e))?
+                }
+                [base_path, new_path] => {
+                    let base = load_compared(base_path, &options, warn)?;
+                    let new = load_compared(new_path, &options, warn)?;
+                    let d = diff::diff(&base, &new, &diff_options(&options))?;
+                    let (lb, ln) = (
+                        report::lifetimes(&base, &all)?,
+                        report::lifetimes(&new, &all)?,
+                    );
+                    render::html::compared(&base, &new, &d, &lb, &ln, args.top)
+                        .map_err(|e| Error::write(&args.output, e))?
+                }
+                _ => {
+                    return Err(Error::Invalid(
+                        "report takes one trace, or two (BASE NEW) to compare".into(),
+                    ));
+                }
+            };
+            write_file(&args.output, |w| w.write_all(html.as_bytes()))?;
+            emit(
+                out,
+                &format!("wrote {} ({} bytes)\n", args.output.display(), html.len()),
+            )?;
+            Ok(Outcome::Done)
+        }
         other => run_single(other, out, warn).map(|()| Outcome::Done),
     }
 }
@@ -196,8 +235,8 @@ fn expand_traces(paths: &[std::path::PathBuf], baseline: &Path) -> Result<Vec<st
 /// The commands that read one trace.
 fn run_single(command: &Command, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result<()> {
     match command {
-        Command::Diff(_) | Command::Compare(_) => Err(Error::Invalid(
-            "internal: comparisons are not single-trace commands".into(),
+        Command::Diff(_) | Command::Compare(_) | Command::Report(_) => Err(Error::Invalid(
+            "internal: comparisons and reports are not single-trace commands".into(),
         )),
         Command::Info(args) => {
             let a = load(&args.file, ReplayOptions::default(), warn)?;

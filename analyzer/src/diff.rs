@@ -250,6 +250,12 @@ impl Diff {
         self.stacks.iter().filter(|s| s.crossed)
     }
 
+    /// The stacks whose unfreed bytes changed (new and gone ones with something unfreed
+    /// included), in rank order.
+    pub fn changed(&self) -> impl Iterator<Item = &StackDiff> {
+        self.stacks.iter().filter(|s| s.growth != 0.0)
+    }
+
     /// Total compared quantity (unfreed bytes, or per second) of BASE and NEW.
     pub fn totals(&self) -> (f64, f64) {
         let n = self.normalize;

@@ -349,7 +349,7 @@ pub fn timeline(a: &Analysis) -> String {
 }
 
 /// A compared quantity for humans: bytes, or bytes per second.
-fn amount(v: f64, normalize: Normalize) -> String {
+pub(crate) fn amount(v: f64, normalize: Normalize) -> String {
     let s = format_bytes(v.abs().round() as u64);
     let s = if v < 0.0 { format!("-{s}") } else { s };
     match normalize {
@@ -358,7 +358,7 @@ fn amount(v: f64, normalize: Normalize) -> String {
     }
 }
 
-fn signed_amount(v: f64, normalize: Normalize) -> String {
+pub(crate) fn signed_amount(v: f64, normalize: Normalize) -> String {
     if v > 0.0 {
         format!("+{}", amount(v, normalize))
     } else {
@@ -366,7 +366,7 @@ fn signed_amount(v: f64, normalize: Normalize) -> String {
     }
 }
 
-fn pct(p: Option<f64>, growth: f64) -> String {
+pub(crate) fn pct(p: Option<f64>, growth: f64) -> String {
     match p {
         Some(p) if p.abs() < 10.0 => format!("{p:+.1}%"),
         Some(p) => format!("{p:+.0}%"),
@@ -376,7 +376,7 @@ fn pct(p: Option<f64>, growth: f64) -> String {
     }
 }
 
-fn rate(side: Option<&diff::Side>) -> String {
+pub(crate) fn rate(side: Option<&diff::Side>) -> String {
     match side.and_then(diff::Side::allocations_per_second) {
         Some(r) if r >= 100.0 => format!("{r:.0}/s"),
         Some(r) => format!("{r:.1}/s"),
@@ -384,7 +384,7 @@ fn rate(side: Option<&diff::Side>) -> String {
     }
 }
 
-fn p50(side: Option<&diff::Side>) -> String {
+pub(crate) fn p50(side: Option<&diff::Side>) -> String {
     side.and_then(|s| s.row.lifetime_p50_ns)
         .map_or_else(|| "-".into(), format_duration)
 }
@@ -484,12 +484,7 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
             let _ = writeln!(o, "warning: {name} is cut short: analyzed up to the cut");
         }
     }
-    let changed: Vec<&diff::StackDiff> = d
-        .stacks
-        .iter()
-        .filter(|s| s.growth != 0.0 || matches!(s.status, diff::Status::New | diff::Status::Gone))
-        .filter(|s| s.base_value(n) != 0.0 || s.new_value(n) != 0.0)
-        .collect();
+    let changed: Vec<&diff::StackDiff> = d.changed().collect();
     if changed.is_empty() {
         let _ = writeln!(o, "\nno stack's unfreed bytes changed");
     } else {
