@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, Module, Record, Stack, StackFrame, Symbol, SymbolFrame,
-    TraceMeta, TraceWriter, Unwinder,
+    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
+    SymbolFrame, TraceMeta, TraceWriter, Unwinder,
 };
 use memtrail_tests::{
     Scratch, bpf_available, compile_sample, record_command, repo_root, workspace_binary,
@@ -447,6 +447,14 @@ fn cxx_trace(path: &Path) {
             api: AllocApi::Malloc,
         })
         .unwrap();
+        if i % 50 == 0 {
+            w.write(&Record::Rss {
+                time,
+                rss_bytes: (4 << 20) + i * 1100,
+                anon_bytes: i * 1024,
+            })
+            .unwrap();
+        }
         if i % 2 == 0 {
             // Temporaries from the same stack, freed at once.
             w.write(&Record::Alloc {
@@ -475,6 +483,12 @@ fn cxx_trace(path: &Path) {
         size: 300,
         stack: 2,
         api: AllocApi::Malloc,
+    })
+    .unwrap();
+    w.write(&Record::Lost {
+        time: 5_050 * MS,
+        count: 7,
+        reason: LostReason::RingBufferFull,
     })
     .unwrap();
     w.write(&Record::End {
@@ -520,6 +534,15 @@ fn report_of_a_cxx_leak_renders_escaped_with_a_working_flame_graph() {
     }
     let verdict = b.text(&b.element("#candidates tbody tr:first-child .badge"));
     assert_eq!(verdict, "leak");
+    // The lost events are said, in the warnings section.
+    let warning = b.text(&b.element("#warnings .warning"));
+    assert!(
+        warning.contains("the recorder lost 7 events") && warning.contains("server.trace"),
+        "{warning}"
+    );
+    // The timeline has both curves: the heap and the RSS samples.
+    let lines = b.script("return document.querySelectorAll('#timeline svg polyline').length;");
+    assert_eq!(lines, 2);
 }
 
 #[test]
