@@ -248,8 +248,8 @@ pub struct DiffArgs {
     /// Frames shown per stack in the table.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub frames: usize,
-    /// Also write a differential flame graph of unfreed bytes (width NEW, red grew, blue
-    /// shrank).
+    /// Also write a differential flame graph of unfreed bytes (red grew, blue shrank; widths
+    /// from the trace holding more).
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
 }

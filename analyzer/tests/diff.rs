@@ -459,6 +459,34 @@ fn json_csv_and_folded_carry_the_comparison() {
     let svg = String::from_utf8(svg).unwrap();
     assert!(svg.contains("grows") && svg.contains("memtrail diff"));
 
+    // Reversed, BASE holds more: widths come from it, and what shrank is still blue.
+    let r = diff(&new, &base, &opts(&[])).unwrap();
+    let mut svg = Vec::new();
+    memtrail::render::flamegraph::diff_svg(
+        &r,
+        &memtrail::render::flamegraph::diff_folded(&r),
+        &mut svg,
+    )
+    .unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("width: BASE (new.trace)"), "{svg}");
+    let grows = svg
+        .split("<title>")
+        .find(|t| t.starts_with("grows ("))
+        .unwrap_or_else(|| panic!("no grows frame: {svg}"));
+    // 4,000 bytes wide (BASE's), 3,000 fewer in NEW: -50% of the 6,000 total, drawn blue.
+    assert!(
+        grows.starts_with("grows (4,000 bytes, 66.67%; -50.00%)"),
+        "{grows}"
+    );
+    let fill = grows
+        .split("fill=\"rgb(")
+        .nth(1)
+        .and_then(|f| f.split(')').next())
+        .unwrap_or_else(|| panic!("no fill: {grows}"));
+    let rgb: Vec<u32> = fill.split(',').map(|c| c.parse().unwrap()).collect();
+    assert!(rgb[2] == 255 && rgb[0] < 255, "not blue: {fill}");
+
     let table = memtrail::render::table::diff(&d, 20, 4);
     assert!(
         table.contains("growth gate failed: 2 stacks grew past +400 B"),

@@ -578,6 +578,16 @@ fn diff_report_of_the_fibonacci_leak_renders_in_the_browser() {
         compared.to_str().unwrap(),
     ]);
 
+    // The fix, the other way round: the leak shrank, and the flame graph still shows it.
+    let fix = scratch.path("fix.html");
+    memtrail(&[
+        "report",
+        leak_trace.to_str().unwrap(),
+        fixed_trace.to_str().unwrap(),
+        "-o",
+        fix.to_str().unwrap(),
+    ]);
+
     let b = Browser::start(&chromium, &chromedriver, &scratch.path("profile"));
     check_report(&b, &single, "fibonacci", "fibonacci");
     check_report(&b, &compared, "fibonacci", "fibonacci");
@@ -592,4 +602,7 @@ fn diff_report_of_the_fibonacci_leak_renders_in_the_browser() {
         let svg = b.element(&format!("#{id} svg"));
         assert!(b.displayed(&svg), "#{id} chart");
     }
+    check_report(&b, &fix, "fibonacci", "fibonacci");
+    let status = b.text(&b.element("#candidates tbody tr:first-child .badge"));
+    assert_eq!(status, "shrunk");
 }

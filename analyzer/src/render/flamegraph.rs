@@ -107,9 +107,11 @@ pub fn diff_folded(d: &Diff) -> Vec<String> {
         .collect()
 }
 
-/// Draws the differential flame graph of `lines` (from [`diff_folded`]): frame widths are NEW's
-/// unfreed bytes, red frames grew since BASE, blue ones shrank. Stacks with nothing unfreed in
-/// NEW have no width (they are in the table as shrunk or gone).
+/// Draws the differential flame graph of `lines` (from [`diff_folded`]): red frames grew since
+/// BASE, blue ones shrank. Frame widths are the unfreed bytes of whichever trace holds more in
+/// total (NEW on a tie), so that a leak shows whether it appeared (widths from NEW) or was
+/// fixed (widths from BASE); a stack with nothing unfreed in that trace has no width (it is in
+/// the table).
 pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<()> {
     let mut opts = Options::default();
     let per_second = d.normalize == Normalize::Duration;
@@ -119,20 +121,46 @@ pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<
         d.new.command,
         d.base.command
     );
+    let counts = |l: &String| -> Option<(u64, u64)> {
+        let mut it = l.rsplitn(3, ' ');
+        let new = it.next()?.parse().ok()?;
+        let base = it.next()?.parse().ok()?;
+        Some((base, new))
+    };
+    let (base_total, new_total) = lines
+        .iter()
+        .filter_map(counts)
+        .fold((0u64, 0u64), |(b, n), (x, y)| (b + x, n + y));
+    opts.count_name = if per_second { "bytes/s" } else { "bytes" }.to_owned();
+    opts.deterministic = true;
+    if base_total == 0 && new_total == 0 {
+        opts.subtitle = Some("nothing unfreed in either trace".into());
+        let placeholder = ["(nothing unfreed) 1".to_owned()];
+        return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
+    }
+    if base_total > new_total {
+        // inferno takes widths from the second count and colors by second minus first: give
+        // it BASE second and negate the differences, so red still means grew.
+        opts.subtitle = Some(format!(
+            "width: BASE ({}), which holds more; red grew, blue shrank in NEW ({})",
+            d.base.path.display(),
+            d.new.path.display()
+        ));
+        opts.negate_differentials = true;
+        let swapped: Vec<String> = lines
+            .iter()
+            .filter_map(|l| {
+                let (base, new) = counts(l)?;
+                let stack = l.rsplitn(3, ' ').nth(2)?;
+                Some(format!("{stack} {new} {base}"))
+            })
+            .collect();
+        return flamegraph::from_lines(&mut opts, swapped.iter().map(String::as_str), out);
+    }
     opts.subtitle = Some(format!(
         "width: NEW ({}); red grew, blue shrank since BASE ({})",
         d.new.path.display(),
         d.base.path.display()
     ));
-    opts.count_name = if per_second { "bytes/s" } else { "bytes" }.to_owned();
-    opts.deterministic = true;
-    let new_total: u64 = lines
-        .iter()
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    if new_total == 0 {
-        let placeholder = ["(nothing unfreed in NEW) 1".to_owned()];
-        return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
-    }
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
 }

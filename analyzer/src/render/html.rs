@@ -458,8 +458,9 @@ pub fn compared(
     flamegraph_section(
         &mut o,
         "Differential flame graph of unfreed bytes",
-        "Width is NEW's unfreed bytes; red frames grew since BASE, blue ones shrank. Stacks \
-         with nothing unfreed in NEW have no width: they are in the table above.",
+        "Red frames grew since BASE, blue ones shrank. Widths are the unfreed bytes of the \
+         trace that holds more (the subtitle says which): a stack with nothing unfreed there \
+         has no width, but is in the table above.",
         &fg,
     );
     for (id, name, a, l) in [
