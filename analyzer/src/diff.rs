@@ -319,33 +319,38 @@ fn group(a: &Analysis) -> BTreeMap<String, Grouped> {
 pub fn merge_rows(rows: &[StackRow]) -> Option<StackRow> {
     let (first, rest) = rows.split_first()?;
     let mut m = first.clone();
+    // Byte counts come from the trace: saturate, as the replay does, rather than overflow.
     for r in rest {
-        m.allocations += r.allocations;
-        m.allocated_bytes += r.allocated_bytes;
-        m.frees += r.frees;
-        m.freed_bytes += r.freed_bytes;
-        m.live_allocations += r.live_allocations;
-        m.live_bytes += r.live_bytes;
-        m.unfreed_allocations += r.unfreed_allocations;
-        m.unfreed_bytes += r.unfreed_bytes;
-        // Peaks of different stacks need not coincide: the sum is an upper bound.
-        m.peak_bytes += r.peak_bytes;
+        for (a, b) in [
+            (&mut m.allocations, r.allocations),
+            (&mut m.allocated_bytes, r.allocated_bytes),
+            (&mut m.frees, r.frees),
+            (&mut m.freed_bytes, r.freed_bytes),
+            (&mut m.live_allocations, r.live_allocations),
+            (&mut m.live_bytes, r.live_bytes),
+            (&mut m.unfreed_allocations, r.unfreed_allocations),
+            (&mut m.unfreed_bytes, r.unfreed_bytes),
+            // Peaks of different stacks need not coincide: the sum is an upper bound.
+            (&mut m.peak_bytes, r.peak_bytes),
+        ] {
+            *a = a.saturating_add(b);
+        }
         m.last_alloc_ns = m.last_alloc_ns.max(r.last_alloc_ns);
         m.lifetimes.merge(&r.lifetimes);
         for (a, b) in m.lifetime_classes.iter_mut().zip(r.lifetime_classes) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         if m.sizes.len() < r.sizes.len() {
             m.sizes.resize(r.sizes.len(), 0);
         }
         for (a, b) in m.sizes.iter_mut().zip(&r.sizes) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
         if m.unfreed_over_time.len() < r.unfreed_over_time.len() {
             m.unfreed_over_time.resize(r.unfreed_over_time.len(), 0);
         }
         for (a, b) in m.unfreed_over_time.iter_mut().zip(&r.unfreed_over_time) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
     }
     m.first_alloc_ns = rows
@@ -401,10 +406,14 @@ pub fn crosses(thresholds: &[Threshold], growth: f64, growth_pct: Option<f64>) -
 }
 
 fn summary(a: &Analysis, stacks: usize) -> TraceSummary {
-    let (unfreed_bytes, unfreed_allocations) = a.replay.rows.iter().fold((0, 0), |(b, n), r| {
-        let s = scaled_row(a, r);
-        (b + s.unfreed_bytes, n + s.unfreed_allocations)
-    });
+    let (unfreed_bytes, unfreed_allocations) =
+        a.replay.rows.iter().fold((0u64, 0u64), |(b, n), r| {
+            let s = scaled_row(a, r);
+            (
+                b.saturating_add(s.unfreed_bytes),
+                n.saturating_add(s.unfreed_allocations),
+            )
+        });
     TraceSummary {
         path: a.path.clone(),
         command: a.command(),

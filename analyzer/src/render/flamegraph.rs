@@ -98,8 +98,8 @@ pub fn diff_folded(d: &Diff) -> Vec<String> {
         }
         let names: Vec<String> = s.frames.iter().rev().map(|f| clean(&f.function)).collect();
         let e = merged.entry(names.join(";")).or_default();
-        e.0 += b;
-        e.1 += n;
+        e.0 = e.0.saturating_add(b);
+        e.1 = e.1.saturating_add(n);
     }
     merged
         .into_iter()
@@ -130,7 +130,9 @@ pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<
     let (base_total, new_total) = lines
         .iter()
         .filter_map(counts)
-        .fold((0u64, 0u64), |(b, n), (x, y)| (b + x, n + y));
+        .fold((0u64, 0u64), |(b, n), (x, y)| {
+            (b.saturating_add(x), n.saturating_add(y))
+        });
     opts.count_name = if per_second { "bytes/s" } else { "bytes" }.to_owned();
     opts.deterministic = true;
     if base_total == 0 && new_total == 0 {
