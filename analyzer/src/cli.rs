@@ -11,7 +11,8 @@ use crate::diff::Threshold;
 use crate::units::parse_duration;
 
 /// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
-/// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB.
+/// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB,
+/// comparisons of two builds with a CI gate, and single-file HTML reports.
 #[derive(Debug, Parser)]
 #[command(name = "memtrail", version, propagate_version = true)]
 pub struct Cli {
