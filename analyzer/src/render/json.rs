@@ -4,7 +4,10 @@
 //! Contract: `info` has `calls` (C function name -> count), `lost_events`, `duration_ns`,
 //! `truncated`; `leaks` has `candidates`, each with `unfreed_bytes`, `unfreed_allocations`,
 //! `verdict`, and `frames` (each `function`, `file`, `line`, `module`, `address`), innermost
-//! frame first. Times are nanoseconds since the start of the trace; sizes are bytes.
+//! frame first; `diff` has `base`, `new`, `normalize`, `compared`, `summary`, `gate` and
+//! `stacks`, each with `rank`, `status`, `key`, `growth`, `growth_pct`, `crossed`, `base`,
+//! `new`, `delta` and `frames` (the README lists every field). Times are nanoseconds since the
+//! start of the trace; sizes are bytes.
 
 use std::collections::BTreeMap;
 
