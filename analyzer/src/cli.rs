@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::diff::Threshold;
 use crate::units::parse_duration;
 
 /// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
-/// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB.
+/// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB,
+/// comparisons of two builds with a CI gate, and single-file HTML reports.
 #[derive(Debug, Parser)]
 #[command(name = "memtrail", version, propagate_version = true)]
 pub struct Cli {
@@ -32,6 +34,19 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// The per-stack or per-allocation table as Parquet, CSV or JSON.
     Export(ExportArgs),
+    /// Compare two traces stack by stack: what grew, shrank, is new or gone; a CI gate.
+    ///
+    /// Exit status: 0 when the comparison ran (and the gate, if any, passed), 1 when a stack's
+    /// growth crossed --fail-on-growth, 2 on bad input.
+    Diff(DiffArgs),
+    /// Compare several traces (or a directory of *.trace files) with one baseline: one row per
+    /// trace and stack in a single CSV, JSON or Parquet table.
+    ///
+    /// Exit status as for diff.
+    Compare(CompareArgs),
+    /// One self-contained HTML page: summary, warnings, leak candidates, interactive flame
+    /// graph, lifetimes, heap against RSS; with two traces, their comparison.
+    Report(ReportArgs),
 }
 
 fn duration(s: &str) -> Result<u64, String> {
@@ -189,4 +204,90 @@ pub struct ExportArgs {
     /// For the stacks table: blocks younger than this at the end do not count as unfreed.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
     pub min_age: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormalizeArg {
+    /// Compare totals.
+    None,
+    /// Compare per second of each process's activity (traces of different lengths).
+    Duration,
+}
+
+/// Options shared by `diff` and `compare`.
+#[derive(Debug, Args)]
+pub struct CompareOptions {
+    /// Blocks younger than this at the end of a trace do not count as unfreed.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
+    pub min_age: u64,
+    /// Compare unfreed bytes per second of activity instead of totals.
+    #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
+    pub normalize: NormalizeArg,
+    /// Exit with status 1 when a stack's unfreed bytes grew past this: BYTES (64K, 1M) or
+    /// PCT% (10%). Given twice (1M and 10%), a stack must pass both.
+    #[arg(long, value_name = "BYTES|PCT%", value_parser = Threshold::parse)]
+    pub fail_on_growth: Vec<Threshold>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The trace to compare against (last night's, the release build...).
+    pub base: PathBuf,
+    /// The trace to judge.
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub options: CompareOptions,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LeakFormat::Table)]
+    pub format: LeakFormat,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Stacks shown in the table (JSON and CSV always have all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Frames shown per stack in the table.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub frames: usize,
+    /// Also write a differential flame graph of unfreed bytes (red grew, blue shrank; widths
+    /// from the trace holding more).
+    #[arg(long, value_name = "OUT.svg")]
+    pub flamegraph: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The trace every other one is compared with.
+    #[arg(long, value_name = "BASE")]
+    pub baseline: PathBuf,
+    /// Traces to compare, or directories (their *.trace files, by name).
+    #[arg(required = true, value_name = "NEW")]
+    pub traces: Vec<PathBuf>,
+    #[command(flatten)]
+    pub options: CompareOptions,
+    /// File format (Parquet needs -o).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Where to write the table; standard output when absent.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A trace, or BASE and NEW to compare.
+    #[arg(required = true, num_args = 1..=2, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+    /// Where to write the HTML page.
+    #[arg(short, long, value_name = "OUT.html")]
+    pub output: PathBuf,
+    /// Blocks younger than this at the end do not count as unfreed.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
+    pub min_age: u64,
+    /// Rows of the candidates (or changed stacks) table.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub top: usize,
+    /// With two traces: compare unfreed bytes per second of activity instead of totals.
+    #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
+    pub normalize: NormalizeArg,
 }

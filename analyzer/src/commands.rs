@@ -11,16 +11,32 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::analysis::{Analysis, analyze_counting};
-use crate::cli::{Cli, Command, ExportFormat, ExportWhat, LeakFormat, ReplayArgs, TextFormat};
+use crate::cli::{
+    Cli, Command, CompareArgs, CompareOptions, DiffArgs, ExportFormat, ExportWhat, LeakFormat,
+    NormalizeArg, ReplayArgs, ReportArgs, TextFormat,
+};
+use crate::diff::{self, Diff, DiffOptions, Normalize};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::render::{self, export::TableFormat};
 use crate::replay::ReplayOptions;
 use crate::report;
 
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A comparison's growth gate failed; the text names the stacks that crossed it (the
+    /// binary prints it on stderr and exits with status 1).
+    GrowthFound(String),
+}
+
 /// Runs `cli`, writing the report to `out` and each warning to `warn`.
-pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result<()> {
-    match &cli.command {
+pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result<Outcome> {
+    let done = match &cli.command {
+        Command::Diff(args) => return diff_command(args, out, warn),
+        Command::Compare(args) => return compare_command(args, out, warn),
+        Command::Report(args) => return report_command(args, out, warn),
         Command::Info(args) => {
             let a = load(&args.file, ReplayOptions::default(), warn)?;
             let text = if args.json {
@@ -132,7 +148,220 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
             );
             Ok(())
         }
+    };
+    done.map(|()| Outcome::Done)
+}
+
+/// `memtrail diff BASE NEW`.
+fn diff_command(
+    args: &DiffArgs,
+    out: &mut dyn Write,
+    warn: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    let (base, new) = (
+        load_compared(&args.base, &args.options, warn)?,
+        load_compared(&args.new, &args.options, warn)?,
+    );
+    let d = diff::diff(&base, &new, &diff_options(&args.options))?;
+    drop((base, new));
+    if let Some(path) = &args.flamegraph {
+        let lines = render::flamegraph::diff_folded(&d);
+        write_file(path, |w| render::flamegraph::diff_svg(&d, &lines, w))?;
     }
+    let format = if args.json {
+        LeakFormat::Json
+    } else {
+        args.format
+    };
+    match format {
+        LeakFormat::Table => emit(out, &render::table::diff(&d, args.top, args.frames))?,
+        LeakFormat::Json => emit(out, &render::json::diff(&d))?,
+        LeakFormat::Csv => {
+            let mut df = render::export::diff(&[&d])?;
+            let mut buf = Vec::new();
+            render::export::write(&mut df, TableFormat::Csv, &mut buf)?;
+            out.write_all(&buf).map_err(Error::Stdout)?;
+        }
+    }
+    Ok(gate_outcome(&[&d]))
+}
+
+/// `memtrail compare --baseline BASE NEW...`.
+fn compare_command(
+    args: &CompareArgs,
+    out: &mut dyn Write,
+    warn: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    let traces = expand_traces(&args.traces, &args.baseline)?;
+    if args.format == ExportFormat::Parquet && args.output.is_none() {
+        return Err(Error::Invalid(
+            "Parquet is a binary format: name the output file with -o OUT.parquet".into(),
+        ));
+    }
+    let base = load_compared(&args.baseline, &args.options, warn)?;
+    let options = diff_options(&args.options);
+    let mut diffs = Vec::with_capacity(traces.len());
+    for t in &traces {
+        let new = load_compared(t, &args.options, warn)?;
+        diffs.push(diff::diff(&base, &new, &options)?);
+    }
+    let refs: Vec<&Diff> = diffs.iter().collect();
+    let mut df = render::export::diff(&refs)?;
+    let format = match args.format {
+        ExportFormat::Parquet => TableFormat::Parquet,
+        ExportFormat::Csv => TableFormat::Csv,
+        ExportFormat::Json => TableFormat::Json,
+    };
+    match &args.output {
+        Some(path) => {
+            let file = File::create(path).map_err(|e| Error::write(path, e))?;
+            let mut w = BufWriter::new(file);
+            render::export::write(&mut df, format, &mut w)?;
+            w.flush().map_err(|e| Error::write(path, e))?;
+            emit(
+                out,
+                &format!(
+                    "wrote {} rows ({} traces against {}) to {}\n",
+                    df.height(),
+                    traces.len(),
+                    args.baseline.display(),
+                    path.display()
+                ),
+            )?;
+        }
+        None => {
+            let mut buf = Vec::new();
+            render::export::write(&mut df, format, &mut buf)?;
+            out.write_all(&buf).map_err(Error::Stdout)?;
+        }
+    }
+    Ok(gate_outcome(&refs))
+}
+
+/// `memtrail report TRACE [NEW] -o OUT.html`.
+fn report_command(
+    args: &ReportArgs,
+    out: &mut dyn Write,
+    warn: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    let options = CompareOptions {
+        min_age: args.min_age,
+        normalize: args.normalize,
+        fail_on_growth: Vec::new(),
+    };
+    let all = report::Selection::default();
+    let html = match args.traces.as_slice() {
+        [one] => {
+            let a = load_compared(one, &options, warn)?;
+            let leaks = report::leaks(&a, Some(args.top));
+            let lifetimes = report::lifetimes(&a, &all)?;
+            render::html::single(&a, &leaks, &lifetimes)
+                .map_err(|e| Error::write(&args.output, e))?
+        }
+        [base_path, new_path] => {
+            let base = load_compared(base_path, &options, warn)?;
+            let new = load_compared(new_path, &options, warn)?;
+            let d = diff::diff(&base, &new, &diff_options(&options))?;
+            let (lb, ln) = (
+                report::lifetimes(&base, &all)?,
+                report::lifetimes(&new, &all)?,
+            );
+            render::html::compared(&base, &new, &d, &lb, &ln, args.top)
+                .map_err(|e| Error::write(&args.output, e))?
+        }
+        _ => {
+            return Err(Error::Invalid(
+                "report takes one trace, or two (BASE NEW) to compare".into(),
+            ));
+        }
+    };
+    write_file(&args.output, |w| w.write_all(html.as_bytes()))?;
+    emit(
+        out,
+        &format!("wrote {} ({} bytes)\n", args.output.display(), html.len()),
+    )?;
+    Ok(Outcome::Done)
+}
+
+fn diff_options(o: &CompareOptions) -> DiffOptions {
+    DiffOptions {
+        normalize: match o.normalize {
+            NormalizeArg::None => Normalize::None,
+            NormalizeArg::Duration => Normalize::Duration,
+        },
+        thresholds: o.fail_on_growth.clone(),
+    }
+}
+
+fn load_compared(path: &Path, o: &CompareOptions, warn: &mut dyn FnMut(&str)) -> Result<Analysis> {
+    load(
+        path,
+        ReplayOptions {
+            min_age_ns: o.min_age,
+            ..ReplayOptions::default()
+        },
+        warn,
+    )
+}
+
+/// The gate's message over one or more comparisons.
+fn gate_outcome(diffs: &[&Diff]) -> Outcome {
+    let failed: Vec<String> = diffs
+        .iter()
+        .filter(|d| d.crossed().next().is_some())
+        .filter_map(|d| {
+            let text = render::table::gate(d)?;
+            Some(if diffs.len() > 1 {
+                format!("{}: {text}", d.new.path.display())
+            } else {
+                text
+            })
+        })
+        .collect();
+    if failed.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::GrowthFound(failed.concat())
+    }
+}
+
+/// The traces `compare` reads: files as given, directories as their `*.trace` files sorted by
+/// name, the baseline itself left out.
+fn expand_traces(paths: &[std::path::PathBuf], baseline: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let same = |p: &Path| match (p.canonicalize(), baseline.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| {
+                Error::Invalid(format!("cannot list the directory {}: {e}", p.display()))
+            })?;
+            let mut found = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| {
+                    Error::Invalid(format!("cannot list the directory {}: {e}", p.display()))
+                })?;
+                let path = entry.path();
+                if path.is_file() && path.extension().is_some_and(|x| x == "trace") && !same(&path)
+                {
+                    found.push(path);
+                }
+            }
+            if found.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{} holds no *.trace file to compare",
+                    p.display()
+                )));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn load(path: &Path, options: ReplayOptions, warn: &mut dyn FnMut(&str)) -> Result<Analysis> {

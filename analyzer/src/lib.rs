@@ -6,7 +6,8 @@
 //! (one pass) -> [`replay`] (event
 //! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows, DataFrame) ->
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
-//! CSV/Parquet, SVG). [`commands`] glues one CLI command ([`cli`]) to that pipeline.
+//! CSV/Parquet, SVG). [`diff`] compares two analyses stack by stack (the `diff`, `compare` and
+//! two-trace `report` commands). [`commands`] glues one CLI command ([`cli`]) to that pipeline.
 //!
 //! The library never prints and never exits: errors are [`Error`] values with a one-line
 //! message, warnings go through a callback.
@@ -15,6 +16,7 @@ pub mod aggregate;
 pub mod analysis;
 pub mod cli;
 pub mod commands;
+pub mod diff;
 pub mod error;
 pub mod progress;
 pub mod render;
@@ -26,7 +28,7 @@ pub mod units;
 pub mod verdict;
 
 pub use analysis::{Analysis, analyze, analyze_bytes, analyze_from};
-pub use commands::run;
+pub use commands::{Outcome, run};
 pub use error::{Error, Result};
 pub use replay::{Replay, ReplayOptions, ReplayOutput};
 pub use verdict::Verdict;

@@ -1,6 +1,6 @@
 //! Parsing and printing of durations and byte sizes, as the command line and reports spell them.
 //!
-//! Owns the text forms only ("500ms", "1.5 s", "40.0 KiB"); must not know about traces.
+//! Owns the text forms only ("500ms", "64K", "1.5 s", "40.0 KiB"); must not know about traces.
 
 use std::fmt::Write as _;
 
@@ -36,6 +36,41 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         return Err(format!("duration {text:?} is out of range"));
     }
     Ok(ns.round() as u64)
+}
+
+/// Parses a byte count such as `65536`, `64K`, `64KiB`, `1.5M`, `2G` (binary units, the `B`
+/// and `iB` optional).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    let unit = unit.trim();
+    let unit = unit
+        .strip_suffix("iB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(unit);
+    let scale = match unit.to_ascii_uppercase().as_str() {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit: use bytes or K, M, G, T (binary)"
+            ));
+        }
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes.round() as u64)
 }
 
 /// A duration for humans: `0 ns`, `812 ns`, `12.3 us`, `4.56 ms`, `1.23 s`, `2m05s`, `1h02m`.
@@ -95,6 +130,17 @@ mod tests {
         assert!(parse_duration("12").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn byte_counts_parse() {
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("1.5M"), Ok(1_572_864));
+        assert_eq!(parse_bytes("2 GB"), Ok(2 << 30));
+        assert!(parse_bytes("K").is_err());
+        assert!(parse_bytes("12 parsecs").is_err());
     }
 
     #[test]

@@ -106,3 +106,35 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Compiles a C sample with frame pointers and debug info into `output`, as the samples'
+/// headers say to build them.
+pub fn compile_sample(source: &Path, output: &Path) {
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).expect("create the output directory");
+    }
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+        .arg(output)
+        .arg(source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
+    assert!(status.success(), "gcc failed on {}", source.display());
+}
+
+/// Records `command` into `trace` with `memtrail-record -q`.
+pub fn record_command(trace: &Path, command: &[&str]) {
+    let out = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+        .arg("-q")
+        .arg("-o")
+        .arg(trace)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("run memtrail-record");
+    assert!(
+        out.status.success(),
+        "memtrail-record failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

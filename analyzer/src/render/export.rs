@@ -141,3 +141,125 @@ pub fn lifetimes(l: &Lifetimes) -> PolarsResult<DataFrame> {
         Column::new("count".into(), count),
     ])
 }
+
+/// The diff table: one row per trace and stack, in rank order within each comparison. Columns
+/// `baseline` and `trace` name the two files; `base_*` and `new_*` are each side's numbers
+/// (null when the stack is not in that trace); `growth` is what the ranking and the gate read
+/// (unfreed bytes, or per second with `--normalize duration`).
+pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
+    use crate::diff::{Side, StackDiff};
+    let rows: Vec<(&crate::diff::Diff, &StackDiff)> = diffs
+        .iter()
+        .flat_map(|d| d.stacks.iter().map(move |s| (*d, s)))
+        .collect();
+    let text = |f: &dyn Fn(&crate::diff::Diff, &StackDiff) -> String| -> Vec<String> {
+        rows.iter().map(|(d, s)| f(d, s)).collect()
+    };
+    type SideField = fn(&Side) -> Option<u64>;
+    let side_u64 = |name: &str, f: SideField| -> [Column; 2] {
+        [
+            Column::new(
+                format!("base_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .collect::<Vec<Option<u64>>>(),
+            ),
+            Column::new(
+                format!("new_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .collect::<Vec<Option<u64>>>(),
+            ),
+        ]
+    };
+    let side_f64 = |name: &str, f: fn(&Side) -> Option<f64>| -> [Column; 2] {
+        [
+            Column::new(
+                format!("base_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+            Column::new(
+                format!("new_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .collect::<Vec<Option<f64>>>(),
+            ),
+        ]
+    };
+    let side_text = |name: &str, f: fn(&Side) -> Option<&'static str>| -> [Column; 2] {
+        [
+            Column::new(
+                format!("base_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .collect::<Vec<Option<&str>>>(),
+            ),
+            Column::new(
+                format!("new_{name}").into(),
+                rows.iter()
+                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .collect::<Vec<Option<&str>>>(),
+            ),
+        ]
+    };
+    let mut columns = vec![
+        Column::new(
+            "baseline".into(),
+            text(&|d, _| d.base.path.display().to_string()),
+        ),
+        Column::new(
+            "trace".into(),
+            text(&|d, _| d.new.path.display().to_string()),
+        ),
+        Column::new(
+            "rank".into(),
+            rows.iter()
+                .map(|(_, s)| s.rank as u32)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "status".into(),
+            rows.iter()
+                .map(|(_, s)| s.status.name())
+                .collect::<Vec<&str>>(),
+        ),
+        Column::new(
+            "growth".into(),
+            rows.iter().map(|(_, s)| s.growth).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "growth_pct".into(),
+            rows.iter()
+                .map(|(_, s)| s.growth_pct)
+                .collect::<Vec<Option<f64>>>(),
+        ),
+        Column::new(
+            "crossed".into(),
+            rows.iter().map(|(_, s)| s.crossed).collect::<Vec<bool>>(),
+        ),
+    ];
+    columns.extend(side_u64("unfreed_bytes", |s| Some(s.row.unfreed_bytes)));
+    columns.extend(side_u64("unfreed_allocations", |s| {
+        Some(s.row.unfreed_allocations)
+    }));
+    columns.extend(side_u64("allocated_bytes", |s| Some(s.row.allocated_bytes)));
+    columns.extend(side_u64("allocations", |s| Some(s.row.allocations)));
+    columns.extend(side_f64(
+        "allocations_per_second",
+        Side::allocations_per_second,
+    ));
+    columns.extend(side_f64(
+        "unfreed_bytes_per_second",
+        Side::unfreed_bytes_per_second,
+    ));
+    columns.extend(side_u64("lifetime_p50_ns", |s| s.row.lifetime_p50_ns));
+    columns.extend(side_text("verdict", |s| s.verdict.map(|v| v.name())));
+    columns.push(Column::new(
+        "top_function".into(),
+        text(&|_, s| s.top_function().to_owned()),
+    ));
+    columns.push(Column::new("key".into(), text(&|_, s| s.key.clone())));
+    DataFrame::new_infer_height(columns)
+}

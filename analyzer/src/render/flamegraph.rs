@@ -1,7 +1,8 @@
 //! Flame graphs: folded stacks from the per-stack rows, drawn by inferno.
 //!
 //! Folded lines are `outermost;...;innermost value`, merged by symbolized stack and sorted,
-//! so the SVG is the same for the same trace.
+//! so the SVG is the same for the same trace. A diff's lines carry two values (BASE, NEW),
+//! which inferno draws as a differential flame graph.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,7 @@ use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 
 use crate::analysis::Analysis;
 use crate::cli::Metric;
+use crate::diff::{Diff, Normalize};
 use crate::report::scaled_row;
 use crate::units::format_duration;
 
@@ -79,5 +81,88 @@ pub fn svg(
         let placeholder = ["(nothing to show) 1".to_owned()];
         return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
     }
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+}
+
+/// Folded lines of a diff, `outermost;...;innermost BASE NEW`, the compared quantity of each
+/// stack in both traces (rounded to whole bytes, or bytes per second), sorted.
+pub fn diff_folded(d: &Diff) -> Vec<String> {
+    let mut merged: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for s in &d.stacks {
+        let (b, n) = (
+            s.base_value(d.normalize).round() as u64,
+            s.new_value(d.normalize).round() as u64,
+        );
+        if b == 0 && n == 0 {
+            continue;
+        }
+        let names: Vec<String> = s.frames.iter().rev().map(|f| clean(&f.function)).collect();
+        let e = merged.entry(names.join(";")).or_default();
+        e.0 = e.0.saturating_add(b);
+        e.1 = e.1.saturating_add(n);
+    }
+    merged
+        .into_iter()
+        .map(|(stack, (b, n))| format!("{stack} {b} {n}"))
+        .collect()
+}
+
+/// Draws the differential flame graph of `lines` (from [`diff_folded`]): red frames grew since
+/// BASE, blue ones shrank. Frame widths are the unfreed bytes of whichever trace holds more in
+/// total (NEW on a tie), so that a leak shows whether it appeared (widths from NEW) or was
+/// fixed (widths from BASE); a stack with nothing unfreed in that trace has no width (it is in
+/// the table).
+pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<()> {
+    let mut opts = Options::default();
+    let per_second = d.normalize == Normalize::Duration;
+    opts.title = format!(
+        "memtrail diff: unfreed bytes{} of {} against {}",
+        if per_second { " per second" } else { "" },
+        d.new.command,
+        d.base.command
+    );
+    let counts = |l: &String| -> Option<(u64, u64)> {
+        let mut it = l.rsplitn(3, ' ');
+        let new = it.next()?.parse().ok()?;
+        let base = it.next()?.parse().ok()?;
+        Some((base, new))
+    };
+    let (base_total, new_total) = lines
+        .iter()
+        .filter_map(counts)
+        .fold((0u64, 0u64), |(b, n), (x, y)| {
+            (b.saturating_add(x), n.saturating_add(y))
+        });
+    opts.count_name = if per_second { "bytes/s" } else { "bytes" }.to_owned();
+    opts.deterministic = true;
+    if base_total == 0 && new_total == 0 {
+        opts.subtitle = Some("nothing unfreed in either trace".into());
+        let placeholder = ["(nothing unfreed) 1".to_owned()];
+        return flamegraph::from_lines(&mut opts, placeholder.iter().map(String::as_str), out);
+    }
+    if base_total > new_total {
+        // inferno takes widths from the second count and colors by second minus first: give
+        // it BASE second and negate the differences, so red still means grew.
+        opts.subtitle = Some(format!(
+            "width: BASE ({}), which holds more; red grew, blue shrank in NEW ({})",
+            d.base.path.display(),
+            d.new.path.display()
+        ));
+        opts.negate_differentials = true;
+        let swapped: Vec<String> = lines
+            .iter()
+            .filter_map(|l| {
+                let (base, new) = counts(l)?;
+                let stack = l.rsplitn(3, ' ').nth(2)?;
+                Some(format!("{stack} {new} {base}"))
+            })
+            .collect();
+        return flamegraph::from_lines(&mut opts, swapped.iter().map(String::as_str), out);
+    }
+    opts.subtitle = Some(format!(
+        "width: NEW ({}); red grew, blue shrank since BASE ({})",
+        d.new.path.display(),
+        d.base.path.display()
+    ));
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
 }

@@ -4,7 +4,10 @@
 //! Contract: `info` has `calls` (C function name -> count), `lost_events`, `duration_ns`,
 //! `truncated`; `leaks` has `candidates`, each with `unfreed_bytes`, `unfreed_allocations`,
 //! `verdict`, and `frames` (each `function`, `file`, `line`, `module`, `address`), innermost
-//! frame first. Times are nanoseconds since the start of the trace; sizes are bytes.
+//! frame first; `diff` has `base`, `new`, `normalize`, `compared`, `summary`, `gate` and
+//! `stacks`, each with `rank`, `status`, `key`, `growth`, `growth_pct`, `crossed`, `base`,
+//! `new`, `delta` and `frames` (the README lists every field). Times are nanoseconds since the
+//! start of the trace; sizes are bytes.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,7 @@ use serde::Serialize;
 
 use crate::aggregate::{LIFETIME_CLASS_LABELS, TimeAxis, size_class_label};
 use crate::analysis::Analysis;
+use crate::diff;
 use crate::replay::RssSample;
 use crate::report::{LeakReport, Lifetimes, calls, lifetime_class_bounds};
 use crate::symbols::Frame;
@@ -355,5 +359,193 @@ pub fn timeline(a: &Analysis) -> String {
         peak_heap_bytes: r.peak_bytes,
         peak_heap_time_ns: r.peak_time_ns,
         rss: &r.stats.rss,
+    })
+}
+
+#[derive(Serialize)]
+struct DiffTrace<'a> {
+    trace: String,
+    command: &'a str,
+    duration_ns: u64,
+    active_ns: u64,
+    lost_events: u64,
+    truncated: bool,
+    sample_bytes: u64,
+    unfreed_bytes: u64,
+    unfreed_allocations: u64,
+    stacks: usize,
+}
+
+impl<'a> DiffTrace<'a> {
+    fn new(t: &'a diff::TraceSummary) -> DiffTrace<'a> {
+        DiffTrace {
+            trace: t.path.display().to_string(),
+            command: &t.command,
+            duration_ns: t.duration_ns,
+            active_ns: t.active_ns,
+            lost_events: t.lost_events,
+            truncated: t.truncated,
+            sample_bytes: t.sample_bytes,
+            unfreed_bytes: t.unfreed_bytes,
+            unfreed_allocations: t.unfreed_allocations,
+            stacks: t.stacks,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DiffSide<'a> {
+    stack_ids: &'a [u32],
+    verdict: Option<&'static str>,
+    unfreed_bytes: u64,
+    unfreed_allocations: u64,
+    allocated_bytes: u64,
+    allocations: u64,
+    frees: u64,
+    allocations_per_second: Option<f64>,
+    allocated_bytes_per_second: Option<f64>,
+    unfreed_bytes_per_second: Option<f64>,
+    lifetime_p50_ns: Option<u64>,
+}
+
+impl<'a> DiffSide<'a> {
+    fn new(s: &'a diff::Side) -> DiffSide<'a> {
+        DiffSide {
+            stack_ids: &s.stack_ids,
+            verdict: s.verdict.map(|v| v.name()),
+            unfreed_bytes: s.row.unfreed_bytes,
+            unfreed_allocations: s.row.unfreed_allocations,
+            allocated_bytes: s.row.allocated_bytes,
+            allocations: s.row.allocations,
+            frees: s.row.frees,
+            allocations_per_second: s.allocations_per_second(),
+            allocated_bytes_per_second: s.allocated_bytes_per_second(),
+            unfreed_bytes_per_second: s.unfreed_bytes_per_second(),
+            lifetime_p50_ns: s.row.lifetime_p50_ns,
+        }
+    }
+}
+
+/// NEW minus BASE; a side a stack is missing from counts as zero.
+#[derive(Serialize)]
+struct DiffDelta {
+    unfreed_bytes: i128,
+    unfreed_allocations: i128,
+    allocated_bytes: i128,
+    allocations: i128,
+    allocations_per_second: f64,
+    /// Null unless both sides freed something.
+    lifetime_p50_ns: Option<i128>,
+}
+
+#[derive(Serialize)]
+struct DiffFrame<'a> {
+    function: &'a str,
+    module: Option<&'a str>,
+    file: Option<&'a str>,
+    line: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct DiffStack<'a> {
+    rank: usize,
+    status: &'static str,
+    key: &'a str,
+    growth: f64,
+    growth_pct: Option<f64>,
+    crossed: bool,
+    base: Option<DiffSide<'a>>,
+    new: Option<DiffSide<'a>>,
+    delta: DiffDelta,
+    frames: Vec<DiffFrame<'a>>,
+}
+
+#[derive(Serialize)]
+struct DiffGate {
+    thresholds: Vec<diff::Threshold>,
+    passed: bool,
+    crossed: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct DiffJson<'a> {
+    base: DiffTrace<'a>,
+    new: DiffTrace<'a>,
+    normalize: diff::Normalize,
+    compared: &'static str,
+    min_age_ns: u64,
+    summary: diff::StatusCounts,
+    gate: Option<DiffGate>,
+    stacks: Vec<DiffStack<'a>>,
+}
+
+fn delta(s: &diff::StackDiff) -> DiffDelta {
+    let get = |side: &Option<diff::Side>, f: fn(&diff::Side) -> u64| -> i128 {
+        side.as_ref().map_or(0, |s| i128::from(f(s)))
+    };
+    let d = |f: fn(&diff::Side) -> u64| get(&s.new, f) - get(&s.base, f);
+    let rate = |side: &Option<diff::Side>| {
+        side.as_ref()
+            .and_then(diff::Side::allocations_per_second)
+            .unwrap_or(0.0)
+    };
+    DiffDelta {
+        unfreed_bytes: d(|s| s.row.unfreed_bytes),
+        unfreed_allocations: d(|s| s.row.unfreed_allocations),
+        allocated_bytes: d(|s| s.row.allocated_bytes),
+        allocations: d(|s| s.row.allocations),
+        allocations_per_second: rate(&s.new) - rate(&s.base),
+        lifetime_p50_ns: match (
+            s.base.as_ref().and_then(|b| b.row.lifetime_p50_ns),
+            s.new.as_ref().and_then(|n| n.row.lifetime_p50_ns),
+        ) {
+            (Some(b), Some(n)) => Some(i128::from(n) - i128::from(b)),
+            _ => None,
+        },
+    }
+}
+
+/// The JSON of `memtrail diff` (contract in the README: fields are only ever added).
+pub fn diff(d: &diff::Diff) -> String {
+    pretty(&DiffJson {
+        base: DiffTrace::new(&d.base),
+        new: DiffTrace::new(&d.new),
+        normalize: d.normalize,
+        compared: match d.normalize {
+            diff::Normalize::None => "unfreed_bytes",
+            diff::Normalize::Duration => "unfreed_bytes_per_second",
+        },
+        min_age_ns: d.min_age_ns,
+        summary: d.counts,
+        gate: d.gate.as_ref().map(|g| DiffGate {
+            thresholds: g.thresholds.clone(),
+            passed: g.passed(),
+            crossed: g.crossed.clone(),
+        }),
+        stacks: d
+            .stacks
+            .iter()
+            .map(|s| DiffStack {
+                rank: s.rank,
+                status: s.status.name(),
+                key: &s.key,
+                growth: s.growth,
+                growth_pct: s.growth_pct,
+                crossed: s.crossed,
+                base: s.base.as_ref().map(DiffSide::new),
+                new: s.new.as_ref().map(DiffSide::new),
+                delta: delta(s),
+                frames: s
+                    .frames
+                    .iter()
+                    .map(|f| DiffFrame {
+                        function: &f.function,
+                        module: f.module.as_deref(),
+                        file: f.file.as_deref(),
+                        line: f.line,
+                    })
+                    .collect(),
+            })
+            .collect(),
     })
 }

@@ -1,10 +1,11 @@
-//! Renderers: report models in, bytes out (text tables, JSON, CSV/Parquet, SVG).
+//! Renderers: report models in, bytes out (text tables, JSON, CSV/Parquet, SVG, HTML).
 //!
 //! Each renderer owns one output form and must not compute anything a report does not already
 //! hold: no replay, no ranking, no verdicts. Output is deterministic for a given trace.
 
 pub mod export;
 pub mod flamegraph;
+pub mod html;
 pub mod json;
 pub mod svg;
 pub mod table;

@@ -1,8 +1,9 @@
-//! Text for humans: the default output of `info`, `leaks`, `lifetimes` and `timeline`.
+//! Text for humans: the default output of `info`, `leaks`, `lifetimes`, `timeline` and `diff`.
 
 use std::fmt::Write as _;
 
 use crate::analysis::Analysis;
+use crate::diff::{self, Normalize};
 use crate::report::{LeakReport, Lifetimes, calls};
 use crate::units::{format_bytes, format_duration};
 
@@ -343,6 +344,205 @@ pub fn timeline(a: &Analysis) -> String {
                 rss_at
             );
         }
+    }
+    o
+}
+
+/// A compared quantity for humans: bytes, or bytes per second.
+pub(crate) fn amount(v: f64, normalize: Normalize) -> String {
+    let s = format_bytes(v.abs().round() as u64);
+    let s = if v < 0.0 { format!("-{s}") } else { s };
+    match normalize {
+        Normalize::None => s,
+        Normalize::Duration => format!("{s}/s"),
+    }
+}
+
+pub(crate) fn signed_amount(v: f64, normalize: Normalize) -> String {
+    if v > 0.0 {
+        format!("+{}", amount(v, normalize))
+    } else {
+        amount(v, normalize)
+    }
+}
+
+pub(crate) fn pct(p: Option<f64>, growth: f64) -> String {
+    match p {
+        Some(p) if p.abs() < 10.0 => format!("{p:+.1}%"),
+        Some(p) => format!("{p:+.0}%"),
+        // Growth from nothing.
+        None if growth > 0.0 => "+inf%".into(),
+        None => "-".into(),
+    }
+}
+
+pub(crate) fn rate(side: Option<&diff::Side>) -> String {
+    match side.and_then(diff::Side::allocations_per_second) {
+        Some(r) if r >= 100.0 => format!("{r:.0}/s"),
+        Some(r) => format!("{r:.1}/s"),
+        None => "-".into(),
+    }
+}
+
+pub(crate) fn p50(side: Option<&diff::Side>) -> String {
+    side.and_then(|s| s.row.lifetime_p50_ns)
+        .map_or_else(|| "-".into(), format_duration)
+}
+
+/// One line naming a stack and its growth, for the gate's message.
+pub fn crossed_line(d: &diff::Diff, s: &diff::StackDiff) -> String {
+    format!(
+        "#{} {} {} ({}, {} -> {}): {}",
+        s.rank,
+        s.status.name(),
+        signed_amount(s.growth, d.normalize),
+        pct(s.growth_pct, s.growth),
+        amount(s.base_value(d.normalize), d.normalize),
+        amount(s.new_value(d.normalize), d.normalize),
+        s.key
+    )
+}
+
+/// The gate's verdict as printed after the table (and on stderr when it fails).
+pub fn gate(d: &diff::Diff) -> Option<String> {
+    let g = d.gate.as_ref()?;
+    let limits = g
+        .thresholds
+        .iter()
+        .map(|t| t.describe(d.normalize))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let mut o = String::new();
+    if g.passed() {
+        let _ = writeln!(
+            o,
+            "growth gate passed: no stack's unfreed bytes grew past {limits}"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "growth gate failed: {} stack{} grew past {limits}:",
+            g.crossed.len(),
+            if g.crossed.len() == 1 { "" } else { "s" }
+        );
+        for s in d.crossed() {
+            let _ = writeln!(o, "  {}", crossed_line(d, s));
+        }
+    }
+    Some(o)
+}
+
+/// `memtrail diff` for humans: a summary, then one block per stack that changed (at most
+/// `top`), largest growth first, with its frames.
+pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
+    let mut o = String::new();
+    let n = d.normalize;
+    let (tb, tn) = d.totals();
+    let _ = writeln!(
+        o,
+        "BASE {} ({}, {})\nNEW  {} ({}, {})",
+        d.base.command,
+        format_duration(d.base.duration_ns),
+        d.base.path.display(),
+        d.new.command,
+        format_duration(d.new.duration_ns),
+        d.new.path.display(),
+    );
+    let _ = writeln!(
+        o,
+        "unfreed{} (blocks older than {}): {} -> {} ({})",
+        if n == Normalize::Duration {
+            " per second of activity"
+        } else {
+            ""
+        },
+        format_duration(d.min_age_ns),
+        amount(tb, n),
+        amount(tn, n),
+        signed_amount(tn - tb, n)
+    );
+    let c = &d.counts;
+    let _ = writeln!(
+        o,
+        "{} stacks: {} new, {} grown, {} shrunk, {} gone, {} unchanged",
+        d.stacks.len(),
+        c.new,
+        c.grown,
+        c.shrunk,
+        c.gone,
+        c.unchanged
+    );
+    for (name, t) in [("BASE", &d.base), ("NEW", &d.new)] {
+        if t.lost_events > 0 {
+            let _ = writeln!(
+                o,
+                "warning: {name} lost {} events: its counts are lower bounds",
+                t.lost_events
+            );
+        }
+        if t.truncated {
+            let _ = writeln!(o, "warning: {name} is cut short: analyzed up to the cut");
+        }
+    }
+    let changed: Vec<&diff::StackDiff> = d.changed().collect();
+    if changed.is_empty() {
+        let _ = writeln!(o, "\nno stack's unfreed bytes changed");
+    } else {
+        let _ = writeln!(
+            o,
+            "\n{:<4} {:<9} {:>12} {:>12} {:>13} {:>6}  {:>9} {:>9}  {:>9} {:>9}",
+            "#", "status", "BASE", "NEW", "change", "%", "allocs", "allocs", "p50 life", "p50 life"
+        );
+        let _ = writeln!(
+            o,
+            "{:<4} {:<9} {:>12} {:>12} {:>13} {:>6}  {:>9} {:>9}  {:>9} {:>9}",
+            "", "", "unfreed", "unfreed", "", "", "BASE", "NEW", "BASE", "NEW"
+        );
+    }
+    for s in changed.iter().take(top) {
+        let _ = writeln!(
+            o,
+            "{:<4} {:<9} {:>12} {:>12} {:>13} {:>6}  {:>9} {:>9}  {:>9} {:>9}{}",
+            s.rank,
+            s.status.name(),
+            amount(s.base_value(n), n),
+            amount(s.new_value(n), n),
+            signed_amount(s.growth, n),
+            pct(s.growth_pct, s.growth),
+            rate(s.base.as_ref()),
+            rate(s.new.as_ref()),
+            p50(s.base.as_ref()),
+            p50(s.new.as_ref()),
+            if s.crossed { "  <- crossed" } else { "" }
+        );
+        for (i, f) in s.frames.iter().take(max_frames).enumerate() {
+            let module = f
+                .module
+                .as_deref()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "     {} {}{module}",
+                if i == 0 { "at" } else { "  " },
+                f.function
+            );
+        }
+        if s.frames.len() > max_frames {
+            let _ = writeln!(o, "        ... {} more frames", s.frames.len() - max_frames);
+        }
+    }
+    if changed.len() > top {
+        let _ = writeln!(
+            o,
+            "\n... {} more changed stacks (--top, or --json / --format csv for all)",
+            changed.len() - top
+        );
+    }
+    // The verdict only: the crossed stacks are marked above, and listed in full on stderr
+    // (by the binary, from `gate`), where a CI log shows them whatever the format.
+    if let Some(g) = gate(d).and_then(|g| g.lines().next().map(str::to_owned)) {
+        let _ = writeln!(o, "\n{}", g.trim_end_matches(':'));
     }
     o
 }
