@@ -335,6 +335,25 @@ fn attach_mode_counts_every_api_exactly() {
     assert_alloc_counts_sample(&facts);
 }
 
+/// Callocs in the complete frames of a trace still being written (0 while it does not exist).
+fn callocs_flushed(path: &Path) -> usize {
+    let Ok(reader) = TraceReader::open(path) else {
+        return 0;
+    };
+    reader
+        .map_while(Result::ok)
+        .filter(|r| {
+            matches!(
+                r,
+                Record::Alloc {
+                    api: AllocApi::Calloc,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
@@ -559,8 +578,12 @@ fn sigint_mid_run_leaves_a_complete_trace() {
         .arg("30")
         .spawn()
         .expect("start recorder");
-    // Attaching takes a moment (more so with other tests loading probes in parallel).
-    std::thread::sleep(Duration::from_millis(3000));
+    // Attaching takes a moment, more so on a loaded machine: interrupt only once the flushed
+    // part of the trace (the writer flushes every second) holds enough allocations.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && callocs_flushed(&trace) < 50 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let status = Command::new("kill")
         .args(["-INT", &recorder.id().to_string()])
         .status()
