@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on a bundled sample: build memtrail, build the classic Fibonacci
 # leak (samples/fibonacci.c), record it with memtrail-record (eBPF: needs root, or sudo),
-# print the leak report and write the flame graph of unfreed bytes.
+# print the leak report, write the flame graph of unfreed bytes and the HTML report, then
+# record the fixed version (samples/fibonacci_fixed.c) and show the diff of the two traces.
 #
 # Usage: samples/demo.sh [OUTPUT_DIR]   (default: ./memtrail-demo)
 set -euo pipefail
@@ -23,19 +24,38 @@ target_dir="$(cargo metadata --manifest-path "$repo/Cargo.toml" --format-version
 record="$target_dir/debug/memtrail-record"
 memtrail="$target_dir/debug/memtrail"
 
+# Both builds are named `fibonacci` (in their own directories) so the diff matches their
+# stacks by function and module name, as it would for two builds of one service.
+mkdir -p "$out/leaking" "$out/fixed"
 echo "==> building the sample: a worker thread that leaks a calloc'd buffer per Fibonacci step"
-gcc -O1 -g -fno-omit-frame-pointer -pthread "$repo/samples/fibonacci.c" -o "$out/fibonacci"
+gcc -O1 -g -fno-omit-frame-pointer -pthread "$repo/samples/fibonacci.c" -o "$out/leaking/fibonacci"
+gcc -O1 -g -fno-omit-frame-pointer -pthread "$repo/samples/fibonacci_fixed.c" -o "$out/fixed/fibonacci"
+
+record_sample() { # record_sample BINARY TRACE
+    "${as_root[@]}" "$record" -o "$2" -- "$1"
+    [[ ${#as_root[@]} -eq 0 ]] || "${as_root[@]}" chown "$(id -u):$(id -g)" "$2"
+}
 
 echo "==> recording it (a few seconds)"
-"${as_root[@]}" "$record" -o "$out/fibonacci.trace" -- "$out/fibonacci"
-[[ ${#as_root[@]} -eq 0 ]] || "${as_root[@]}" chown "$(id -u):$(id -g)" "$out/fibonacci.trace"
+record_sample "$out/leaking/fibonacci" "$out/fibonacci.trace"
 
 echo "==> memtrail leaks"
 "$memtrail" leaks "$out/fibonacci.trace" --top 5
 
-echo "==> memtrail flamegraph"
+echo "==> memtrail flamegraph and memtrail report"
 "$memtrail" flamegraph "$out/fibonacci.trace" -o "$out/fibonacci-unfreed.svg"
+"$memtrail" report "$out/fibonacci.trace" -o "$out/fibonacci-report.html"
+
+echo "==> recording the fixed version (child frees each buffer)"
+record_sample "$out/fixed/fibonacci" "$out/fibonacci-fixed.trace"
+
+echo "==> memtrail diff: the leaking build against the fixed one"
+"$memtrail" diff "$out/fibonacci.trace" "$out/fibonacci-fixed.trace" --top 5 \
+    --flamegraph "$out/fibonacci-diff.svg"
+"$memtrail" report "$out/fibonacci.trace" "$out/fibonacci-fixed.trace" -o "$out/fibonacci-diff.html"
 
 echo
-echo "trace:       $out/fibonacci.trace"
+echo "traces:      $out/fibonacci.trace (leaking), $out/fibonacci-fixed.trace (fixed)"
 echo "flame graph: $out/fibonacci-unfreed.svg (open it in a browser)"
+echo "report:      $out/fibonacci-report.html (one self-contained page)"
+echo "diff:        $out/fibonacci-diff.svg, $out/fibonacci-diff.html"
