@@ -5,7 +5,8 @@
 //! every `--interval` for `--duration`, and lists those that grew *steadily*, fastest first,
 //! each with a ready-to-paste `memtrail-record -p PID` line. Needs no BPF and no root: it reads
 //! only what `/proc` lets anyone read. Processes that start or exit during the run are fine;
-//! only those alive at the last sample are listed (one cannot attach to the others).
+//! only those alive at the last sample are listed (one cannot attach to the others). Ctrl-C
+//! ends the run early and reports on the samples taken so far.
 //!
 //! The steadiness rule ([`assess`]), on the samples `(t_i, y_i)` of one process:
 //! 1. at least 3 intervals were seen;
@@ -21,6 +22,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -87,6 +89,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         pids: cli.pids.clone(),
         name: cli.name.clone(),
     };
+    install_interrupt_handlers();
     let watch = watch(&filter, cli.interval, cli.duration);
     let suspects = watch.suspects(cli.min_rate as f64);
     if cli.json {
@@ -208,7 +211,26 @@ impl Watch {
     }
 }
 
-/// Samples the filtered processes every `interval` for `duration`.
+/// Set by Ctrl-C (SIGINT) or SIGTERM: stop sampling and report on what was seen so far.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn install_interrupt_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_interrupt as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Samples the filtered processes every `interval` for `duration`, or until interrupted.
 fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
     let own_pid = std::process::id();
     let start = Instant::now();
@@ -248,8 +270,14 @@ fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
         if next > duration {
             break;
         }
-        if let Some(wait) = next.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
+        while let Some(wait) = next.checked_sub(start.elapsed()) {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(100)));
+        }
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
         }
     }
     Watch {

@@ -241,3 +241,48 @@ fn bad_options_are_one_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// True once process `pid` catches SIGINT (its handler is installed).
+fn catches_sigint(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (2 - 1)) != 0)
+}
+
+#[test]
+fn ctrl_c_reports_on_the_samples_so_far() {
+    let scratch = Scratch::new("suspects", "interrupted");
+    let leaking = build(&scratch, "fibonacci.c", "leak_interrupt");
+    let leaker = Running::start(&leaking, "30");
+    let child = Command::new(recorder())
+        .args([
+            "suspects",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1h",
+            "--json",
+        ])
+        .args(["-p", &leaker.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start suspects");
+    while !catches_sigint(child.id()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Some samples first: the report must have enough of them to judge.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let report = suspects_json(&child.wait_with_output().expect("wait for suspects"));
+    assert!(report["samples"].as_u64().unwrap() >= 4, "{report}");
+    assert!(report["duration_s"].as_f64().unwrap() < 3600.0, "{report}");
+    assert_eq!(listed_pids(&report), [leaker.pid()], "{report}");
+}
