@@ -5,7 +5,7 @@
 //! strong `Rc`s. When the pair goes out of scope each count is still 1, held by the other:
 //! neither is ever dropped. (A `Weak` peer link would be the fix.)
 //!
-//! What it leaks: per connection, two `Rc<Session>` boxes (56 B each) and two 2048-byte
+//! What it leaks: per connection, two `Rc<Session>` boxes (64 B each) and two 2048-byte
 //! buffers, from __rust_alloc <- new_session <- connect_pair <- main.
 //! `new_session` and `connect_pair` are `#[inline(never)]` so that they stay in the stack.
 //! A correct report: the first candidate is a `leak` of 2048-byte blocks whose frames include
