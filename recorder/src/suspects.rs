@@ -8,7 +8,8 @@
 //! only those alive at the last sample are listed (one cannot attach to the others). Ctrl-C
 //! ends the run early and reports on the samples taken so far.
 //!
-//! The steadiness rule ([`assess`]), on the samples `(t_i, y_i)` of one process:
+//! Only processes seen for at least half of the run are judged (one that started later is in
+//! its start-up). The steadiness rule ([`assess`]), on the samples `(t_i, y_i)` of one process:
 //! 1. at least 3 intervals were seen;
 //! 2. the least-squares slope of `y` over `t` is at least `--min-rate` bytes per second;
 //! 3. growth over most intervals: `y` rose in at least half of them and fell in at most a
@@ -65,6 +66,10 @@ struct SuspectsCli {
     json: bool,
 }
 
+/// At most this many sampling rounds (a day at one a second): memory is 8 bytes per process
+/// and round.
+const MAX_ROUNDS: usize = 86_400;
+
 /// Entry point: `args` starts with the program name, followed by `suspects` and its options.
 /// Returns the exit status.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -77,6 +82,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = SuspectsCli::parse_from(args);
     if cli.interval.is_zero() {
         eprintln!("memtrail-record suspects: --interval must be greater than zero");
+        return 2;
+    }
+    if cli.duration.as_secs_f64() / cli.interval.as_secs_f64() > MAX_ROUNDS as f64 {
+        eprintln!(
+            "memtrail-record suspects: --duration / --interval is more than {MAX_ROUNDS} samples; use a longer --interval"
+        );
         return 2;
     }
     if cli.duration < cli.interval * 3 {
@@ -159,21 +170,31 @@ struct ProcessKey {
     start_ticks: u64,
 }
 
-/// Everything sampled for one process.
+/// Everything sampled for one process: 8 bytes a sample.
 #[derive(Debug)]
 struct Series {
     name: String,
     command: String,
-    /// (seconds since the first sample, anonymous bytes, RSS bytes).
-    samples: Vec<(f64, u64, u64)>,
-    /// Index of the last sampling round it was seen in.
-    last_round: usize,
+    /// The sampling round of `anon_bytes[0]`.
+    first_round: usize,
+    /// Anonymous bytes at each round from `first_round` on.
+    anon_bytes: Vec<u64>,
+    /// RSS at the last round it was seen in.
+    rss_bytes: u64,
+}
+
+impl Series {
+    /// The round after the last one it was seen in.
+    fn end_round(&self) -> usize {
+        self.first_round + self.anon_bytes.len()
+    }
 }
 
 /// The result of watching: every process's samples.
 struct Watch {
     series: std::collections::BTreeMap<ProcessKey, Series>,
-    rounds: usize,
+    /// Seconds since the start of each sampling round.
+    round_times: Vec<f64>,
     elapsed: Duration,
 }
 
@@ -186,17 +207,24 @@ struct Suspect<'a> {
 }
 
 impl Watch {
-    /// Processes alive at the last round whose growth passes the steadiness rule, fastest first.
+    fn rounds(&self) -> usize {
+        self.round_times.len()
+    }
+
+    /// Processes alive at the last round and seen for at least half of the rounds (one that
+    /// started late is in its start-up) whose growth passes the steadiness rule, fastest first.
     fn suspects(&self, min_rate: f64) -> Vec<Suspect<'_>> {
+        let rounds = self.rounds();
         let mut suspects: Vec<Suspect<'_>> = self
             .series
             .iter()
-            .filter(|(_, s)| s.last_round + 1 == self.rounds)
+            .filter(|(_, s)| s.end_round() == rounds && s.anon_bytes.len() * 2 >= rounds)
             .filter_map(|(key, series)| {
                 let points: Vec<(f64, f64)> = series
-                    .samples
+                    .anon_bytes
                     .iter()
-                    .map(|&(t, anon, _)| (t, anon as f64))
+                    .zip(&self.round_times[series.first_round..])
+                    .map(|(&anon, &t)| (t, anon as f64))
                     .collect();
                 let growth = assess(&points);
                 growth.is_steady(min_rate).then_some(Suspect {
@@ -235,9 +263,10 @@ fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
     let own_pid = std::process::id();
     let start = Instant::now();
     let mut series = std::collections::BTreeMap::<ProcessKey, Series>::new();
-    let mut round = 0;
+    let mut round_times = Vec::new();
     loop {
-        let now = start.elapsed().as_secs_f64();
+        let round = round_times.len();
+        round_times.push(start.elapsed().as_secs_f64());
         for pid in list_pids(filter) {
             if pid == own_pid {
                 continue;
@@ -255,18 +284,21 @@ fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
             let entry = series.entry(key).or_insert_with(|| Series {
                 command: command_line(pid).unwrap_or_else(|| reading.name.clone()),
                 name: reading.name.clone(),
-                samples: Vec::new(),
-                last_round: round,
+                first_round: round,
+                anon_bytes: Vec::new(),
+                rss_bytes: 0,
             });
-            entry
-                .samples
-                .push((now, reading.anon_bytes, reading.rss_bytes));
-            entry.last_round = round;
+            // A round that missed the process (a failed read) repeats its last value.
+            while entry.end_round() < round {
+                let last = entry.anon_bytes.last().copied().unwrap_or(0);
+                entry.anon_bytes.push(last);
+            }
+            entry.anon_bytes.push(reading.anon_bytes);
+            entry.rss_bytes = reading.rss_bytes;
         }
-        round += 1;
         // The next round is due at a whole number of intervals from the start, so that slow
         // rounds do not stretch the run.
-        let next = interval * round as u32;
+        let next = interval.saturating_mul(round_times.len() as u32);
         if next > duration {
             break;
         }
@@ -282,7 +314,7 @@ fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
     }
     Watch {
         series,
-        rounds: round,
+        round_times,
         elapsed: start.elapsed(),
     }
 }
@@ -455,7 +487,7 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
         "watched {} processes for {:.1} s ({} samples, every {:.2} s); anonymous memory = RssAnon + RssShmem",
         watch.series.len(),
         watch.elapsed.as_secs_f64(),
-        watch.rounds,
+        watch.rounds(),
         cli.interval.as_secs_f64()
     );
     if suspects.is_empty() {
@@ -481,8 +513,8 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
         "PID", "NAME", "ANON NOW", "GROWTH", "RATE", "RISING", "RSS NOW"
     );
     for suspect in suspects {
-        let samples = &suspect.series.samples;
-        let (_, anon_now, rss_now) = samples[samples.len() - 1];
+        let anon_now = suspect.series.anon_bytes.last().copied().unwrap_or(0);
+        let rss_now = suspect.series.rss_bytes;
         let _ = writeln!(
             out,
             "{:>8}  {:<16} {:>11} {:>11} {:>12} {:>7} {:>11}",
@@ -528,14 +560,14 @@ fn render_json(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
         "{{\"interval_s\":{},\"duration_s\":{},\"samples\":{},\"processes_watched\":{},\"min_rate_bytes_per_s\":{},\"suspects\":[",
         cli.interval.as_secs_f64(),
         watch.elapsed.as_secs_f64(),
-        watch.rounds,
+        watch.rounds(),
         watch.series.len(),
         cli.min_rate
     );
     for (i, suspect) in suspects.iter().enumerate() {
-        let samples = &suspect.series.samples;
-        let (_, anon_start, _) = samples[0];
-        let (_, anon_now, rss_now) = samples[samples.len() - 1];
+        let anon_start = suspect.series.anon_bytes.first().copied().unwrap_or(0);
+        let anon_now = suspect.series.anon_bytes.last().copied().unwrap_or(0);
+        let rss_now = suspect.series.rss_bytes;
         let growth = &suspect.growth;
         let _ = write!(
             out,
@@ -652,6 +684,37 @@ mod tests {
         assert!(!steady(&[0.0, 1e6, 2e6]));
         assert!(!steady(&[0.0]));
         assert!(!steady(&[]));
+    }
+
+    #[test]
+    fn only_processes_alive_at_the_end_and_seen_for_half_the_run_are_listed() {
+        let growing = |first_round: usize, rounds: usize| Series {
+            name: format!("from-{first_round}"),
+            command: String::new(),
+            first_round,
+            anon_bytes: (0..rounds - first_round)
+                .map(|i| 1 << 20 | (i as u64) << 16)
+                .collect(),
+            rss_bytes: 0,
+        };
+        let key = |pid| ProcessKey {
+            pid,
+            start_ticks: 1,
+        };
+        let mut series = std::collections::BTreeMap::new();
+        series.insert(key(10), growing(0, 10)); // the whole run
+        series.insert(key(11), growing(5, 10)); // the second half
+        series.insert(key(12), growing(6, 10)); // started late: in its start-up
+        let mut gone = growing(0, 10);
+        gone.anon_bytes.pop(); // exited before the last round
+        series.insert(key(13), gone);
+        let watch = Watch {
+            series,
+            round_times: (0..10).map(f64::from).collect(),
+            elapsed: Duration::from_secs(9),
+        };
+        let listed: Vec<u32> = watch.suspects(4096.0).iter().map(|s| s.pid).collect();
+        assert_eq!(listed, [10, 11]);
     }
 
     #[test]

@@ -233,6 +233,10 @@ fn bad_options_are_one_line() {
             "--duration must cover at least 3 intervals",
         ),
         (&["--interval", "soon"][..], "is not a duration"),
+        (
+            &["--interval", "1ms", "--duration", "1h"][..],
+            "more than 86400 samples",
+        ),
     ] {
         let output = suspects(args);
         assert!(!output.status.success(), "{args:?}");
