@@ -7,7 +7,8 @@
 //! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
 //!   `elf_file` for where);
 //! - `session`: the recording loop and every record written;
-//! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling.
+//! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling;
+//! - `suspects`: the `suspects` subcommand (which process grows?), apart from all the above.
 
 mod anon_mappings;
 mod elf_file;
@@ -16,6 +17,7 @@ mod modules;
 mod probes;
 mod rss;
 mod session;
+mod suspects;
 mod symbols;
 mod target;
 
@@ -37,7 +39,7 @@ use crate::target::Target;
 #[command(
     name = "memtrail-record",
     version,
-    after_help = "Examples:\n  memtrail-record -p 1234 -o app.trace --duration 60\n  memtrail-record -o run.trace -- ./myprogram --its-args"
+    after_help = "Examples:\n  memtrail-record -p 1234 -o app.trace --duration 60\n  memtrail-record -o run.trace -- ./myprogram --its-args\n\nWhich process is growing? `memtrail-record suspects --help` (no root needed)."
 )]
 struct Cli {
     /// Attach to this running process (all its threads), with no restart.
@@ -159,6 +161,9 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
 }
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "suspects") {
+        std::process::exit(suspects::main(std::env::args_os()));
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => std::process::exit(code),
