@@ -50,8 +50,8 @@ struct Cli {
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
 
-    /// Stop after this many seconds (fractions allowed).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    /// Stop after this long: seconds (60, 2.5) or with a unit (500ms, 10s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = suspects::parse_duration)]
     duration: Option<Duration>,
 
     /// Keep at most this many frames of each stack (1..=127).
@@ -115,13 +115,6 @@ struct Cli {
     /// The command to launch and trace from its first allocation (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is not a valid duration"))
 }
 
 fn parse_sample_bytes(text: &str) -> Result<u64, String> {

@@ -111,7 +111,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     0
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration as the recorder's flags take it: plain seconds (`2.5`) or a number with a unit
+/// (`500ms`, `10s`, `2m`, `1h`).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
