@@ -408,6 +408,17 @@ impl Recording {
         Ok(())
     }
 
+    /// Forgets the returns seen without their entry so far. Attaching to a running process
+    /// installs the return probes before the entry probes (see `Probes::attach_allocator`), so
+    /// a call in flight meanwhile returns without an entry: it began before the recording did,
+    /// like every block allocated before it, and is not an event the trace lost.
+    fn forget_calls_in_flight_at_attach(&mut self, lost: &PerCpuArray<MapData, u64>) {
+        let counter = abi::LOST_MISSING_ENTRY as usize;
+        if let Ok(values) = lost.get(&(counter as u32), 0) {
+            self.lost_seen[counter] = values.iter().sum();
+        }
+    }
+
     /// Writes a Lost record for each counter that grew since the last call.
     fn record_losses(&mut self, lost: &PerCpuArray<MapData, u64>) -> Result<(), SessionError> {
         let time = self.now();
@@ -532,6 +543,8 @@ pub fn run(
         .take_map(abi::LOST_COUNTERS_MAP)
         .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())
         .ok_or(SessionError::Map(abi::LOST_COUNTERS_MAP))?;
+
+    recording.forget_calls_in_flight_at_attach(&lost);
 
     let mut exit_stop = probes
         .ebpf
