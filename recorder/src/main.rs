@@ -7,7 +7,8 @@
 //! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
 //!   `elf_file` for where);
 //! - `session`: the recording loop and every record written;
-//! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling.
+//! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling;
+//! - `unwind_tables`, `unwind_loader`: CFI unwind tables for the in-kernel unwinder.
 
 mod anon_mappings;
 mod elf_file;
@@ -18,13 +19,15 @@ mod rss;
 mod session;
 mod symbols;
 mod target;
+mod unwind_loader;
+mod unwind_tables;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use memtrail_format::{TraceMeta, TraceWriter};
 
 use crate::probes::{LoadSettings, Probes, error_chain};
@@ -55,6 +58,13 @@ struct Cli {
     /// Keep at most this many frames of each stack (1..=127).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=127))]
     stack_depth: u16,
+
+    /// How user stacks are unwound: `dwarf` walks them in the eBPF program with tables
+    /// derived from each module's CFI (.eh_frame/.debug_frame; frame pointers in modules
+    /// without), complete for code built without frame pointers; `fp` uses the kernel's
+    /// frame-pointer walk; `auto` is `dwarf` unless the target has no CFI at all.
+    #[arg(long, value_enum, default_value_t = UnwindMode::Auto)]
+    unwind: UnwindMode,
 
     /// Do not record allocations smaller than this many bytes (reallocs are always recorded).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
@@ -113,6 +123,53 @@ struct Cli {
     /// The command to launch and trace from its first allocation (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UnwindMode {
+    Fp,
+    Dwarf,
+    Auto,
+}
+
+/// The file `execvp` will run for `command` (searching PATH when it has no slash).
+fn resolve_command(command: &str) -> Option<PathBuf> {
+    if command.contains('/') {
+        return Some(PathBuf::from(command));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(command))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+}
+
+/// Whether to unwind with CFI tables: `auto` does when the target's executable or any file
+/// it maps has CFI.
+fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Path>) -> bool {
+    match mode {
+        UnwindMode::Fp => false,
+        UnwindMode::Dwarf => true,
+        UnwindMode::Auto => {
+            let mut files: Vec<PathBuf> = executable.map(Path::to_path_buf).into_iter().collect();
+            if let Some(pid) = pid
+                && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            {
+                let mut paths: Vec<String> = modules::parse_exec_mappings(&maps)
+                    .into_iter()
+                    .map(|m| m.path)
+                    .filter(|p| p.starts_with('/'))
+                    .collect();
+                paths.dedup();
+                files.extend(paths.into_iter().map(PathBuf::from));
+            }
+            files.iter().any(|file| unwind_loader::has_cfi(file))
+        }
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -328,6 +385,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         command_line_of(target.pid)
     };
 
+    let executable = if target.is_child() {
+        resolve_command(&cli.command[0])
+    } else {
+        None
+    };
+    let unwind_tables = !cli.no_stacks
+        && !cli.probes_only
+        && use_unwind_tables(cli.unwind, cli.pid, executable.as_deref());
     let probe_settings = LoadSettings {
         target_tgid: target.pid,
         min_size: cli.min_size,
@@ -336,13 +401,39 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         sample_bytes: cli.sample_bytes.unwrap_or(0),
         capture_stacks: !cli.no_stacks,
         probes_only: cli.probes_only,
+        unwind_tables,
+        unwind_rows: memtrail_ebpf_abi::UNWIND_ROWS_CAPACITY,
     };
     let mut probes = Probes::load(&probe_settings)?;
+    let mut unwinder = if unwind_tables {
+        let mut loader = unwind_loader::UnwindLoader::new(
+            &mut probes.ebpf,
+            target.pid,
+            probe_settings.unwind_rows,
+        )?;
+        if !target.is_child() {
+            // Tables before probes: the first events already unwind completely.
+            loader.refresh();
+        }
+        Some(loader)
+    } else {
+        None
+    };
     let placement = probes.attach_allocator(&library, target.pid, cli.free_probe_offset)?;
     if target.is_child()
         && let Some((libc, _)) = find_libc(None)
     {
         probes.attach_exit_stop(&libc, target.pid)?;
+        if unwind_tables && let Some(executable) = &executable {
+            // A static or unusual executable may have no entry to probe: its first stacks
+            // are then unwound once the tables are in, which the first refresh does.
+            if let Err(error) = probes.attach_entry_stop(executable, target.pid) {
+                eprintln!(
+                    "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
+                    error_chain(&error)
+                );
+            }
+        }
     }
     if !target.is_child() && target.has_exited() {
         bail!(
@@ -369,6 +460,17 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             .to_owned(),
         ),
         ("stack_depth".to_owned(), cli.stack_depth.to_string()),
+        (
+            "unwind".to_owned(),
+            if cli.no_stacks {
+                "none"
+            } else if unwind_tables {
+                "dwarf"
+            } else {
+                "fp"
+            }
+            .to_owned(),
+        ),
         ("min_size".to_owned(), cli.min_size.to_string()),
         (
             "ring_buffer_bytes".to_owned(),
@@ -413,7 +515,12 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         duration: cli.duration,
         status_line: !cli.quiet && session::stderr_is_terminal(),
     };
-    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options);
+    if let Some(loader) = unwinder.as_mut()
+        && !target.is_child()
+    {
+        loader.refresh(); // libraries loaded while the probes were being attached
+    }
+    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options, unwinder);
     if target.is_child() {
         target.release(&cli.command[0])?;
     }

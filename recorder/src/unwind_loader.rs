@@ -1,0 +1,248 @@
+//! Feeding the eBPF unwinder: unwind tables and the target's mappings into BPF maps, and
+//! reading back the stacks it unwound.
+//!
+//! Owns: building each module's table once (cached by GNU build-id, else by path), placing it
+//! in `UNWIND_ROWS`, keeping `UNWIND_MAPPINGS` equal to the target's executable mappings
+//! (libraries loaded later with dlopen included), and taking stacks out of `DWARF_STACKS`.
+//! Must not: write trace records (the session does).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aya::Ebpf;
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
+use memtrail_ebpf_abi as abi;
+
+use crate::elf_file::build_id_of;
+use crate::modules::{ExecMapping, parse_exec_mappings};
+use crate::unwind_tables::build_unwind_table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnwindLoadError {
+    #[error("eBPF map {0} is missing or has the wrong type")]
+    Map(&'static str),
+}
+
+/// `aya::Pod` wrappers of the ABI types (the ABI crate has no aya dependency).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct RowValue(abi::UnwindRow);
+// SAFETY: repr(C) plain integers, no padding (12 bytes, checked in the ABI crate).
+unsafe impl aya::Pod for RowValue {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct MappingValue(abi::UnwindMapping);
+// SAFETY: repr(C) plain integers, no padding.
+unsafe impl aya::Pod for MappingValue {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct StackValue(pub abi::DwarfStack);
+// SAFETY: repr(C) plain integers, no padding.
+unsafe impl aya::Pod for StackValue {}
+
+/// Where one module's rows sit in `UNWIND_ROWS` (len 0: no table, frame pointers).
+#[derive(Debug, Clone)]
+struct LoadedTable {
+    rows_start: u32,
+    rows_len: u32,
+    table: std::sync::Arc<crate::unwind_tables::ModuleUnwindTable>,
+}
+
+/// What the loader did, for the trace's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct UnwindStats {
+    pub modules_with_cfi: u32,
+    pub modules_without_cfi: u32,
+    pub rows_loaded: u32,
+    /// Modules whose table did not fit in `UNWIND_ROWS` (frame pointers used instead).
+    pub modules_over_capacity: u32,
+}
+
+pub struct UnwindLoader {
+    pid: u32,
+    rows: Array<MapData, RowValue>,
+    mappings: Array<MapData, MappingValue>,
+    state: Array<MapData, u32>,
+    stacks: BpfHashMap<MapData, u64, StackValue>,
+    rows_capacity: u32,
+    next_row: u32,
+    /// By build-id (hex) or, without one, by path.
+    tables: HashMap<String, LoadedTable>,
+    /// The mappings as last written to the kernel.
+    written: Vec<abi::UnwindMapping>,
+    /// Each mapping seen (range, file offset, path) and its kernel entry, so a refresh
+    /// reads no file twice.
+    seen: HashMap<(u64, u64, u64, String), Option<abi::UnwindMapping>>,
+    pub stats: UnwindStats,
+}
+
+impl UnwindLoader {
+    /// Takes the unwinder's maps out of the loaded object.
+    pub fn new(
+        ebpf: &mut Ebpf,
+        pid: u32,
+        rows_capacity: u32,
+    ) -> Result<UnwindLoader, UnwindLoadError> {
+        fn take<T>(
+            ebpf: &mut Ebpf,
+            name: &'static str,
+            convert: impl FnOnce(aya::maps::Map) -> Option<T>,
+        ) -> Result<T, UnwindLoadError> {
+            ebpf.take_map(name)
+                .and_then(convert)
+                .ok_or(UnwindLoadError::Map(name))
+        }
+        Ok(UnwindLoader {
+            pid,
+            rows: take(ebpf, abi::UNWIND_ROWS_MAP, |m| Array::try_from(m).ok())?,
+            mappings: take(ebpf, abi::UNWIND_MAPPINGS_MAP, |m| Array::try_from(m).ok())?,
+            state: take(ebpf, abi::UNWIND_STATE_MAP, |m| Array::try_from(m).ok())?,
+            stacks: take(ebpf, abi::DWARF_STACKS_MAP, |m| {
+                BpfHashMap::try_from(m).ok()
+            })?,
+            rows_capacity,
+            next_row: 0,
+            tables: HashMap::new(),
+            written: Vec::new(),
+            seen: HashMap::new(),
+            stats: UnwindStats::default(),
+        })
+    }
+
+    /// Re-reads the target's mappings, loads the tables of modules not seen before and
+    /// rewrites the kernel's mapping list if it changed. Quietly does nothing if the process
+    /// is gone.
+    pub fn refresh(&mut self) {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else {
+            return;
+        };
+        let mut wanted = Vec::new();
+        for mapping in parse_exec_mappings(&maps) {
+            let key = (
+                mapping.start,
+                mapping.end,
+                mapping.file_offset,
+                mapping.path.clone(),
+            );
+            let entry = match self.seen.get(&key) {
+                Some(entry) => *entry,
+                None => {
+                    let entry = self.mapping_entry(&mapping);
+                    self.seen.insert(key, entry);
+                    entry
+                }
+            };
+            wanted.extend(entry);
+        }
+        wanted.sort_by_key(|m| m.start);
+        wanted.truncate(abi::UNWIND_MAPPINGS_CAPACITY as usize);
+        if wanted == self.written {
+            return;
+        }
+        for (index, mapping) in wanted.iter().enumerate() {
+            if self.written.get(index) != Some(mapping) {
+                let _ = self.mappings.set(index as u32, MappingValue(*mapping), 0);
+            }
+        }
+        // Entries first, then the count: the program never reads past what is written.
+        let _ = self.state.set(0, wanted.len() as u32, 0);
+        self.written = wanted;
+    }
+
+    /// The kernel's view of one mapping, loading its module's table the first time.
+    fn mapping_entry(&mut self, mapping: &ExecMapping) -> Option<abi::UnwindMapping> {
+        if !mapping.path.starts_with('/') {
+            // The vdso: no file to read; the frame-pointer rule (its code keeps rbp).
+            return Some(abi::UnwindMapping {
+                start: mapping.start,
+                end: mapping.end,
+                bias: 0,
+                rows_start: 0,
+                rows_len: 0,
+            });
+        }
+        let file = format!(
+            "/proc/{}/map_files/{:x}-{:x}",
+            self.pid, mapping.start, mapping.end
+        );
+        let file_path = if Path::new(&file).exists() {
+            file
+        } else {
+            mapping.path.clone()
+        };
+        let build_id = build_id_of(Path::new(&file_path));
+        let cache_key = if build_id.is_empty() {
+            format!("path:{}", mapping.path)
+        } else {
+            build_id.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        if !self.tables.contains_key(&cache_key) {
+            let loaded = self.load_table(Path::new(&file_path))?;
+            self.tables.insert(cache_key.clone(), loaded);
+        }
+        let loaded = self.tables.get(&cache_key)?;
+        let bias = loaded.table.bias(mapping.start, mapping.file_offset)?;
+        Some(abi::UnwindMapping {
+            start: mapping.start,
+            end: mapping.end,
+            bias,
+            rows_start: loaded.rows_start,
+            rows_len: loaded.rows_len,
+        })
+    }
+
+    /// Builds a module's table and appends its rows to `UNWIND_ROWS`.
+    fn load_table(&mut self, file: &Path) -> Option<LoadedTable> {
+        let data = std::fs::read(file).ok()?;
+        let table = match build_unwind_table(&data) {
+            Ok(table) => table,
+            Err(_) => return None, // not ELF we can place: no entry, frames there end the walk
+        };
+        let rows = table.rows.len() as u64;
+        let fits = rows > 0
+            && rows <= 1 << abi::UNWIND_ROW_SEARCH_STEPS
+            && u64::from(self.next_row) + rows <= u64::from(self.rows_capacity);
+        let mut loaded = LoadedTable {
+            rows_start: 0,
+            rows_len: 0,
+            table: std::sync::Arc::new(table),
+        };
+        if rows == 0 {
+            self.stats.modules_without_cfi += 1;
+        } else if !fits {
+            self.stats.modules_over_capacity += 1;
+        } else {
+            let start = self.next_row;
+            for (i, row) in loaded.table.rows.iter().enumerate() {
+                if self.rows.set(start + i as u32, RowValue(*row), 0).is_err() {
+                    self.stats.modules_over_capacity += 1;
+                    return Some(loaded); // partial rows are never referenced
+                }
+            }
+            self.next_row += rows as u32;
+            self.stats.modules_with_cfi += 1;
+            self.stats.rows_loaded += rows as u32;
+            loaded.rows_start = start;
+            loaded.rows_len = rows as u32;
+        }
+        Some(loaded)
+    }
+
+    /// Takes the stack stored under `key` (the kernel stores it again if it recurs; the
+    /// session remembers the key).
+    pub fn take_stack(&mut self, key: u64) -> Option<abi::DwarfStack> {
+        let stack = self.stacks.get(&key, 0).ok()?;
+        let _ = self.stacks.remove(&key);
+        Some(stack.0)
+    }
+}
+
+/// True when the ELF file at `path` has CFI the unwinder can use.
+pub fn has_cfi(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|data| build_unwind_table(&data).ok())
+        .is_some_and(|table| !table.rows.is_empty())
+}
