@@ -32,19 +32,26 @@ pub enum UnwindTableError {
 pub struct ModuleUnwindTable {
     /// Sorted by `pc`; empty when the file has no CFI (frame pointers are then followed).
     pub rows: Vec<abi::UnwindRow>,
-    /// PT_LOAD segments: (file offset, file size, virtual address).
+    /// Executable PT_LOAD segments: (file offset, file size, virtual address).
     pub segments: Vec<(u64, u64, u64)>,
 }
 
+/// Page size used to find the segment a mapping comes from (x86-64).
+const PAGE_SIZE: u64 = 4096;
+
 impl ModuleUnwindTable {
-    /// Process address minus module address for a mapping of `file_offset` at `start`, or
-    /// None when no load segment holds that offset.
+    /// Process address minus module address for an executable mapping of `file_offset` at
+    /// `start`, or None when no executable load segment holds that offset. The mapping starts
+    /// at the segment's offset rounded down to a page, so `file_offset` may lie before it.
     pub fn bias(&self, start: u64, file_offset: u64) -> Option<u64> {
         self.segments
             .iter()
-            .find(|&&(offset, size, _)| offset <= file_offset && file_offset < offset + size)
+            .find(|&&(offset, size, _)| {
+                offset & !(PAGE_SIZE - 1) <= file_offset && file_offset < offset + size
+            })
             .map(|&(offset, _, vaddr)| {
-                let module_address = file_offset - offset + vaddr;
+                // Same distance between file offset and address all through the segment.
+                let module_address = vaddr.wrapping_sub(offset).wrapping_add(file_offset);
                 start.wrapping_sub(module_address)
             })
     }
@@ -221,6 +228,10 @@ pub fn build_unwind_table(data: &[u8]) -> Result<ModuleUnwindTable, UnwindTableE
     }
     let segments = file
         .segments()
+        .filter(|segment| match segment.flags() {
+            object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+            _ => false,
+        })
         .map(|segment| {
             let (offset, size) = segment.file_range();
             (offset, size, segment.address())
@@ -305,6 +316,20 @@ mod tests {
                 (0x210, abi::CFA_UNKNOWN, 0),
             ]
         );
+    }
+
+    #[test]
+    fn bias_uses_the_executable_segment_when_offsets_and_addresses_differ() {
+        // As GNU ld lays out a Rust release binary: text at file 0x15430, address 0x16430,
+        // mapped from the page at file offset 0x15000.
+        let table = ModuleUnwindTable {
+            rows: Vec::new(),
+            segments: vec![(0x15430, 0x40fd0, 0x16430)],
+        };
+        let start = 0x5555_5556_a000;
+        let bias = table.bias(start, 0x15000).expect("in the segment");
+        assert_eq!(start.wrapping_sub(bias), 0x16000);
+        assert_eq!(table.bias(start, 0x80000), None);
     }
 
     #[test]
