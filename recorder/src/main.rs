@@ -543,6 +543,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     })?;
     if !cli.quiet {
         eprintln!("{}", summary.line(&cli.output));
+        if let Some(unwind) = summary.unwind {
+            eprintln!("{}", unwind.line());
+        }
     }
     probes.detach_in_background();
     Ok(match summary.exit {

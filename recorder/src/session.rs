@@ -28,7 +28,7 @@ use crate::probes::Probes;
 use crate::rss::sample_rss;
 use crate::symbols::SymbolResolver;
 use crate::target::{ExitStatus, Target};
-use crate::unwind_loader::UnwindLoader;
+use crate::unwind_loader::{UnwindLoader, UnwindStats};
 
 /// Set by the SIGINT/SIGTERM handler.
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -75,6 +75,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub stop: StopReason,
     pub exit: Option<ExitStatus>,
+    /// Set when stacks were unwound with CFI tables.
+    pub unwind: Option<UnwindStats>,
 }
 
 /// A trace being recorded: the writer plus everything interned so far.
@@ -630,6 +632,7 @@ pub fn run(
         elapsed: started.elapsed(),
         stop,
         exit: target.exit_status(),
+        unwind: recording.unwinder.as_ref().map(|u| u.stats),
     })
 }
 

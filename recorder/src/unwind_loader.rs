@@ -50,14 +50,36 @@ struct LoadedTable {
     table: std::sync::Arc<crate::unwind_tables::ModuleUnwindTable>,
 }
 
-/// What the loader did, for the trace's metadata.
-#[derive(Debug, Clone, Default)]
+/// What the loader did, for the summary.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct UnwindStats {
     pub modules_with_cfi: u32,
     pub modules_without_cfi: u32,
     pub rows_loaded: u32,
     /// Modules whose table did not fit in `UNWIND_ROWS` (frame pointers used instead).
     pub modules_over_capacity: u32,
+}
+
+impl UnwindStats {
+    pub fn line(&self) -> String {
+        let mut text = format!(
+            "memtrail-record: stacks unwound with the CFI of {} modules ({} table rows)",
+            self.modules_with_cfi, self.rows_loaded
+        );
+        if self.modules_without_cfi > 0 {
+            text += &format!(
+                ", frame pointers in {} without CFI",
+                self.modules_without_cfi
+            );
+        }
+        if self.modules_over_capacity > 0 {
+            text += &format!(
+                ", and in {} whose tables did not fit",
+                self.modules_over_capacity
+            );
+        }
+        text
+    }
 }
 
 pub struct UnwindLoader {
