@@ -6,6 +6,7 @@
 # with frame pointers (the build both unwinders can walk) and without (plain -O2, the build
 # only the CFI unwinder can walk), and the release recorder. Then, RUNS rounds in one run:
 #   bare        the frame-pointer build, not traced;
+#   no-stacks   memtrail-record --no-stacks on it (every event, no stack: what stacks add);
 #   fp          memtrail-record --unwind fp on it;
 #   dwarf       memtrail-record --unwind dwarf on it (the comparison issue 6 asks for);
 #   bare-nofp   the build without frame pointers, not traced;
@@ -57,6 +58,7 @@ run_mode() {
     case "$mode" in
         bare) "$out/workload" "$n" >/dev/null ;;
         bare-nofp) "$out/workload-nofp" "$n" >/dev/null ;;
+        no-stacks) "${as_root[@]}" "$record" --no-stacks -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
         fp) "${as_root[@]}" "$record" --unwind fp -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
         dwarf) "${as_root[@]}" "$record" --unwind dwarf -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
         dwarf-nofp) "${as_root[@]}" "$record" --unwind dwarf -o "$trace" -- "$out/workload-nofp" "$n" >/dev/null 2>"$out/record.log" ;;
@@ -70,7 +72,7 @@ run_mode() {
     echo $((end - start))
 }
 
-modes=(bare fp dwarf bare-nofp dwarf-nofp)
+modes=(bare no-stacks fp dwarf bare-nofp dwarf-nofp)
 results="$out/times.txt"
 : >"$results"
 for round in $(seq 1 "$runs"); do
@@ -91,7 +93,7 @@ results, lost_file, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 by_round = {}
 for r, mode, full, zero in (l.split() for l in open(results)):
     by_round.setdefault(r, {})[mode] = (int(full), int(zero))
-traced = {"fp": "bare", "dwarf": "bare", "dwarf-nofp": "bare-nofp"}
+traced = {"no-stacks": "bare", "fp": "bare", "dwarf": "bare", "dwarf-nofp": "bare-nofp"}
 added = {m: [] for m in traced}
 bare = {"bare": [], "bare-nofp": []}
 for d in by_round.values():
@@ -114,6 +116,8 @@ lost_total = sum(int(l[1]) for l in lost)
 events = sorted({int(l[2]) for l in lost})
 print()
 print(f"events per recording: {events}; lost events over all {len(lost)} recordings: {lost_total}")
+print(f"what stacks add over no stacks (median ns per pair): fp {med['fp'] - med['no-stacks']:.0f}, "
+      f"dwarf {med['dwarf'] - med['no-stacks']:.0f}, dwarf-nofp {med['dwarf-nofp'] - med['no-stacks']:.0f}")
 ratio = med["dwarf"] / med["fp"]
 met = ratio <= 1.5 and lost_total == 0
 print(f"target (dwarf <= 1.5x fp's added cost on the frame-pointer build, zero lost): "

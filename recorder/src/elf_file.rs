@@ -97,6 +97,15 @@ impl ElfFile {
         })
     }
 
+    /// The program interpreter (PT_INTERP, the dynamic loader) a dynamic executable names.
+    pub fn interpreter(&self) -> Option<PathBuf> {
+        use object::ObjectSection;
+        let file = self.parse().ok()?;
+        let data = file.section_by_name(".interp")?.data().ok()?;
+        let path = data.split(|&b| b == 0).next()?;
+        (!path.is_empty()).then(|| PathBuf::from(String::from_utf8_lossy(path).into_owned()))
+    }
+
     /// Up to `len` bytes of the file starting at `file_offset`.
     pub fn bytes_at(&self, file_offset: u64, len: usize) -> &[u8] {
         let start = usize::try_from(file_offset)

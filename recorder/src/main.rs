@@ -433,6 +433,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
                     error_chain(&error)
                 );
             }
+            // Without it (a static executable), stacks through a library loaded with dlopen
+            // are complete once the recorder has seen the library (within 100 ms).
+            let _ = probes.attach_loader_stop(executable, target.pid);
         }
     }
     if !target.is_child() && target.has_exited() {
