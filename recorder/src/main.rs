@@ -55,7 +55,8 @@ struct Cli {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     duration: Option<Duration>,
 
-    /// Keep at most this many frames of each stack (1..=127).
+    /// Keep at most this many frames of each stack (1..=127; the CFI unwinder walks at most
+    /// 64).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=127))]
     stack_depth: u16,
 

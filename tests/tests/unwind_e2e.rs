@@ -121,6 +121,20 @@ fn record(scratch: &Scratch, unwind: &str, command: &[&str]) -> Recorded {
         .expect("open trace")
         .map(|r| r.expect("read record"))
         .collect();
+    let lost: u64 = records
+        .iter()
+        .map(|r| match r {
+            Record::Lost { count, .. } => *count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(lost, 0, "events lost");
+    index(records)
+}
+
+/// Indexes a trace's stacks, symbols and modules. (Attaching may count as lost a call that
+/// was in progress when the probes went in: checked by the launch-mode tests only.)
+fn index(records: Vec<Record>) -> Recorded {
     let mut strings = HashMap::new();
     let mut stacks = HashMap::new();
     let mut symbols = HashMap::new();
@@ -151,14 +165,6 @@ fn record(scratch: &Scratch, unwind: &str, command: &[&str]) -> Recorded {
             _ => {}
         }
     }
-    let lost: u64 = records
-        .iter()
-        .map(|r| match r {
-            Record::Lost { count, .. } => *count,
-            _ => 0,
-        })
-        .sum();
-    assert_eq!(lost, 0, "events lost");
     Recorded {
         records,
         stacks,
@@ -363,6 +369,46 @@ fn library_loaded_with_dlopen_is_unwound_from_its_first_allocation() {
     let recorded = assert_stacks_match_gdb(&scratch, &command, &[123]);
     let names = recorded.names(recorded.stack_of_size(123));
     assert_eq!(names[..2], ["plugin_leak", "main"], "{names:?}");
+}
+
+#[test]
+fn attaching_to_a_running_process_unwinds_with_its_tables() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("unwind_e2e", "attach");
+    let binary = compile(&scratch, "gcc", "fibonacci.c", &["-O2"]);
+    let mut child = Command::new(&binary)
+        .arg("4")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start fibonacci");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let trace = scratch.path("attach.trace");
+    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+        .args(["-q", "--duration", "1", "-p", &child.id().to_string(), "-o"])
+        .arg(&trace)
+        .output()
+        .expect("run memtrail-record");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records: Vec<Record> = memtrail_format::TraceReader::open(&trace)
+        .expect("open trace")
+        .map(|r| r.expect("read record"))
+        .collect();
+    let recorded = index(records);
+    let stack = recorded.stack_of_size(8192);
+    assert_eq!(stack.unwinder, Unwinder::Dwarf);
+    assert!(!stack.truncated, "{:?}", recorded.names(stack));
+    let names = recorded.names(stack);
+    // fibonacci <- child <- start_thread <- clone3 (libc's names may be unknown here).
+    assert_eq!(names[..2], ["fibonacci", "child"], "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
 }
 
 #[test]
