@@ -426,17 +426,18 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     {
         probes.attach_exit_stop(&libc, target.pid)?;
         if unwind_tables && let Some(executable) = &executable {
-            // A static or unusual executable may have no entry to probe: its first stacks
-            // are then unwound once the tables are in, which the first refresh does.
-            if let Err(error) = probes.attach_entry_stop(executable, target.pid) {
+            // ld.so calls its debugger hook once the program's libraries are mapped, before
+            // any of their code runs, and again for each dlopen: one probe covers both. A
+            // static executable has no ld.so: it stops at its entry point instead (and a
+            // library it dlopens is picked up within 100 ms).
+            if probes.attach_loader_stop(executable, target.pid).is_err()
+                && let Err(error) = probes.attach_entry_stop(executable, target.pid)
+            {
                 eprintln!(
                     "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
                     error_chain(&error)
                 );
             }
-            // Without it (a static executable), stacks through a library loaded with dlopen
-            // are complete once the recorder has seen the library (within 100 ms).
-            let _ = probes.attach_loader_stop(executable, target.pid);
         }
     }
     if !target.is_child() && target.has_exited() {

@@ -1,10 +1,10 @@
 //! One recording: from the attached probes to the finished trace file.
 //!
 //! Owns: the polling loop (ring buffer every ~10 ms, RSS, loss counters and target liveness
-//! every 100 ms), turning kernel events into trace records, translating kernel stack ids into
-//! deduplicated trace stacks with their modules and symbols, and the closing records (lost,
-//! exit, end). Must not: load or attach probes (see `probes`), or decide how the target is
-//! started (see `target`).
+//! every 100 ms), turning kernel events into trace records, translating kernel stack ids (and
+//! the hashes of stacks unwound with CFI tables) into deduplicated trace stacks with their
+//! modules and symbols, and the closing records (lost, exit, end). Must not: load or attach
+//! probes (see `probes`), or decide how the target is started (see `target`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -22,6 +22,13 @@
 //! addresses in `SAMPLED_BLOCKS` are reported. Anonymous mmaps are sampled the same way;
 //! munmaps are always reported (user space drops those of regions it never saw mapped).
 //!
+//! Stacks (`UNWIND_TABLES` = 0): the kernel's frame-pointer walk, `bpf_get_stackid` into
+//! `STACKS`. With `UNWIND_TABLES` = 1 the program walks the user stack itself from the return
+//! probe's registers (ip, sp, rbp), one `bpf_loop` iteration per frame: binary search of
+//! `UNWIND_MAPPINGS` for the module, of its rows in `UNWIND_ROWS` for the CFA rule (rows derived
+//! from the module's DWARF CFI by user space), then the return address at CFA - 8 and the saved
+//! rbp. The frames are hashed and stored once in `DWARF_STACKS`; the event carries the hash.
+//!
 //! Layouts, names and constants come from `memtrail-ebpf-abi`; user space sets the globals at
 //! load time. x86-64 only (reads `rsp` from `pt_regs`).
 #![no_std]
