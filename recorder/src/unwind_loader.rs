@@ -15,7 +15,7 @@ use memtrail_ebpf_abi as abi;
 
 use crate::elf_file::build_id_of;
 use crate::modules::{ExecMapping, parse_exec_mappings};
-use crate::unwind_tables::build_unwind_table;
+use crate::unwind_tables::{build_unwind_table, mapping_bias};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnwindLoadError {
@@ -42,12 +42,14 @@ pub struct StackValue(pub abi::DwarfStack);
 // SAFETY: repr(C) plain integers, no padding.
 unsafe impl aya::Pod for StackValue {}
 
-/// Where one module's rows sit in `UNWIND_ROWS` (len 0: no table, frame pointers).
+/// Where one module's rows sit in `UNWIND_ROWS` (len 0: no table, frame pointers), and its
+/// executable segments (to place each mapping of it).
 #[derive(Debug, Clone)]
 struct LoadedTable {
     rows_start: u32,
     rows_len: u32,
-    table: std::sync::Arc<crate::unwind_tables::ModuleUnwindTable>,
+    /// Executable segments: (file offset, file size, address).
+    segments: Vec<(u64, u64, u64)>,
 }
 
 /// What the loader did, for the summary.
@@ -205,7 +207,7 @@ impl UnwindLoader {
             self.tables.insert(cache_key.clone(), loaded);
         }
         let loaded = self.tables.get(&cache_key)?;
-        let bias = loaded.table.bias(mapping.start, mapping.file_offset)?;
+        let bias = mapping_bias(&loaded.segments, mapping.start, mapping.file_offset)?;
         Some(abi::UnwindMapping {
             start: mapping.start,
             end: mapping.end,
@@ -218,37 +220,37 @@ impl UnwindLoader {
     /// Builds a module's table and appends its rows to `UNWIND_ROWS`.
     fn load_table(&mut self, file: &Path) -> Option<LoadedTable> {
         let data = std::fs::read(file).ok()?;
-        let table = match build_unwind_table(&data) {
-            Ok(table) => table,
-            Err(_) => return None, // not ELF we can place: no entry, frames there end the walk
-        };
+        // Not an x86-64 ELF file this can place: no entry, and frames there end the walk.
+        let mut table = build_unwind_table(&data).ok()?;
         let rows = table.rows.len() as u64;
-        let fits = rows > 0
-            && rows <= 1 << abi::UNWIND_ROW_SEARCH_STEPS
+        let fits = rows <= 1 << abi::UNWIND_ROW_SEARCH_STEPS
             && u64::from(self.next_row) + rows <= u64::from(self.rows_capacity);
         let mut loaded = LoadedTable {
             rows_start: 0,
             rows_len: 0,
-            table: std::sync::Arc::new(table),
+            segments: std::mem::take(&mut table.segments),
         };
         if rows == 0 {
             self.stats.modules_without_cfi += 1;
-        } else if !fits {
-            self.stats.modules_over_capacity += 1;
-        } else {
-            let start = self.next_row;
-            for (i, row) in loaded.table.rows.iter().enumerate() {
-                if self.rows.set(start + i as u32, RowValue(*row), 0).is_err() {
-                    self.stats.modules_over_capacity += 1;
-                    return Some(loaded); // partial rows are never referenced
-                }
-            }
-            self.next_row += rows as u32;
-            self.stats.modules_with_cfi += 1;
-            self.stats.rows_loaded += rows as u32;
-            loaded.rows_start = start;
-            loaded.rows_len = rows as u32;
+            return Some(loaded);
         }
+        if !fits {
+            self.stats.modules_over_capacity += 1;
+            return Some(loaded);
+        }
+        let start = self.next_row;
+        for (i, row) in table.rows.iter().enumerate() {
+            if self.rows.set(start + i as u32, RowValue(*row), 0).is_err() {
+                // Rows written so far are never referenced: the module uses frame pointers.
+                self.stats.modules_over_capacity += 1;
+                return Some(loaded);
+            }
+        }
+        self.next_row += rows as u32;
+        self.stats.modules_with_cfi += 1;
+        self.stats.rows_loaded += rows as u32;
+        loaded.rows_start = start;
+        loaded.rows_len = rows as u32;
         Some(loaded)
     }
 
@@ -261,10 +263,16 @@ impl UnwindLoader {
     }
 }
 
-/// True when the ELF file at `path` has CFI the unwinder can use.
+/// True when the ELF file at `path` has a non-empty `.eh_frame` or `.debug_frame`.
 pub fn has_cfi(path: &Path) -> bool {
-    std::fs::read(path)
-        .ok()
-        .and_then(|data| build_unwind_table(&data).ok())
-        .is_some_and(|table| !table.rows.is_empty())
+    use object::{Object, ObjectSection};
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return false;
+    };
+    [".eh_frame", ".debug_frame"]
+        .iter()
+        .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0))
 }

@@ -39,22 +39,21 @@ pub struct ModuleUnwindTable {
 /// Page size used to find the segment a mapping comes from (x86-64).
 const PAGE_SIZE: u64 = 4096;
 
-impl ModuleUnwindTable {
-    /// Process address minus module address for an executable mapping of `file_offset` at
-    /// `start`, or None when no executable load segment holds that offset. The mapping starts
-    /// at the segment's offset rounded down to a page, so `file_offset` may lie before it.
-    pub fn bias(&self, start: u64, file_offset: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|&&(offset, size, _)| {
-                offset & !(PAGE_SIZE - 1) <= file_offset && file_offset < offset + size
-            })
-            .map(|&(offset, _, vaddr)| {
-                // Same distance between file offset and address all through the segment.
-                let module_address = vaddr.wrapping_sub(offset).wrapping_add(file_offset);
-                start.wrapping_sub(module_address)
-            })
-    }
+/// Process address minus module address for an executable mapping of `file_offset` at
+/// `start`, given the module's executable segments (file offset, file size, address), or None
+/// when none holds that offset. The mapping starts at the segment's offset rounded down to a
+/// page, so `file_offset` may lie before it.
+pub fn mapping_bias(segments: &[(u64, u64, u64)], start: u64, file_offset: u64) -> Option<u64> {
+    segments
+        .iter()
+        .find(|&&(offset, size, _)| {
+            offset & !(PAGE_SIZE - 1) <= file_offset && file_offset < offset + size
+        })
+        .map(|&(offset, _, vaddr)| {
+            // Same distance between file offset and address all through the segment.
+            let module_address = vaddr.wrapping_sub(offset).wrapping_add(file_offset);
+            start.wrapping_sub(module_address)
+        })
 }
 
 /// DW_OP bytes of the CFA expression GNU ld and lld give PLT entries (`.plt`): CFA = rsp + 8,
@@ -322,14 +321,11 @@ mod tests {
     fn bias_uses_the_executable_segment_when_offsets_and_addresses_differ() {
         // As GNU ld lays out a Rust release binary: text at file 0x15430, address 0x16430,
         // mapped from the page at file offset 0x15000.
-        let table = ModuleUnwindTable {
-            rows: Vec::new(),
-            segments: vec![(0x15430, 0x40fd0, 0x16430)],
-        };
+        let segments = [(0x15430, 0x40fd0, 0x16430)];
         let start = 0x5555_5556_a000;
-        let bias = table.bias(start, 0x15000).expect("in the segment");
+        let bias = mapping_bias(&segments, start, 0x15000).expect("in the segment");
         assert_eq!(start.wrapping_sub(bias), 0x16000);
-        assert_eq!(table.bias(start, 0x80000), None);
+        assert_eq!(mapping_bias(&segments, start, 0x80000), None);
     }
 
     #[test]
