@@ -8,7 +8,7 @@
 //!
 //! Anything the eBPF side cannot evaluate (other CFA registers or expressions, a return
 //! address not at CFA-8) becomes a [`abi::CFA_UNKNOWN`] row: the walk stops there and the
-//! stack is marked truncated, never guessed.
+//! stack is marked truncated, never guessed. Code no FDE covers gets the frame-pointer rule.
 
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, LittleEndian, RegisterRule,
@@ -77,6 +77,16 @@ fn plt_threshold(expression: &[u8]) -> Option<i16> {
         _ => None,
     }
 }
+
+/// Code no FDE covers (hand-written assembly, objects built without unwind tables): the
+/// frame-pointer rule, as `--unwind fp` would walk it.
+const NO_CFI_ROW: abi::UnwindRow = abi::UnwindRow {
+    pc: 0,
+    cfa_offset: 16,
+    rbp_offset: -16,
+    cfa_kind: abi::CFA_FRAME_POINTER,
+    rbp_kind: abi::RBP_AT_CFA,
+};
 
 const UNKNOWN_ROW: abi::UnwindRow = abi::UnwindRow {
     pc: 0,
@@ -182,8 +192,8 @@ where
     Ok(rows)
 }
 
-/// Sorts rows by address, marks the gaps between FDEs as unknown, and drops rows that repeat
-/// the previous one's rules.
+/// Sorts rows by address, gives the gaps between FDEs and the end the frame-pointer rule, and
+/// drops rows that repeat the previous one's rules.
 fn flatten(
     mut rows: Vec<(u64, u64, abi::UnwindRow)>,
 ) -> Result<Vec<abi::UnwindRow>, UnwindTableError> {
@@ -208,13 +218,13 @@ fn flatten(
             continue; // overlapping FDEs: the first one wins
         }
         if !flat.is_empty() && start > covered_until {
-            push(&mut flat, covered_until, UNKNOWN_ROW)?;
+            push(&mut flat, covered_until, NO_CFI_ROW)?;
         }
         push(&mut flat, start, row)?;
         covered_until = end;
     }
     if !flat.is_empty() {
-        push(&mut flat, covered_until, UNKNOWN_ROW)?;
+        push(&mut flat, covered_until, NO_CFI_ROW)?;
     }
     Ok(flat)
 }
@@ -310,9 +320,9 @@ mod tests {
             [
                 (0x100, abi::CFA_RSP, 8),
                 (0x104, abi::CFA_RSP, 16),
-                (0x120, abi::CFA_UNKNOWN, 0),
+                (0x120, abi::CFA_FRAME_POINTER, 16),
                 (0x200, abi::CFA_RSP, 8),
-                (0x210, abi::CFA_UNKNOWN, 0),
+                (0x210, abi::CFA_FRAME_POINTER, 16),
             ]
         );
     }

@@ -279,6 +279,49 @@ fn c_without_frame_pointers_gives_gdbs_stacks() {
 }
 
 #[test]
+fn code_without_cfi_is_walked_with_frame_pointers() {
+    if !bpf_available() {
+        return;
+    }
+    // Frame pointers but no unwind tables for the sample's own functions (only the C runtime
+    // objects bring FDEs): the CFI unwinder must follow rbp there and CFI in libc.
+    let scratch = Scratch::new("unwind_e2e", "no_cfi");
+    let binary = compile(
+        &scratch,
+        "gcc",
+        "unwind_c.c",
+        &[
+            "-O2",
+            "-fno-omit-frame-pointer",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+            "-pthread",
+        ],
+    );
+    let recorded = record(&scratch, "dwarf", &[binary.to_str().expect("utf-8 path")]);
+    let stack = recorded.stack_of_size(12345);
+    let names = recorded.names(stack);
+    assert_eq!(stack.unwinder, Unwinder::Dwarf);
+    assert!(!stack.truncated, "{names:?}");
+    assert_eq!(
+        names[..4],
+        ["level_three", "level_two", "level_one", "main"],
+        "{names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("_start"),
+        "{names:?}"
+    );
+    let names = recorded.names(recorded.stack_of_size(23456));
+    assert_eq!(
+        names[..4],
+        ["level_three", "level_two", "level_one", "worker"],
+        "{names:?}"
+    );
+}
+
+#[test]
 fn cxx_with_exceptions_without_frame_pointers_gives_gdbs_stacks() {
     if !bpf_available() {
         return;

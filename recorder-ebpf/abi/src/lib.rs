@@ -228,7 +228,8 @@ pub const CFA_RBP: u8 = 2;
 pub const CFA_PLT: u8 = 3;
 /// The outermost frame (return address undefined, as in `_start`): the stack is complete.
 pub const CFA_END: u8 = 4;
-/// No CFI covers this address: the frame-pointer rule (CFA = rbp + 16, rbp saved at CFA - 16).
+/// No CFI covers this address (a module without CFI, or code no FDE covers): the
+/// frame-pointer rule (CFA = rbp + 16, rbp saved at CFA - 16).
 pub const CFA_FRAME_POINTER: u8 = 5;
 
 /// [`UnwindRow::rbp_kind`]: rbp is the same in the caller.

@@ -622,20 +622,14 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     // row holds the state after the call (the return address may already be past the end
     // of the function for a call that does not return).
     let pc = cursor.ip.wrapping_sub(1).wrapping_sub(mapping.bias);
-    let row = if mapping.rows_len == 0 {
-        UnwindRow {
-            pc: 0,
-            cfa_offset: 16,
-            rbp_offset: -16,
-            cfa_kind: CFA_FRAME_POINTER,
-            rbp_kind: RBP_AT_CFA,
-        }
-    } else {
-        match find_row(&mapping, pc) {
-            Some(row) => row,
-            None => return truncated(stack),
-        }
-    };
+    // No table, or an address before the module's first row: the frame-pointer rule.
+    let row = find_row(&mapping, pc).unwrap_or(UnwindRow {
+        pc: 0,
+        cfa_offset: 16,
+        rbp_offset: -16,
+        cfa_kind: CFA_FRAME_POINTER,
+        rbp_kind: RBP_AT_CFA,
+    });
     let offset = row.cfa_offset as i64 as u64;
     let cfa = match row.cfa_kind {
         CFA_RSP => cursor.sp.wrapping_add(offset),
