@@ -7,6 +7,7 @@
 //! Must not: write trace records (the session does).
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
 use aya::Ebpf;
@@ -86,7 +87,8 @@ impl UnwindStats {
 
 pub struct UnwindLoader {
     pid: u32,
-    rows: Array<MapData, RowValue>,
+    /// `UNWIND_ROWS`, kept as the untyped map: rows are written in batches through its fd.
+    rows: aya::maps::Map,
     mappings: Array<MapData, MappingValue>,
     state: Array<MapData, u32>,
     stacks: BpfHashMap<MapData, u64, StackValue>,
@@ -120,7 +122,9 @@ impl UnwindLoader {
         }
         Ok(UnwindLoader {
             pid,
-            rows: take(ebpf, abi::UNWIND_ROWS_MAP, |m| Array::try_from(m).ok())?,
+            rows: take(ebpf, abi::UNWIND_ROWS_MAP, |m| {
+                matches!(m, aya::maps::Map::Array(_)).then_some(m)
+            })?,
             mappings: take(ebpf, abi::UNWIND_MAPPINGS_MAP, |m| Array::try_from(m).ok())?,
             state: take(ebpf, abi::UNWIND_STATE_MAP, |m| Array::try_from(m).ok())?,
             stacks: take(ebpf, abi::DWARF_STACKS_MAP, |m| {
@@ -239,12 +243,10 @@ impl UnwindLoader {
             return Some(loaded);
         }
         let start = self.next_row;
-        for (i, row) in table.rows.iter().enumerate() {
-            if self.rows.set(start + i as u32, RowValue(*row), 0).is_err() {
-                // Rows written so far are never referenced: the module uses frame pointers.
-                self.stats.modules_over_capacity += 1;
-                return Some(loaded);
-            }
+        if self.write_rows(start, &table.rows).is_err() {
+            // Rows written so far are never referenced: the module uses frame pointers.
+            self.stats.modules_over_capacity += 1;
+            return Some(loaded);
         }
         self.next_row += rows as u32;
         self.stats.modules_with_cfi += 1;
@@ -254,6 +256,36 @@ impl UnwindLoader {
         Some(loaded)
     }
 
+    /// Writes `rows` at index `start` of `UNWIND_ROWS`: with BPF_MAP_UPDATE_BATCH (a few
+    /// system calls for a whole module instead of one per row), else one row at a time.
+    fn write_rows(&mut self, start: u32, rows: &[abi::UnwindRow]) -> Result<(), ()> {
+        let aya::maps::Map::Array(data) = &self.rows else {
+            return Err(());
+        };
+        let fd = data.fd().as_fd().as_raw_fd();
+        const CHUNK: usize = 1 << 16;
+        let mut batched = true;
+        for (chunk_index, chunk) in rows.chunks(CHUNK).enumerate() {
+            let first = start + (chunk_index * CHUNK) as u32;
+            let keys: Vec<u32> = (first..first + chunk.len() as u32).collect();
+            if update_batch(fd, &keys, chunk).is_err() {
+                batched = false;
+                break;
+            }
+        }
+        if batched {
+            return Ok(());
+        }
+        let mut array =
+            Array::<&mut MapData, RowValue>::try_from(&mut self.rows).map_err(|_| ())?;
+        for (i, row) in rows.iter().enumerate() {
+            array
+                .set(start + i as u32, RowValue(*row), 0)
+                .map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
     /// Takes the stack stored under `key` (the kernel stores it again if it recurs; the
     /// session remembers the key).
     pub fn take_stack(&mut self, key: u64) -> Option<abi::DwarfStack> {
@@ -261,6 +293,53 @@ impl UnwindLoader {
         let _ = self.stacks.remove(&key);
         Some(stack.0)
     }
+}
+
+/// `bpf(BPF_MAP_UPDATE_BATCH)`: `keys[i]` gets `values[i]`, all or an error.
+fn update_batch(fd: RawFd, keys: &[u32], values: &[abi::UnwindRow]) -> std::io::Result<()> {
+    /// The `batch` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    let mut done = 0usize;
+    while done < keys.len() {
+        let mut attr = BatchAttr {
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done..].as_ptr() as u64,
+            count: (keys.len() - done) as u32,
+            map_fd: fd as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: attr is a valid bpf_attr prefix of the size given; keys and values hold
+        // `count` elements of the map's key and value sizes (u32, 12-byte UnwindRow).
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as u32,
+            )
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The kernel reports how many elements it wrote in `count`.
+        if attr.count == 0 {
+            return Err(std::io::Error::other("batch update wrote nothing"));
+        }
+        done += attr.count as usize;
+    }
+    Ok(())
 }
 
 /// True when the ELF file at `path` has a non-empty `.eh_frame` or `.debug_frame`.
