@@ -149,8 +149,9 @@ fn resolve_command(command: &str) -> Option<PathBuf> {
         })
 }
 
-/// Whether to unwind with CFI tables: `auto` does when the target's executable or any file
-/// it maps has CFI.
+/// Whether to unwind with CFI tables: `auto` does unless the ELF files of the target (its
+/// executable, or what it maps) were read and none has CFI. A launched script is not ELF:
+/// what it will run is not known yet, so the tables are used.
 fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Path>) -> bool {
     match mode {
         UnwindMode::Fp => false,
@@ -168,7 +169,11 @@ fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Pat
                 paths.dedup();
                 files.extend(paths.into_iter().map(PathBuf::from));
             }
-            files.iter().any(|file| unwind_loader::has_cfi(file))
+            let verdicts: Vec<bool> = files
+                .iter()
+                .filter_map(|file| unwind_loader::has_cfi(file))
+                .collect();
+            verdicts.is_empty() || verdicts.contains(&true)
         }
     }
 }
@@ -289,6 +294,26 @@ fn find_libc(pid: Option<u32>) -> Option<(PathBuf, String)> {
         None => PathBuf::from(&path),
     };
     Some((openable, path))
+}
+
+/// The dynamic loader a launched command will run under: the executable's PT_INTERP, or,
+/// for what is not a dynamic ELF executable (a script), the recorder's own ld.so.
+fn dynamic_loader(executable: &Path) -> Option<PathBuf> {
+    if let Some(interpreter) = elf_file::ElfFile::read(executable)
+        .ok()
+        .and_then(|elf| elf.interpreter())
+    {
+        return Some(interpreter);
+    }
+    if elf_file::ElfFile::read(executable).is_ok() {
+        return None; // a static executable: no loader
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let path = line.split_ascii_whitespace().nth(5)?;
+        let name = Path::new(path).file_name()?.to_str()?;
+        name.starts_with("ld-linux").then(|| PathBuf::from(path))
+    })
 }
 
 fn host_facts() -> (String, String) {
@@ -430,9 +455,10 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             // any of their code runs, and again for each dlopen: one probe covers both. A
             // static executable has no ld.so: it stops at its entry point instead (and a
             // library it dlopens is picked up within 100 ms).
-            if probes.attach_loader_stop(executable, target.pid).is_err()
-                && let Err(error) = probes.attach_entry_stop(executable, target.pid)
-            {
+            let loader = dynamic_loader(executable);
+            let loader_probed =
+                loader.is_some_and(|l| probes.attach_loader_stop(&l, target.pid).is_ok());
+            if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
                 eprintln!(
                     "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
                     error_chain(&error)

@@ -342,37 +342,25 @@ impl Probes {
         )
     }
 
-    /// Probes the dynamic loader's debugger hook `_dl_debug_state`, which it calls once the
-    /// libraries of a `dlopen` are mapped and before their constructors run, with the same
-    /// stopping program: the recorder loads the new libraries' unwind tables before any of
-    /// their code allocates. Returns the loader probed (the executable's PT_INTERP).
-    pub fn attach_loader_stop(
-        &mut self,
-        executable: &Path,
-        pid: u32,
-    ) -> Result<PathBuf, ProbeError> {
-        let interpreter =
-            ElfFile::read(executable)?
-                .interpreter()
-                .ok_or_else(|| ProbeError::MissingSymbol {
-                    library: executable.to_owned(),
-                    symbol: "program interpreter (statically linked?)".to_owned(),
-                })?;
-        let loader = ElfFile::read(&interpreter)?;
-        let hook = loader
+    /// Probes the dynamic loader's debugger hook `_dl_debug_state` in `loader` (ld.so), which
+    /// it calls once the libraries of the program, and later of each `dlopen`, are mapped
+    /// and before their constructors run, with the same stopping program as
+    /// `attach_exit_stop`: the recorder loads the new libraries' unwind tables before any of
+    /// their code allocates.
+    pub fn attach_loader_stop(&mut self, loader: &Path, pid: u32) -> Result<(), ProbeError> {
+        let hook = ElfFile::read(loader)?
             .function("_dl_debug_state")
             .ok_or_else(|| ProbeError::MissingSymbol {
-                library: interpreter.clone(),
+                library: loader.to_owned(),
                 symbol: "_dl_debug_state".to_owned(),
             })?;
         self.attach_at(
             abi::program::EXIT_ENTRY,
             "_dl_debug_state",
             hook.file_offset,
-            &interpreter,
+            loader,
             pid,
-        )?;
-        Ok(interpreter)
+        )
     }
 
     fn take_links(&mut self, only: Option<&str>) -> Vec<UProbeLink> {

@@ -342,16 +342,15 @@ fn update_batch(fd: RawFd, keys: &[u32], values: &[abi::UnwindRow]) -> std::io::
     Ok(())
 }
 
-/// True when the ELF file at `path` has a non-empty `.eh_frame` or `.debug_frame`.
-pub fn has_cfi(path: &Path) -> bool {
+/// Whether the ELF file at `path` has a non-empty `.eh_frame` or `.debug_frame`; None when it
+/// cannot be read as ELF.
+pub fn has_cfi(path: &Path) -> Option<bool> {
     use object::{Object, ObjectSection};
-    let Ok(data) = std::fs::read(path) else {
-        return false;
-    };
-    let Ok(file) = object::File::parse(&*data) else {
-        return false;
-    };
-    [".eh_frame", ".debug_frame"]
-        .iter()
-        .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0))
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    Some(
+        [".eh_frame", ".debug_frame"]
+            .iter()
+            .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0)),
+    )
 }
