@@ -85,6 +85,27 @@ impl ElfFile {
         })
     }
 
+    /// File offset of the entry point (`e_entry`), where a program starts once the dynamic
+    /// loader has mapped every library it needs.
+    pub fn entry_point_offset(&self) -> Option<u64> {
+        let file = self.parse().ok()?;
+        let address = file.entry();
+        file.segments().find_map(|segment| {
+            let (offset, file_size) = segment.file_range();
+            let start = segment.address();
+            (address >= start && address < start + file_size).then(|| address - start + offset)
+        })
+    }
+
+    /// The program interpreter (PT_INTERP, the dynamic loader) a dynamic executable names.
+    pub fn interpreter(&self) -> Option<PathBuf> {
+        use object::ObjectSection;
+        let file = self.parse().ok()?;
+        let data = file.section_by_name(".interp")?.data().ok()?;
+        let path = data.split(|&b| b == 0).next()?;
+        (!path.is_empty()).then(|| PathBuf::from(String::from_utf8_lossy(path).into_owned()))
+    }
+
     /// Up to `len` bytes of the file starting at `file_offset`.
     pub fn bytes_at(&self, file_offset: u64, len: usize) -> &[u8] {
         let start = usize::try_from(file_offset)

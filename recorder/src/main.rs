@@ -8,6 +8,7 @@
 //!   `elf_file` for where);
 //! - `session`: the recording loop and every record written;
 //! - `modules`, `symbols`, `rss`: address-to-module mapping, symbol resolution, RSS sampling;
+//! - `unwind_tables`, `unwind_loader`: CFI unwind tables for the in-kernel unwinder;
 //! - `suspects`: the `suspects` subcommand (which process grows?), apart from all the above.
 
 mod anon_mappings;
@@ -20,13 +21,15 @@ mod session;
 mod suspects;
 mod symbols;
 mod target;
+mod unwind_loader;
+mod unwind_tables;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use memtrail_format::{TraceMeta, TraceWriter};
 
 use crate::probes::{LoadSettings, Probes, error_chain};
@@ -54,9 +57,17 @@ struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = suspects::parse_duration)]
     duration: Option<Duration>,
 
-    /// Keep at most this many frames of each stack (1..=127).
+    /// Keep at most this many frames of each stack (1..=127; the CFI unwinder walks at most
+    /// 64).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=127))]
     stack_depth: u16,
+
+    /// How user stacks are unwound: `dwarf` walks them in the eBPF program with tables
+    /// derived from each module's CFI (.eh_frame/.debug_frame; frame pointers in modules
+    /// without), complete for code built without frame pointers; `fp` uses the kernel's
+    /// frame-pointer walk; `auto` is `dwarf` unless the target has no CFI at all.
+    #[arg(long, value_enum, default_value_t = UnwindMode::Auto)]
+    unwind: UnwindMode,
 
     /// Do not record allocations smaller than this many bytes (reallocs are always recorded).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
@@ -115,6 +126,58 @@ struct Cli {
     /// The command to launch and trace from its first allocation (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UnwindMode {
+    Fp,
+    Dwarf,
+    Auto,
+}
+
+/// The file `execvp` will run for `command` (searching PATH when it has no slash).
+fn resolve_command(command: &str) -> Option<PathBuf> {
+    if command.contains('/') {
+        return Some(PathBuf::from(command));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(command))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+}
+
+/// Whether to unwind with CFI tables: `auto` does unless the ELF files of the target (its
+/// executable, or what it maps) were read and none has CFI. A launched script is not ELF:
+/// what it will run is not known yet, so the tables are used.
+fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Path>) -> bool {
+    match mode {
+        UnwindMode::Fp => false,
+        UnwindMode::Dwarf => true,
+        UnwindMode::Auto => {
+            let mut files: Vec<PathBuf> = executable.map(Path::to_path_buf).into_iter().collect();
+            if let Some(pid) = pid
+                && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            {
+                let mut paths: Vec<String> = modules::parse_exec_mappings(&maps)
+                    .into_iter()
+                    .map(|m| m.path)
+                    .filter(|p| p.starts_with('/'))
+                    .collect();
+                paths.dedup();
+                files.extend(paths.into_iter().map(PathBuf::from));
+            }
+            let verdicts: Vec<bool> = files
+                .iter()
+                .filter_map(|file| unwind_loader::has_cfi(file))
+                .collect();
+            verdicts.is_empty() || verdicts.contains(&true)
+        }
+    }
 }
 
 fn parse_sample_bytes(text: &str) -> Result<u64, String> {
@@ -231,6 +294,26 @@ fn find_libc(pid: Option<u32>) -> Option<(PathBuf, String)> {
     Some((openable, path))
 }
 
+/// The dynamic loader a launched command will run under: the executable's PT_INTERP, or,
+/// for what is not a dynamic ELF executable (a script), the recorder's own ld.so.
+fn dynamic_loader(executable: &Path) -> Option<PathBuf> {
+    if let Some(interpreter) = elf_file::ElfFile::read(executable)
+        .ok()
+        .and_then(|elf| elf.interpreter())
+    {
+        return Some(interpreter);
+    }
+    if elf_file::ElfFile::read(executable).is_ok() {
+        return None; // a static executable: no loader
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let path = line.split_ascii_whitespace().nth(5)?;
+        let name = Path::new(path).file_name()?.to_str()?;
+        name.starts_with("ld-linux").then(|| PathBuf::from(path))
+    })
+}
+
 fn host_facts() -> (String, String) {
     // SAFETY: utsname is plain data filled by uname.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
@@ -326,6 +409,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         command_line_of(target.pid)
     };
 
+    let executable = if target.is_child() {
+        resolve_command(&cli.command[0])
+    } else {
+        None
+    };
+    let unwind_tables = !cli.no_stacks
+        && !cli.probes_only
+        && use_unwind_tables(cli.unwind, cli.pid, executable.as_deref());
     let probe_settings = LoadSettings {
         target_tgid: target.pid,
         min_size: cli.min_size,
@@ -334,13 +425,44 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         sample_bytes: cli.sample_bytes.unwrap_or(0),
         capture_stacks: !cli.no_stacks,
         probes_only: cli.probes_only,
+        unwind_tables,
+        unwind_rows: memtrail_ebpf_abi::UNWIND_ROWS_CAPACITY,
     };
     let mut probes = Probes::load(&probe_settings)?;
+    let mut unwinder = if unwind_tables {
+        let mut loader = unwind_loader::UnwindLoader::new(
+            &mut probes.ebpf,
+            target.pid,
+            probe_settings.unwind_rows,
+        )?;
+        if !target.is_child() {
+            // Tables before probes: the first events already unwind completely.
+            loader.refresh();
+        }
+        Some(loader)
+    } else {
+        None
+    };
     let placement = probes.attach_allocator(&library, target.pid, cli.free_probe_offset)?;
     if target.is_child()
         && let Some((libc, _)) = find_libc(None)
     {
         probes.attach_exit_stop(&libc, target.pid)?;
+        if unwind_tables && let Some(executable) = &executable {
+            // ld.so calls its debugger hook once the program's libraries are mapped, before
+            // any of their code runs, and again for each dlopen: one probe covers both. A
+            // static executable has no ld.so: it stops at its entry point instead (and a
+            // library it dlopens is picked up within 100 ms).
+            let loader = dynamic_loader(executable);
+            let loader_probed =
+                loader.is_some_and(|l| probes.attach_loader_stop(&l, target.pid).is_ok());
+            if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
+                eprintln!(
+                    "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
+                    error_chain(&error)
+                );
+            }
+        }
     }
     if !target.is_child() && target.has_exited() {
         bail!(
@@ -367,6 +489,17 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             .to_owned(),
         ),
         ("stack_depth".to_owned(), cli.stack_depth.to_string()),
+        (
+            "unwind".to_owned(),
+            if cli.no_stacks {
+                "none"
+            } else if unwind_tables {
+                "dwarf"
+            } else {
+                "fp"
+            }
+            .to_owned(),
+        ),
         ("min_size".to_owned(), cli.min_size.to_string()),
         (
             "ring_buffer_bytes".to_owned(),
@@ -411,7 +544,12 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         duration: cli.duration,
         status_line: !cli.quiet && session::stderr_is_terminal(),
     };
-    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options);
+    if let Some(loader) = unwinder.as_mut()
+        && !target.is_child()
+    {
+        loader.refresh(); // libraries loaded while the probes were being attached
+    }
+    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options, unwinder);
     if target.is_child() {
         target.release(&cli.command[0])?;
     }
@@ -434,6 +572,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     })?;
     if !cli.quiet {
         eprintln!("{}", summary.line(&cli.output));
+        if let Some(unwind) = summary.unwind {
+            eprintln!("{}", unwind.line());
+        }
     }
     probes.detach_in_background();
     Ok(match summary.exit {

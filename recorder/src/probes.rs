@@ -55,6 +55,11 @@ pub struct LoadSettings {
     pub capture_stacks: bool,
     /// Attach programs that do nothing on the same attach points (measures the probes' cost).
     pub probes_only: bool,
+    /// Unwind stacks in the program from loaded CFI tables instead of the kernel's
+    /// frame-pointer walk.
+    pub unwind_tables: bool,
+    /// Capacity of the unwind rows table (all modules' rows together).
+    pub unwind_rows: u32,
 }
 
 /// Which entry program probes which function. The return program is the same for all.
@@ -118,7 +123,37 @@ impl Probes {
                 &u32::from(settings.stop_at_exit),
                 true,
             )
+            .override_global(
+                abi::GLOBAL_UNWIND_TABLES,
+                &u32::from(settings.unwind_tables),
+                true,
+            )
             .map_max_entries(abi::EVENTS_MAP, settings.ring_buffer_bytes)
+            // Only one unwinder's tables cost kernel memory.
+            .map_max_entries(
+                abi::UNWIND_ROWS_MAP,
+                if settings.unwind_tables {
+                    settings.unwind_rows
+                } else {
+                    1
+                },
+            )
+            .map_max_entries(
+                abi::DWARF_STACKS_MAP,
+                if settings.unwind_tables {
+                    abi::STACKS_CAPACITY
+                } else {
+                    1
+                },
+            )
+            .map_max_entries(
+                abi::STACKS_MAP,
+                if settings.unwind_tables {
+                    1
+                } else {
+                    abi::STACKS_CAPACITY
+                },
+            )
             // The sampling tables cost kernel memory only when sampling.
             .map_max_entries(
                 abi::SAMPLED_BLOCKS_MAP,
@@ -283,6 +318,47 @@ impl Probes {
             "exit",
             exit.file_offset,
             libc,
+            pid,
+        )
+    }
+
+    /// Probes the entry point of a launched executable with the same stopping program as
+    /// `attach_exit_stop`: the target stops once the dynamic loader has mapped its libraries,
+    /// before it runs any of its own code, so the recorder loads their unwind tables first.
+    pub fn attach_entry_stop(&mut self, executable: &Path, pid: u32) -> Result<(), ProbeError> {
+        let elf = ElfFile::read(executable)?;
+        let entry = elf
+            .entry_point_offset()
+            .ok_or_else(|| ProbeError::MissingSymbol {
+                library: executable.to_owned(),
+                symbol: "entry point".to_owned(),
+            })?;
+        self.attach_at(
+            abi::program::EXIT_ENTRY,
+            "entry point",
+            entry,
+            executable,
+            pid,
+        )
+    }
+
+    /// Probes the dynamic loader's debugger hook `_dl_debug_state` in `loader` (ld.so), which
+    /// it calls once the libraries of the program, and later of each `dlopen`, are mapped
+    /// and before their constructors run, with the same stopping program as
+    /// `attach_exit_stop`: the recorder loads the new libraries' unwind tables before any of
+    /// their code allocates.
+    pub fn attach_loader_stop(&mut self, loader: &Path, pid: u32) -> Result<(), ProbeError> {
+        let hook = ElfFile::read(loader)?
+            .function("_dl_debug_state")
+            .ok_or_else(|| ProbeError::MissingSymbol {
+                library: loader.to_owned(),
+                symbol: "_dl_debug_state".to_owned(),
+            })?;
+        self.attach_at(
+            abi::program::EXIT_ENTRY,
+            "_dl_debug_state",
+            hook.file_offset,
+            loader,
             pid,
         )
     }

@@ -1,10 +1,10 @@
 //! One recording: from the attached probes to the finished trace file.
 //!
 //! Owns: the polling loop (ring buffer every ~10 ms, RSS, loss counters and target liveness
-//! every 100 ms), turning kernel events into trace records, translating kernel stack ids into
-//! deduplicated trace stacks with their modules and symbols, and the closing records (lost,
-//! exit, end). Must not: load or attach probes (see `probes`), or decide how the target is
-//! started (see `target`).
+//! every 100 ms), turning kernel events into trace records, translating kernel stack ids (and
+//! the hashes of stacks unwound with CFI tables) into deduplicated trace stacks with their
+//! modules and symbols, and the closing records (lost, exit, end). Must not: load or attach
+//! probes (see `probes`), or decide how the target is started (see `target`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -28,6 +28,7 @@ use crate::probes::Probes;
 use crate::rss::sample_rss;
 use crate::symbols::SymbolResolver;
 use crate::target::{ExitStatus, Target};
+use crate::unwind_loader::{UnwindLoader, UnwindStats};
 
 /// Set by the SIGINT/SIGTERM handler.
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -74,6 +75,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub stop: StopReason,
     pub exit: Option<ExitStatus>,
+    /// Set when stacks were unwound with CFI tables.
+    pub unwind: Option<UnwindStats>,
 }
 
 /// A trace being recorded: the writer plus everything interned so far.
@@ -82,10 +85,12 @@ pub struct Recording {
     start_monotonic_ns: u64,
     stack_depth: usize,
     modules: ModuleTable,
-    /// Kernel stack id -> trace stack id.
-    kernel_stacks: HashMap<u32, u32>,
-    /// Frames -> trace stack id (stacks equal after truncation share one id).
-    stacks_by_frames: HashMap<Vec<(u32, u64)>, u32>,
+    /// (event stack kind, kernel stack id or table-unwound stack hash) -> trace stack id.
+    kernel_stacks: HashMap<(u8, u64), u32>,
+    /// Unwinder and frames -> trace stack id (stacks equal after truncation share one id).
+    stacks_by_frames: HashMap<(Unwinder, Vec<(u32, u64)>), u32>,
+    /// Loads unwind tables and hands out table-unwound stacks (`--unwind dwarf|auto`).
+    unwinder: Option<UnwindLoader>,
     unknown_stack: Option<u32>,
     next_stack_id: u32,
     resolver: Option<SymbolResolver>,
@@ -130,8 +135,10 @@ impl Recording {
         start_monotonic_ns: u64,
         pid: u32,
         options: &SessionOptions,
+        unwinder: Option<UnwindLoader>,
     ) -> Recording {
         Recording {
+            unwinder,
             writer,
             start_monotonic_ns,
             stack_depth: options.stack_depth,
@@ -157,8 +164,12 @@ impl Recording {
         monotonic_now_ns().saturating_sub(self.start_monotonic_ns)
     }
 
-    /// Re-reads the target's maps and writes a Module record for each new module.
+    /// Re-reads the target's maps and writes a Module record for each new module; gives
+    /// the unwinder the tables of new modules.
     fn refresh_modules(&mut self) -> Result<(), SessionError> {
+        if let Some(unwinder) = self.unwinder.as_mut() {
+            unwinder.refresh();
+        }
         let Ok(new_ids) = self.modules.refresh() else {
             return Ok(()); // the process is gone: keep what is known
         };
@@ -203,25 +214,46 @@ impl Recording {
         Ok(id)
     }
 
-    /// The trace stack id of a kernel stack id, writing the stack (and its modules and
+    /// The trace stack id of an event's stack, writing the stack (and its modules and
     /// symbols) the first time it is seen.
     fn trace_stack(
         &mut self,
-        kernel_id: i32,
+        kind: u8,
+        kernel_key: u64,
         stacks: &StackTraceMap<MapData>,
     ) -> Result<u32, SessionError> {
-        let Ok(kernel_key) = u32::try_from(kernel_id) else {
-            return self.unknown_stack_id();
-        };
-        if let Some(&id) = self.kernel_stacks.get(&kernel_key) {
+        if let Some(&id) = self.kernel_stacks.get(&(kind, kernel_key)) {
             return Ok(id);
         }
-        let Ok(trace) = stacks.get(&kernel_key, 0) else {
-            return self.unknown_stack_id();
+        let (addresses, unwinder, mut truncated) = match kind {
+            abi::STACK_FRAME_POINTER => {
+                let Ok(kernel_id) = u32::try_from(kernel_key) else {
+                    return self.unknown_stack_id();
+                };
+                let Ok(trace) = stacks.get(&kernel_id, 0) else {
+                    return self.unknown_stack_id();
+                };
+                let addresses: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+                let truncated =
+                    addresses.len() > self.stack_depth || addresses.len() >= abi::MAX_STACK_DEPTH;
+                (addresses, Unwinder::FramePointer, truncated)
+            }
+            abi::STACK_TABLES => {
+                let Some(stack) = self
+                    .unwinder
+                    .as_mut()
+                    .and_then(|unwinder| unwinder.take_stack(kernel_key))
+                else {
+                    return self.unknown_stack_id();
+                };
+                let depth = (stack.depth as usize).min(abi::UNWIND_MAX_FRAMES);
+                let addresses = stack.frames[..depth].to_vec();
+                let truncated = stack.flags & abi::DWARF_STACK_TRUNCATED != 0
+                    || addresses.len() > self.stack_depth;
+                (addresses, Unwinder::Dwarf, truncated)
+            }
+            _ => return self.unknown_stack_id(),
         };
-        let addresses: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
-        let mut truncated =
-            addresses.len() > self.stack_depth || addresses.len() >= abi::MAX_STACK_DEPTH;
         let mut frames = Vec::new();
         let mut refreshed = false;
         for &address in addresses.iter().take(self.stack_depth) {
@@ -246,9 +278,15 @@ impl Recording {
                 }
             }
         }
-        let key: Vec<(u32, u64)> = frames.iter().map(|f| (f.module, f.offset)).collect();
+        let key = (
+            unwinder,
+            frames
+                .iter()
+                .map(|f| (f.module, f.offset))
+                .collect::<Vec<_>>(),
+        );
         if let Some(&id) = self.stacks_by_frames.get(&key) {
-            self.kernel_stacks.insert(kernel_key, id);
+            self.kernel_stacks.insert((kind, kernel_key), id);
             return Ok(id);
         }
         let id = self.next_stack_id;
@@ -259,12 +297,12 @@ impl Recording {
         self.symbolize(&frames)?;
         self.writer.write(&Record::Stack(Stack {
             id,
-            unwinder: Unwinder::FramePointer,
+            unwinder,
             truncated,
             frames,
         }))?;
         self.stacks_by_frames.insert(key, id);
-        self.kernel_stacks.insert(kernel_key, id);
+        self.kernel_stacks.insert((kind, kernel_key), id);
         Ok(id)
     }
 
@@ -349,7 +387,7 @@ impl Recording {
                 let Some(api) = AllocApi::from_u8(event.api) else {
                     return Ok(());
                 };
-                let stack = self.trace_stack(event.stack_id, stacks)?;
+                let stack = self.trace_stack(event.stack_kind, event.stack_key, stacks)?;
                 if api == AllocApi::Mmap && self.called_by_allocator(stack) {
                     self.allocator_internal_mmaps += 1;
                     return Ok(());
@@ -607,6 +645,7 @@ pub fn run(
         elapsed: started.elapsed(),
         stop,
         exit: target.exit_status(),
+        unwind: recording.unwinder.as_ref().map(|u| u.stats),
     })
 }
 

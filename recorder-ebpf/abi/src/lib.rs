@@ -42,10 +42,6 @@ pub const EVENT_FREE: u8 = 2;
 /// [`Event::kind`]: `old_address` was resized into `address` (realloc, reallocarray).
 pub const EVENT_REALLOC: u8 = 3;
 
-/// `Event::stack_id` when no stack could be captured (the loss is also counted under
-/// [`LOST_STACK_UNAVAILABLE`]).
-pub const NO_STACK_ID: i32 = -1;
-
 /// One allocator call, as the eBPF program writes it into the ring buffer [`EVENTS_MAP`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,16 +54,30 @@ pub struct Event {
     pub old_address: u64,
     /// Requested size in bytes (nmemb * size for calloc and reallocarray, saturating).
     pub size: u64,
-    /// Id in [`STACKS_MAP`], or [`NO_STACK_ID`]. Frees carry no stack.
-    pub stack_id: i32,
+    /// Where the stack is, by [`Event::stack_kind`]: the id in [`STACKS_MAP`]
+    /// ([`STACK_FRAME_POINTER`]) or the key in [`DWARF_STACKS_MAP`] ([`STACK_TABLES`]).
+    /// Frees carry no stack.
+    pub stack_key: u64,
     /// Kernel thread id (the low half of `bpf_get_current_pid_tgid`).
     pub tid: u32,
     /// [`EVENT_ALLOC`], [`EVENT_FREE`] or [`EVENT_REALLOC`].
     pub kind: u8,
     /// One of [`alloc_api`] or [`free_api`], depending on `kind`.
     pub api: u8,
-    pub padding: [u8; 6],
+    /// [`STACK_NONE`], [`STACK_FRAME_POINTER`] or [`STACK_TABLES`].
+    pub stack_kind: u8,
+    pub padding: u8,
 }
+
+/// [`Event::stack_kind`]: no stack (frees, `--no-stacks`, or capture failed: the loss is then
+/// counted under [`LOST_STACK_UNAVAILABLE`]).
+pub const STACK_NONE: u8 = 0;
+/// [`Event::stack_kind`]: `stack_key` is a `bpf_get_stackid` id in [`STACKS_MAP`] (the
+/// kernel's frame-pointer walk).
+pub const STACK_FRAME_POINTER: u8 = 1;
+/// [`Event::stack_kind`]: `stack_key` is the hash of the frames unwound by the program from
+/// the unwind tables ([`UNWIND_ROWS_MAP`]), the key of [`DWARF_STACKS_MAP`].
+pub const STACK_TABLES: u8 = 2;
 
 /// Size of [`Event`] in the ring buffer (checked at compile time on both sides).
 pub const EVENT_SIZE: usize = 48;
@@ -112,8 +122,9 @@ pub const EXIT_STOP_MAP: &str = "EXIT_STOP";
 
 /// Loss counter: an event could not be reserved in the ring buffer (it was full).
 pub const LOST_RING_BUFFER_FULL: u32 = 0;
-/// Loss counter: `bpf_get_stackid` failed (stack table bucket taken, or unreadable stack). The
-/// event itself was still delivered, with [`NO_STACK_ID`].
+/// Loss counter: no stack could be stored (`bpf_get_stackid` failed: stack table bucket taken
+/// or unreadable stack; or [`DWARF_STACKS_MAP`] full). The event itself was still delivered,
+/// with [`STACK_NONE`].
 pub const LOST_STACK_UNAVAILABLE: u32 = 1;
 /// Loss counter: a return probe fired with no matching entry (typically a call already in
 /// progress when the probes were attached).
@@ -164,7 +175,7 @@ pub const GLOBAL_WAKEUP_THRESHOLD: &str = "WAKEUP_THRESHOLD";
 /// bytes allocated (per thread, an exponentially distributed byte countdown with mean N, as
 /// jemalloc samples), and only the frees and reallocs of sampled blocks.
 pub const GLOBAL_SAMPLE_BYTES: &str = "SAMPLE_BYTES";
-/// Global (`u32`): 0 captures no stacks (every event carries [`NO_STACK_ID`] and no loss is
+/// Global (`u32`): 0 captures no stacks (every event carries [`STACK_NONE`] and no loss is
 /// counted for it); for measuring the cost of stack capture.
 pub const GLOBAL_CAPTURE_STACKS: &str = "CAPTURE_STACKS";
 
@@ -175,6 +186,106 @@ pub const GLOBAL_STOP_AT_EXIT: &str = "STOP_AT_EXIT";
 
 /// `MAP_ANONYMOUS` on Linux x86-64 and aarch64: only anonymous mmaps are traced.
 pub const MAP_ANONYMOUS: u64 = 0x20;
+
+/// Global (`u32`): 1 unwinds user stacks in the program from the tables user space loads
+/// ([`UNWIND_ROWS_MAP`], [`UNWIND_MAPPINGS_MAP`]); 0 uses the kernel's frame-pointer walk
+/// (`bpf_get_stackid`).
+pub const GLOBAL_UNWIND_TABLES: &str = "UNWIND_TABLES";
+
+/// Most frames the table unwinder walks per stack; deeper stacks are marked truncated.
+pub const UNWIND_MAX_FRAMES: usize = 64;
+/// Capacity of [`UNWIND_MAPPINGS_MAP`]: executable mappings of the target known to the
+/// unwinder (sorted by start; the first `count` of [`UNWIND_STATE_MAP`] are valid).
+pub const UNWIND_MAPPINGS_CAPACITY: u32 = 512;
+/// Default capacity of [`UNWIND_ROWS_MAP`] (rows of every module's table together).
+pub const UNWIND_ROWS_CAPACITY: u32 = 1 << 21;
+/// Binary-search steps over the rows of one module: modules with more rows than
+/// 2^`UNWIND_ROW_SEARCH_STEPS` are not given a table.
+pub const UNWIND_ROW_SEARCH_STEPS: u32 = 21;
+/// Binary-search steps over the mappings (2^9 = [`UNWIND_MAPPINGS_CAPACITY`]).
+pub const UNWIND_MAPPING_SEARCH_STEPS: u32 = 9;
+
+/// Array of [`UnwindRow`]: every loaded module's rows, each module's sorted by `pc`.
+pub const UNWIND_ROWS_MAP: &str = "UNWIND_ROWS";
+/// Array of [`UnwindMapping`], sorted by `start`.
+pub const UNWIND_MAPPINGS_MAP: &str = "UNWIND_MAPPINGS";
+/// Array of one `u32`: how many entries of [`UNWIND_MAPPINGS_MAP`] are valid.
+pub const UNWIND_STATE_MAP: &str = "UNWIND_STATE";
+/// Hash map `u64 stack hash -> DwarfStack` of stacks unwound with the tables. User space
+/// deletes each entry once it has read it (and remembers the hash).
+pub const DWARF_STACKS_MAP: &str = "DWARF_STACKS";
+/// Per-CPU array of one [`DwarfStack`]: where a stack is built before it is stored.
+pub const UNWIND_SCRATCH_MAP: &str = "UNWIND_SCRATCH";
+
+/// [`UnwindRow::cfa_kind`]: the caller's frame is unknown here; stop, stack truncated.
+pub const CFA_UNKNOWN: u8 = 0;
+/// CFA = rsp + `cfa_offset`.
+pub const CFA_RSP: u8 = 1;
+/// CFA = rbp + `cfa_offset`.
+pub const CFA_RBP: u8 = 2;
+/// The PLT expression: CFA = rsp + `cfa_offset`, plus 8 when (rip & 15) >= `rbp_offset`
+/// (a PLT entry pushes once after that many bytes).
+pub const CFA_PLT: u8 = 3;
+/// The outermost frame (return address undefined, as in `_start`): the stack is complete.
+pub const CFA_END: u8 = 4;
+/// No CFI covers this address (a module without CFI, or code no FDE covers): the
+/// frame-pointer rule (CFA = rbp + 16, rbp saved at CFA - 16).
+pub const CFA_FRAME_POINTER: u8 = 5;
+
+/// [`UnwindRow::rbp_kind`]: rbp is the same in the caller.
+pub const RBP_SAME: u8 = 0;
+/// The caller's rbp is saved at CFA + `rbp_offset`.
+pub const RBP_AT_CFA: u8 = 1;
+/// The caller's rbp cannot be recovered (a later rbp-based CFA stops the walk).
+pub const RBP_UNKNOWN: u8 = 2;
+
+/// One row of an unwind table: from `pc` (a module address, as in its ELF file) up to the
+/// next row's `pc`, how to find the caller's frame. The return address is always at CFA - 8
+/// (x86-64); rows whose CFI says otherwise are [`CFA_UNKNOWN`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindRow {
+    pub pc: u32,
+    pub cfa_offset: i32,
+    pub rbp_offset: i16,
+    pub cfa_kind: u8,
+    pub rbp_kind: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<UnwindRow>() == 12);
+
+/// One executable mapping of the target as the unwinder sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnwindMapping {
+    /// Address range `start..end` in the process.
+    pub start: u64,
+    pub end: u64,
+    /// Process address minus module address (what its table's `pc`s are relative to).
+    pub bias: u64,
+    /// The module's rows are `rows_start..rows_start + rows_len` of [`UNWIND_ROWS_MAP`];
+    /// `rows_len == 0`: no table, frame pointers are followed.
+    pub rows_start: u32,
+    pub rows_len: u32,
+}
+
+/// A stack unwound with the tables, as stored in [`DWARF_STACKS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwarfStack {
+    /// Valid entries of `frames`.
+    pub depth: u32,
+    /// [`DWARF_STACK_TRUNCATED`] and [`DWARF_STACK_USED_FRAME_POINTERS`].
+    pub flags: u32,
+    /// Return addresses, innermost (the allocator's caller) first.
+    pub frames: [u64; UNWIND_MAX_FRAMES],
+}
+
+/// [`DwarfStack::flags`]: the walk stopped before the outermost frame (depth limit, no table
+/// or unreadable memory).
+pub const DWARF_STACK_TRUNCATED: u32 = 1;
+/// [`DwarfStack::flags`]: some frame was unwound with the frame-pointer rule.
+pub const DWARF_STACK_USED_FRAME_POINTERS: u32 = 2;
 
 /// Names of the eBPF programs in the object.
 pub mod program {

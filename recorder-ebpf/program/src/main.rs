@@ -22,6 +22,13 @@
 //! addresses in `SAMPLED_BLOCKS` are reported. Anonymous mmaps are sampled the same way;
 //! munmaps are always reported (user space drops those of regions it never saw mapped).
 //!
+//! Stacks (`UNWIND_TABLES` = 0): the kernel's frame-pointer walk, `bpf_get_stackid` into
+//! `STACKS`. With `UNWIND_TABLES` = 1 the program walks the user stack itself from the return
+//! probe's registers (ip, sp, rbp), one `bpf_loop` iteration per frame: binary search of
+//! `UNWIND_MAPPINGS` for the module, of its rows in `UNWIND_ROWS` for the CFA rule (rows derived
+//! from the module's DWARF CFI by user space), then the return address at CFA - 8 and the saved
+//! rbp. The frames are hashed and stored once in `DWARF_STACKS`; the event carries the hash.
+//!
 //! Layouts, names and constants come from `memtrail-ebpf-abi`; user space sets the globals at
 //! load time. x86-64 only (reads `rsp` from `pt_regs`).
 #![no_std]
@@ -29,20 +36,27 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    },
+    cty::{c_long, c_void},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_user,
-        bpf_send_signal,
+        bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop,
+        bpf_probe_read_user, bpf_send_signal,
     },
     macros::{map, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
 use memtrail_ebpf_abi::{
-    DEFAULT_RING_BUFFER_BYTES, EVENT_ALLOC, EVENT_FREE, EVENT_REALLOC, Event, LOST_COUNTER_COUNT,
-    LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL, LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL,
-    LOST_STACK_UNAVAILABLE, MAP_ANONYMOUS, NO_STACK_ID, PENDING_CALLS_CAPACITY, PendingCall,
-    SAMPLE_COUNTDOWN_CAPACITY, SAMPLED_BLOCKS_CAPACITY, STACKS_CAPACITY, alloc_api, free_api,
+    CFA_END, CFA_FRAME_POINTER, CFA_PLT, CFA_RBP, CFA_RSP, DEFAULT_RING_BUFFER_BYTES,
+    DWARF_STACK_TRUNCATED, DWARF_STACK_USED_FRAME_POINTERS, DwarfStack, EVENT_ALLOC, EVENT_FREE,
+    EVENT_REALLOC, Event, LOST_COUNTER_COUNT, LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL,
+    LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL, LOST_STACK_UNAVAILABLE, MAP_ANONYMOUS,
+    PENDING_CALLS_CAPACITY, PendingCall, RBP_AT_CFA, RBP_SAME, SAMPLE_COUNTDOWN_CAPACITY,
+    SAMPLED_BLOCKS_CAPACITY, STACK_FRAME_POINTER, STACK_NONE, STACK_TABLES, STACKS_CAPACITY,
+    UNWIND_MAPPING_SEARCH_STEPS, UNWIND_MAPPINGS_CAPACITY, UNWIND_MAX_FRAMES,
+    UNWIND_ROW_SEARCH_STEPS, UNWIND_ROWS_CAPACITY, UnwindMapping, UnwindRow, alloc_api, free_api,
 };
 
 /// A pending call at most this many bytes above the current stack pointer is an outer allocator
@@ -73,6 +87,22 @@ static SAMPLED_BLOCKS: HashMap<u64, u64> = HashMap::with_max_entries(SAMPLED_BLO
 static SAMPLE_COUNTDOWN: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(SAMPLE_COUNTDOWN_CAPACITY, 0);
 
+#[map(name = "UNWIND_ROWS")]
+static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROWS_CAPACITY, 0);
+
+#[map(name = "UNWIND_MAPPINGS")]
+static UNWIND_MAPPINGS: Array<UnwindMapping> =
+    Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY, 0);
+
+#[map(name = "UNWIND_STATE")]
+static UNWIND_STATE: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map(name = "DWARF_STACKS")]
+static DWARF_STACKS: HashMap<u64, DwarfStack> = HashMap::with_max_entries(STACKS_CAPACITY, 0);
+
+#[map(name = "UNWIND_SCRATCH")]
+static UNWIND_SCRATCH: PerCpuArray<DwarfStack> = PerCpuArray::with_max_entries(1, 0);
+
 /// Set by user space at load time (see `memtrail_ebpf_abi::GLOBAL_*`).
 #[unsafe(no_mangle)]
 static TARGET_TGID: u32 = 0;
@@ -86,6 +116,8 @@ static STOP_AT_EXIT: u32 = 0;
 static SAMPLE_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 static CAPTURE_STACKS: u32 = 1;
+#[unsafe(no_mangle)]
+static UNWIND_TABLES: u32 = 0;
 
 /// ln 2 in Q16 fixed point.
 const LN_2_Q16: u64 = 45426;
@@ -455,22 +487,31 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
             address: old_address,
             old_address: 0,
             size: 0,
-            stack_id: NO_STACK_ID,
+            stack_key: 0,
             tid: pid_tgid as u32,
             kind: EVENT_FREE,
             api: free_api::FREE,
-            padding: [0; 6],
+            stack_kind: STACK_NONE,
+            padding: 0,
         });
         return 0;
     }
-    let stack_id = if unsafe { core::ptr::read_volatile(&CAPTURE_STACKS) } == 0 {
-        NO_STACK_ID
+    let (stack_kind, stack_key) = if unsafe { core::ptr::read_volatile(&CAPTURE_STACKS) } == 0 {
+        (STACK_NONE, 0)
+    } else if unsafe { core::ptr::read_volatile(&UNWIND_TABLES) } != 0 {
+        match unwind_with_tables(&ctx) {
+            Some(key) => (STACK_TABLES, key),
+            None => {
+                count_lost(LOST_STACK_UNAVAILABLE);
+                (STACK_NONE, 0)
+            }
+        }
     } else {
         match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-            Ok(id) => id as i32,
+            Ok(id) => (STACK_FRAME_POINTER, id as u64),
             Err(_) => {
                 count_lost(LOST_STACK_UNAVAILABLE);
-                NO_STACK_ID
+                (STACK_NONE, 0)
             }
         }
     };
@@ -479,13 +520,207 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         address,
         old_address,
         size: call.size,
-        stack_id,
+        stack_key,
         tid: pid_tgid as u32,
         kind,
         api: call.api,
-        padding: [0; 6],
+        stack_kind,
+        padding: 0,
     });
     0
+}
+
+/// Where the walk is: the registers of the frame being unwound.
+#[repr(C)]
+struct UnwindCursor {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+}
+
+/// The executable mapping containing `ip`, by binary search over the sorted mappings.
+#[inline(always)]
+fn find_mapping(ip: u64) -> Option<UnwindMapping> {
+    let count = *UNWIND_STATE.get(0)?;
+    if count == 0 || count > UNWIND_MAPPINGS_CAPACITY {
+        return None;
+    }
+    // Largest index whose start <= ip.
+    let mut base = 0u32;
+    let mut len = count;
+    for _ in 0..UNWIND_MAPPING_SEARCH_STEPS + 1 {
+        if len <= 1 {
+            break;
+        }
+        let half = len / 2;
+        let mid = base + half;
+        if UNWIND_MAPPINGS.get(mid)?.start <= ip {
+            base = mid;
+        }
+        len -= half;
+    }
+    let mapping = *UNWIND_MAPPINGS.get(base)?;
+    (mapping.start <= ip && ip < mapping.end).then_some(mapping)
+}
+
+/// The row of `mapping`'s table covering module address `pc`.
+#[inline(always)]
+fn find_row(mapping: &UnwindMapping, pc: u64) -> Option<UnwindRow> {
+    let mut base = mapping.rows_start;
+    let mut len = mapping.rows_len;
+    if len == 0 {
+        return None;
+    }
+    for _ in 0..UNWIND_ROW_SEARCH_STEPS + 1 {
+        if len <= 1 {
+            break;
+        }
+        let half = len / 2;
+        let mid = base + half;
+        if u64::from(UNWIND_ROWS.get(mid)?.pc) <= pc {
+            base = mid;
+        }
+        len -= half;
+    }
+    let row = *UNWIND_ROWS.get(base)?;
+    (u64::from(row.pc) <= pc).then_some(row)
+}
+
+#[inline(always)]
+fn read_user_u64(address: u64) -> Option<u64> {
+    unsafe { bpf_probe_read_user(address as *const u64) }.ok()
+}
+
+/// One frame of the walk (a `bpf_loop` callback): records `ip`, then finds the caller's
+/// registers with the row covering `ip`. Returns 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
+    let cursor = unsafe { &mut *(context as *mut UnwindCursor) };
+    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let stack = unsafe { &mut *stack };
+    if cursor.ip == 0 {
+        return 1; // the outermost frame returned to nothing: complete
+    }
+    let depth = stack.depth as usize;
+    if depth >= UNWIND_MAX_FRAMES {
+        stack.flags |= DWARF_STACK_TRUNCATED;
+        return 1;
+    }
+    stack.frames[depth & (UNWIND_MAX_FRAMES - 1)] = cursor.ip;
+    stack.depth = depth as u32 + 1;
+
+    let truncated = |stack: &mut DwarfStack| {
+        stack.flags |= DWARF_STACK_TRUNCATED;
+        1
+    };
+    let Some(mapping) = find_mapping(cursor.ip) else {
+        return truncated(stack);
+    };
+    // Every ip here is a return address: the call instruction is the byte before, and its
+    // row holds the state after the call (the return address may already be past the end
+    // of the function for a call that does not return).
+    let pc = cursor.ip.wrapping_sub(1).wrapping_sub(mapping.bias);
+    // No table, or an address before the module's first row: the frame-pointer rule.
+    let row = find_row(&mapping, pc).unwrap_or(UnwindRow {
+        pc: 0,
+        cfa_offset: 16,
+        rbp_offset: -16,
+        cfa_kind: CFA_FRAME_POINTER,
+        rbp_kind: RBP_AT_CFA,
+    });
+    let offset = row.cfa_offset as i64 as u64;
+    let cfa = match row.cfa_kind {
+        CFA_RSP => cursor.sp.wrapping_add(offset),
+        CFA_RBP | CFA_FRAME_POINTER => {
+            if row.cfa_kind == CFA_FRAME_POINTER {
+                stack.flags |= DWARF_STACK_USED_FRAME_POINTERS;
+                if cursor.bp == 0 {
+                    return 1; // frame-pointer chains end with rbp = 0
+                }
+            }
+            if cursor.bp == 0 {
+                return truncated(stack);
+            }
+            cursor.bp.wrapping_add(offset)
+        }
+        CFA_PLT => {
+            let extra = if (cursor.ip & 15) >= row.rbp_offset as u64 {
+                8
+            } else {
+                0
+            };
+            cursor.sp.wrapping_add(offset).wrapping_add(extra)
+        }
+        CFA_END => return 1,
+        _ => return truncated(stack),
+    };
+    // The caller's frame is above this one; anything else is a broken walk.
+    if cfa <= cursor.sp {
+        return truncated(stack);
+    }
+    let Some(return_address) = read_user_u64(cfa - 8) else {
+        return truncated(stack);
+    };
+    cursor.bp = match row.rbp_kind {
+        RBP_SAME => cursor.bp,
+        RBP_AT_CFA if row.cfa_kind != CFA_PLT => {
+            match read_user_u64(cfa.wrapping_add(row.rbp_offset as i64 as u64)) {
+                Some(bp) => bp,
+                None => return truncated(stack),
+            }
+        }
+        RBP_AT_CFA => cursor.bp,
+        _ => 0,
+    };
+    cursor.sp = cfa;
+    cursor.ip = return_address;
+    0
+}
+
+/// Unwinds the user stack from the return probe's registers with the loaded tables, stores
+/// it in `DWARF_STACKS` (once per distinct stack) and returns its key.
+#[inline(always)]
+fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
+    let regs = ctx.as_ptr() as *const aya_ebpf::bindings::pt_regs;
+    let mut cursor = unsafe {
+        UnwindCursor {
+            ip: (*regs).rip,
+            sp: (*regs).rsp,
+            bp: (*regs).rbp,
+        }
+    };
+    let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
+    unsafe {
+        (*stack).depth = 0;
+        (*stack).flags = 0;
+        bpf_loop(
+            UNWIND_MAX_FRAMES as u32 + 1,
+            unwind_step as *mut c_void,
+            &mut cursor as *mut UnwindCursor as *mut c_void,
+            0,
+        );
+    }
+    let stack = unsafe { &*stack };
+    let depth = stack.depth as usize;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ ((stack.flags as u64) << 32) ^ depth as u64;
+    for i in 0..UNWIND_MAX_FRAMES {
+        if i >= depth {
+            break;
+        }
+        hash = (hash.rotate_left(23) ^ stack.frames[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    hash ^= hash >> 29;
+    if DWARF_STACKS.get_ptr(&hash).is_none() {
+        // BPF_NOEXIST: another CPU may have stored the same stack meanwhile; that is fine.
+        if let Err(error) = DWARF_STACKS.insert(&hash, stack, BPF_NOEXIST as u64)
+            && error != -17
+        {
+            return None;
+        }
+    }
+    Some(hash)
 }
 
 #[inline(always)]
@@ -510,11 +745,12 @@ fn release(ctx: &ProbeContext, api: u8, address: u64, size: u64) -> u32 {
         address,
         old_address: 0,
         size,
-        stack_id: NO_STACK_ID,
+        stack_key: 0,
         tid: pid_tgid as u32,
         kind: EVENT_FREE,
         api,
-        padding: [0; 6],
+        stack_kind: STACK_NONE,
+        padding: 0,
     });
     0
 }
