@@ -1,6 +1,5 @@
 //! The streaming reader: a trace in, records out, in constant memory (one frame at a time).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -43,6 +42,17 @@ fn corrupt(frame_offset: u64, e: crate::wire::RecordError) -> FormatError {
 /// registers, and this many records (12 KiB) stay in the L1 cache until they are returned.
 const BATCH: usize = 256;
 
+/// What a returned record leaves in the batch (owns nothing).
+const PLACEHOLDER: Record = Record::End {
+    time: 0,
+    totals: crate::record::EndTotals {
+        allocations: 0,
+        frees: 0,
+        reallocs: 0,
+        lost: 0,
+    },
+};
+
 /// Reads a trace record by record.
 ///
 /// ```no_run
@@ -62,8 +72,9 @@ pub struct TraceReader<R> {
     /// The current frame, decompressed, and the decoder walking it.
     payload: Vec<u8>,
     decoder: Option<FrameDecoder>,
-    /// Records decoded but not yet returned, in order.
-    ready: VecDeque<Record>,
+    /// Records decoded but not yet returned, in order, from `ready[next_ready]` on.
+    ready: Vec<Record>,
+    next_ready: usize,
     /// The corruption that stopped the current frame, returned after `ready` is empty.
     pending_error: Option<FormatError>,
     frame_offset: u64,
@@ -90,7 +101,8 @@ impl<R: Read> TraceReader<R> {
             frames: FrameReader::new(inner),
             payload: Vec::new(),
             decoder: None,
-            ready: VecDeque::with_capacity(BATCH),
+            ready: Vec::with_capacity(BATCH),
+            next_ready: 0,
             pending_error: None,
             frame_offset: 0,
             records_read: 0,
@@ -131,7 +143,9 @@ impl<R: Read> TraceReader<R> {
 
     fn next_record(&mut self) -> Result<Option<Record>, FormatError> {
         loop {
-            if let Some(record) = self.ready.pop_front() {
+            if let Some(slot) = self.ready.get_mut(self.next_ready) {
+                self.next_ready += 1;
+                let record = std::mem::replace(slot, PLACEHOLDER);
                 self.records_read += 1;
                 if record.is_event() {
                     self.events_read += 1;
@@ -148,8 +162,10 @@ impl<R: Read> TraceReader<R> {
                 return Ok(None);
             }
             if let Some(decoder) = self.decoder.as_mut() {
+                self.ready.clear();
+                self.next_ready = 0;
                 let ready = &mut self.ready;
-                match decoder.decode(&self.payload, BATCH, &mut |r| ready.push_back(r)) {
+                match decoder.decode(&self.payload, BATCH, &mut |r| ready.push(r)) {
                     Ok(0) => self.decoder = None,
                     Ok(_) => {}
                     Err(e) => {
