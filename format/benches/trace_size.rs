@@ -416,11 +416,43 @@ fn profile_decode(scale: u64) {
     }
 }
 
+/// `--profile-encode`: write the stream once at `--level` (6), for profilers, and print the
+/// writer's speed.
+fn profile_encode(scale: u64) {
+    let level: u32 = arg_value("--level").map_or(6, |l| l.parse().expect("--level N"));
+    let w = synthesize(5_000_000 / scale);
+    let meta = TraceMeta {
+        time_resolution_ns: 1000,
+        ..TraceMeta::default()
+    };
+    let options = WriterOptions {
+        level,
+        ..WriterOptions::default()
+    };
+    let t = cpu_seconds();
+    let mut writer = TraceWriter::with_options(Vec::new(), &meta, options).expect("writer");
+    for r in &w.records {
+        writer.write(r).expect("write");
+    }
+    let bytes = writer.finish().expect("finish");
+    let encode = cpu_seconds() - t;
+    println!(
+        "encode {} events at level {level}: {:.3} bytes/event, {:.1} M events/s",
+        w.events,
+        bytes.len() as f64 / w.events as f64,
+        w.events as f64 / encode / 1e6
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     if std::env::args().any(|a| a == "--profile-decode") {
         profile_decode(scale);
+        return;
+    }
+    if std::env::args().any(|a| a == "--profile-encode") {
+        profile_encode(scale);
         return;
     }
     let t = Instant::now();

@@ -233,6 +233,24 @@ macro_rules! put {
     };
 }
 
+/// Appends `v` as a bincode varint (`config::standard()`), byte for byte what `put!` writes,
+/// without going through `std::io::Write`: the hot columns take one per event field.
+#[inline(always)]
+fn push_varint(column: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        column.push(v as u8);
+    } else if v <= u64::from(u16::MAX) {
+        column.push(251);
+        column.extend_from_slice(&(v as u16).to_le_bytes());
+    } else if v <= u64::from(u32::MAX) {
+        column.push(252);
+        column.extend_from_slice(&(v as u32).to_le_bytes());
+    } else {
+        column.push(253);
+        column.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
 fn address_slot(address: u64) -> usize {
     (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize % ADDRESS_SLOTS
 }
@@ -262,7 +280,7 @@ impl FrameEncoder {
         let units = time / self.time_unit;
         let d = units.wrapping_sub(self.prev_time) as i64;
         self.prev_time = units;
-        put!(&mut self.columns[TIMES], &zigzag(d));
+        push_varint(&mut self.columns[TIMES], zigzag(d));
         Ok(())
     }
 
@@ -274,7 +292,7 @@ impl FrameEncoder {
         self.current_slot = thread as usize % THREAD_SLOTS;
         let d = thread.wrapping_sub(self.prev_thread) as i32;
         self.prev_thread = thread;
-        put!(&mut self.columns[THREADS], &zigzag(i64::from(d)));
+        push_varint(&mut self.columns[THREADS], zigzag(i64::from(d)));
         Ok(FLAG_NEW_THREAD)
     }
 
@@ -287,15 +305,15 @@ impl FrameEncoder {
         let list = t.list(role);
         if let Some(i) = list.find(address) {
             list.take(i);
-            put!(&mut self.columns[ADDRESSES], &(2 * i as u64 + 1));
+            push_varint(&mut self.columns[ADDRESSES], 2 * i as u64 + 1);
         } else if seen == address && at != u64::MAX && back >= 1 && back <= ADDRESS_WINDOW as u64 {
-            put!(&mut self.columns[ADDRESSES], &(2 * back));
+            push_varint(&mut self.columns[ADDRESSES], 2 * back);
         } else {
-            put!(&mut self.columns[ADDRESSES], &0u64);
+            push_varint(&mut self.columns[ADDRESSES], 0u64);
             let prev = &mut t.prev_literal[role as usize];
             let d = address.wrapping_sub(*prev) as i64;
             *prev = address;
-            put!(&mut self.columns[LITERALS], &zigzag(d));
+            push_varint(&mut self.columns[LITERALS], zigzag(d));
         }
         let t = &mut self.threads[self.current_slot];
         t.remember(role, address);
@@ -310,14 +328,14 @@ impl FrameEncoder {
         let flag = if slot.0 == u64::from(stack) + 1 && slot.1 == size {
             FLAG_SAME_SIZE
         } else {
-            put!(&mut self.columns[SIZES], &size);
+            push_varint(&mut self.columns[SIZES], size);
             0
         };
         *slot = (u64::from(stack) + 1, size);
         let t = &mut self.threads[self.current_slot];
         let d = stack.wrapping_sub(t.prev_stack) as i32;
         t.prev_stack = stack;
-        put!(&mut self.columns[STACKS], &zigzag(i64::from(d)));
+        push_varint(&mut self.columns[STACKS], zigzag(i64::from(d)));
         Ok(flag)
     }
 
@@ -366,7 +384,7 @@ impl FrameEncoder {
                 flags |= self.thread(*thread)?;
                 self.address(*address, Role::Freed)?;
                 if *api == FreeApi::Munmap {
-                    put!(&mut self.columns[SIZES], size);
+                    push_varint(&mut self.columns[SIZES], *size);
                 }
             }
             Record::Realloc {
