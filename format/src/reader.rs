@@ -72,8 +72,10 @@ pub struct TraceReader<R> {
     /// The current frame, decompressed, and the decoder walking it.
     payload: Vec<u8>,
     decoder: Option<FrameDecoder>,
-    /// Records decoded but not yet returned, in order, from `ready[next_ready]` on.
+    /// Records decoded but not yet returned, in order: `ready[next_ready..filled]`. The
+    /// others are placeholders, so that the decoder writes each record into its slot.
     ready: Vec<Record>,
+    filled: usize,
     next_ready: usize,
     /// The corruption that stopped the current frame, returned after `ready` is empty.
     pending_error: Option<FormatError>,
@@ -101,7 +103,8 @@ impl<R: Read> TraceReader<R> {
             frames: FrameReader::new(inner),
             payload: Vec::new(),
             decoder: None,
-            ready: Vec::with_capacity(BATCH),
+            ready: vec![PLACEHOLDER; BATCH],
+            filled: 0,
             next_ready: 0,
             pending_error: None,
             frame_offset: 0,
@@ -143,7 +146,9 @@ impl<R: Read> TraceReader<R> {
 
     fn next_record(&mut self) -> Result<Option<Record>, FormatError> {
         loop {
-            if let Some(slot) = self.ready.get_mut(self.next_ready) {
+            if self.next_ready < self.filled
+                && let Some(slot) = self.ready.get_mut(self.next_ready)
+            {
                 self.next_ready += 1;
                 let record = std::mem::replace(slot, PLACEHOLDER);
                 self.records_read += 1;
@@ -162,10 +167,19 @@ impl<R: Read> TraceReader<R> {
                 return Ok(None);
             }
             if let Some(decoder) = self.decoder.as_mut() {
-                self.ready.clear();
                 self.next_ready = 0;
-                let ready = &mut self.ready;
-                match decoder.decode(&self.payload, BATCH, &mut |r| ready.push(r)) {
+                let slots = &mut self.ready[..];
+                let mut filled = 0;
+                // Every slot holds a placeholder here (all records were handed out), so the
+                // old value needs no drop.
+                let outcome = decoder.decode(&self.payload, slots.len(), &mut |r| {
+                    if let Some(slot) = slots.get_mut(filled) {
+                        std::mem::forget(std::mem::replace(slot, r));
+                        filled += 1;
+                    }
+                });
+                self.filled = filled;
+                match outcome {
                     Ok(0) => self.decoder = None,
                     Ok(_) => {}
                     Err(e) => {
