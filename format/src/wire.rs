@@ -76,20 +76,27 @@ impl RecentList {
     /// this of every address, and most are not in the list.
     fn find(&self, address: u64) -> Option<usize> {
         let live = &self.items[self.start..self.end];
+        let mut chunks = live.rchunks_exact(8);
         let mut newer = 0;
-        for chunk in live.rchunks(8) {
-            let mut hits = 0u32;
-            for (k, &item) in chunk.iter().enumerate() {
-                hits |= u32::from(item == address) << k;
+        for chunk in &mut chunks {
+            if let Ok(chunk) = <&[u64; 8]>::try_from(chunk) {
+                // A fixed eight compares and no branch: the compiler makes vector code of it.
+                let hits = chunk.iter().enumerate().fold(0u32, |hits, (k, &item)| {
+                    hits | (u32::from(item == address) << k)
+                });
+                if hits != 0 {
+                    // The newest match in this chunk is its highest set bit.
+                    return Some(newer + 7 - (31 - hits.leading_zeros() as usize));
+                }
             }
-            if hits != 0 {
-                // The newest match in this chunk is its highest set bit.
-                let k = 31 - hits.leading_zeros() as usize;
-                return Some(newer + chunk.len() - 1 - k);
-            }
-            newer += chunk.len();
+            newer += 8;
         }
-        None
+        // The oldest entries, fewer than eight.
+        let rest = chunks.remainder();
+        rest.iter()
+            .rev()
+            .position(|&item| item == address)
+            .map(|i| newer + i)
     }
 
     /// Removes and returns entry `i` (the newest is 0).
@@ -1245,5 +1252,45 @@ impl FrameDecoder {
                 })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RecentList` against the plainest model of its contract: a most-recent-first vector of
+    /// at most `THREAD_LIST` addresses.
+    #[test]
+    fn recent_list_behaves_as_a_most_recent_first_list() {
+        let mut list = RecentList::default();
+        let mut model: Vec<u64> = Vec::new();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for step in 0..200_000 {
+            // Few distinct addresses, so that lookups hit at every depth and miss too.
+            let address = next() % 97;
+            match next() % 3 {
+                0 => {
+                    list.push_front(address);
+                    model.insert(0, address);
+                    model.truncate(THREAD_LIST);
+                }
+                1 => {
+                    let expected = model.iter().position(|&a| a == address);
+                    assert_eq!(list.find(address), expected, "find at step {step}");
+                }
+                _ => {
+                    let i = (next() % (THREAD_LIST as u64 + 4)) as usize;
+                    let expected = (i < model.len()).then(|| model.remove(i));
+                    assert_eq!(list.take(i), expected, "take({i}) at step {step}");
+                }
+            }
+        }
     }
 }
