@@ -352,9 +352,109 @@ fn baseline_rows(records: &[Record]) -> (usize, f64) {
     (bytes, cpu_seconds() - t)
 }
 
+/// The value after `flag` on the command line, if any.
+fn arg_value(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// The synthetic stream written at the defaults (1 us clock, default level).
+fn default_trace(w: &Workload) -> Vec<u8> {
+    let meta = TraceMeta {
+        time_resolution_ns: 1000,
+        ..TraceMeta::default()
+    };
+    let mut writer = TraceWriter::new(Vec::new(), &meta).expect("writer");
+    for r in &w.records {
+        writer.write(r).expect("write");
+    }
+    writer.finish().expect("finish")
+}
+
+/// `--profile-decode`: decode the default trace `--passes` times (5), through the reader and
+/// through the frame API, for `perf record` or `valgrind --tool=callgrind`. With `--trace FILE`,
+/// the trace is read from FILE if it exists (no synthesis: profiles show decoding only), and
+/// written there otherwise.
+fn profile_decode(scale: u64) {
+    let passes: usize = arg_value("--passes").map_or(5, |p| p.parse().expect("--passes N"));
+    let path = arg_value("--trace");
+    let bytes = match path.as_deref().map(std::fs::read) {
+        Some(Ok(bytes)) => bytes,
+        _ => {
+            let bytes = default_trace(&synthesize(5_000_000 / scale));
+            if let Some(path) = &path {
+                std::fs::write(path, &bytes).expect("write --trace file");
+            }
+            bytes
+        }
+    };
+    for _ in 0..passes {
+        let t = cpu_seconds();
+        let mut events = 0u64;
+        for r in TraceReader::new(Cursor::new(&bytes)).expect("reader") {
+            events += u64::from(r.expect("decode").is_event());
+        }
+        let reader = cpu_seconds() - t;
+        let t = cpu_seconds();
+        let mut frame_events = 0u64;
+        let mut scratch = Vec::new();
+        let body = Cursor::new(&bytes[memtrail_format::frame::FILE_HEADER_LEN..]);
+        for frame in FrameReader::new(body) {
+            decode_frame(&frame.expect("frame"), &mut scratch, |r| {
+                frame_events += u64::from(r.is_event())
+            })
+            .expect("decode");
+        }
+        let frames = cpu_seconds() - t;
+        println!(
+            "decode {events} events: {:.1} M events/s (reader), {:.1} M events/s (frames)",
+            events as f64 / reader / 1e6,
+            frame_events as f64 / frames / 1e6
+        );
+    }
+}
+
+/// `--profile-encode`: write the stream once at `--level` (6), for profilers, and print the
+/// writer's speed.
+fn profile_encode(scale: u64) {
+    let level: u32 = arg_value("--level").map_or(6, |l| l.parse().expect("--level N"));
+    let w = synthesize(5_000_000 / scale);
+    let meta = TraceMeta {
+        time_resolution_ns: 1000,
+        ..TraceMeta::default()
+    };
+    let options = WriterOptions {
+        level,
+        ..WriterOptions::default()
+    };
+    let t = cpu_seconds();
+    let mut writer = TraceWriter::with_options(Vec::new(), &meta, options).expect("writer");
+    for r in &w.records {
+        writer.write(r).expect("write");
+    }
+    let bytes = writer.finish().expect("finish");
+    let encode = cpu_seconds() - t;
+    println!(
+        "encode {} events at level {level}: {:.3} bytes/event, {:.1} M events/s",
+        w.events,
+        bytes.len() as f64 / w.events as f64,
+        w.events as f64 / encode / 1e6
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
+    if std::env::args().any(|a| a == "--profile-decode") {
+        profile_decode(scale);
+        return;
+    }
+    if std::env::args().any(|a| a == "--profile-encode") {
+        profile_encode(scale);
+        return;
+    }
     let t = Instant::now();
     let w = synthesize(5_000_000 / scale);
     eprintln!(
@@ -380,43 +480,6 @@ fn main() {
         "decode Mev/s",
         "frames Mev/s"
     );
-    if std::env::args().any(|a| a == "--profile-decode") {
-        // For `perf record`: encode once at the defaults, then only decode, repeatedly.
-        let meta = TraceMeta {
-            time_resolution_ns: 1000,
-            ..TraceMeta::default()
-        };
-        let mut writer = TraceWriter::new(Vec::new(), &meta).expect("writer");
-        for r in &w.records {
-            writer.write(r).expect("write");
-        }
-        let bytes = writer.finish().expect("finish");
-        for _ in 0..5 {
-            let t = cpu_seconds();
-            let mut events = 0u64;
-            for r in TraceReader::new(Cursor::new(&bytes)).expect("reader") {
-                events += u64::from(r.expect("decode").is_event());
-            }
-            let reader = cpu_seconds() - t;
-            let t = cpu_seconds();
-            let mut frame_events = 0u64;
-            let mut scratch = Vec::new();
-            let body = Cursor::new(&bytes[memtrail_format::frame::FILE_HEADER_LEN..]);
-            for frame in FrameReader::new(body) {
-                decode_frame(&frame.expect("frame"), &mut scratch, |r| {
-                    frame_events += u64::from(r.is_event())
-                })
-                .expect("decode");
-            }
-            let frames = cpu_seconds() - t;
-            println!(
-                "decode: {:.1} M events/s (reader), {:.1} M events/s (frames)",
-                events as f64 / reader / 1e6,
-                frame_events as f64 / frames / 1e6
-            );
-        }
-        return;
-    }
     let (base_bytes, base_decode) = baseline_rows(&w.records);
     let base_bpe = base_bytes as f64 / w.events as f64;
     println!(

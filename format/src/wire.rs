@@ -48,65 +48,93 @@ enum Role {
     Freed = 1,
 }
 
-/// A most-recent-first list of at most `THREAD_LIST` addresses, kept in a ring so that
-/// putting an address first costs O(1) and removing entry `i` costs O(i) (entries near the
-/// front are the common case).
+/// A most-recent-first list of at most `THREAD_LIST` addresses. The entries sit in order in
+/// `items[start..end]`, the newest last, in room for twice the list: putting an address first
+/// is a store, removing entry `i` moves the `i` newer entries (entries near the front are the
+/// common case), and the live entries are moved back to the start of `items` once every
+/// `THREAD_LIST` insertions, when `end` reaches the end of the room.
 #[derive(Clone)]
 struct RecentList {
-    /// Ring position of entry 0.
-    head: usize,
-    len: usize,
-    items: [u64; THREAD_LIST],
+    start: usize,
+    end: usize,
+    items: [u64; 2 * THREAD_LIST],
 }
 
 impl Default for RecentList {
     fn default() -> Self {
         RecentList {
-            head: 0,
-            len: 0,
-            items: [0; THREAD_LIST],
+            start: 0,
+            end: 0,
+            items: [0; 2 * THREAD_LIST],
         }
     }
 }
 
 impl RecentList {
-    #[inline(always)]
-    fn at(&self, i: usize) -> usize {
-        (self.head + i) % THREAD_LIST
-    }
-
+    /// The position of `address` in the list (0 is the newest). Compares eight entries at a
+    /// time without an early exit, which the compiler turns into vector code: the encoder asks
+    /// this of every address, and most are not in the list.
     fn find(&self, address: u64) -> Option<usize> {
-        (0..self.len).find(|&i| self.items[self.at(i)] == address)
+        let live = &self.items[self.start..self.end];
+        let mut chunks = live.rchunks_exact(8);
+        let mut newer = 0;
+        for chunk in &mut chunks {
+            if let Ok(chunk) = <&[u64; 8]>::try_from(chunk) {
+                // A fixed eight compares and no branch: the compiler makes vector code of it.
+                let hits = chunk.iter().enumerate().fold(0u32, |hits, (k, &item)| {
+                    hits | (u32::from(item == address) << k)
+                });
+                if hits != 0 {
+                    // The newest match in this chunk is its highest set bit.
+                    return Some(newer + 7 - (31 - hits.leading_zeros() as usize));
+                }
+            }
+            newer += 8;
+        }
+        // The oldest entries, fewer than eight.
+        let rest = chunks.remainder();
+        rest.iter()
+            .rev()
+            .position(|&item| item == address)
+            .map(|i| newer + i)
     }
 
     /// Removes and returns entry `i` (the newest is 0).
     #[inline(always)]
     fn take(&mut self, i: usize) -> Option<u64> {
-        if i >= self.len {
+        if i >= self.end - self.start {
             return None;
         }
-        if i == 0 {
-            let a = self.items[self.head];
-            self.head = self.at(1);
-            self.len -= 1;
-            return Some(a);
+        let at = self.end - 1 - i;
+        let address = self.items[at];
+        // Close the gap; entry 1 is common enough to spare it a call to memmove.
+        match i {
+            0 => {}
+            1 => self.items[at] = self.items[at + 1],
+            _ => self.items.copy_within(at + 1..self.end, at),
         }
-        let a = self.items[self.at(i)];
-        // Close the gap by moving the i newer entries one step toward the old end.
-        for j in (0..i).rev() {
-            self.items[self.at(j + 1)] = self.items[self.at(j)];
-        }
-        self.head = self.at(1);
-        self.len -= 1;
-        Some(a)
+        self.end -= 1;
+        Some(address)
     }
 
-    /// Puts `address` first; when full, the oldest entry is overwritten.
+    /// Puts `address` first; when full, the oldest entry is dropped.
     #[inline(always)]
     fn push_front(&mut self, address: u64) {
-        self.head = self.at(THREAD_LIST - 1);
-        self.items[self.head] = address;
-        self.len = (self.len + 1).min(THREAD_LIST);
+        if self.end == self.items.len() {
+            self.compact();
+        }
+        self.items[self.end] = address;
+        self.end += 1;
+        if self.end - self.start > THREAD_LIST {
+            self.start += 1;
+        }
+    }
+
+    #[cold]
+    fn compact(&mut self) {
+        self.items.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
     }
 }
 
@@ -212,6 +240,24 @@ macro_rules! put {
     };
 }
 
+/// Appends `v` as a bincode varint (`config::standard()`), byte for byte what `put!` writes,
+/// without going through `std::io::Write`: the hot columns take one per event field.
+#[inline(always)]
+fn push_varint(column: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        column.push(v as u8);
+    } else if v <= u64::from(u16::MAX) {
+        column.push(251);
+        column.extend_from_slice(&(v as u16).to_le_bytes());
+    } else if v <= u64::from(u32::MAX) {
+        column.push(252);
+        column.extend_from_slice(&(v as u32).to_le_bytes());
+    } else {
+        column.push(253);
+        column.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
 fn address_slot(address: u64) -> usize {
     (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize % ADDRESS_SLOTS
 }
@@ -241,7 +287,7 @@ impl FrameEncoder {
         let units = time / self.time_unit;
         let d = units.wrapping_sub(self.prev_time) as i64;
         self.prev_time = units;
-        put!(&mut self.columns[TIMES], &zigzag(d));
+        push_varint(&mut self.columns[TIMES], zigzag(d));
         Ok(())
     }
 
@@ -253,7 +299,7 @@ impl FrameEncoder {
         self.current_slot = thread as usize % THREAD_SLOTS;
         let d = thread.wrapping_sub(self.prev_thread) as i32;
         self.prev_thread = thread;
-        put!(&mut self.columns[THREADS], &zigzag(i64::from(d)));
+        push_varint(&mut self.columns[THREADS], zigzag(i64::from(d)));
         Ok(FLAG_NEW_THREAD)
     }
 
@@ -266,15 +312,15 @@ impl FrameEncoder {
         let list = t.list(role);
         if let Some(i) = list.find(address) {
             list.take(i);
-            put!(&mut self.columns[ADDRESSES], &(2 * i as u64 + 1));
+            push_varint(&mut self.columns[ADDRESSES], 2 * i as u64 + 1);
         } else if seen == address && at != u64::MAX && back >= 1 && back <= ADDRESS_WINDOW as u64 {
-            put!(&mut self.columns[ADDRESSES], &(2 * back));
+            push_varint(&mut self.columns[ADDRESSES], 2 * back);
         } else {
-            put!(&mut self.columns[ADDRESSES], &0u64);
+            push_varint(&mut self.columns[ADDRESSES], 0u64);
             let prev = &mut t.prev_literal[role as usize];
             let d = address.wrapping_sub(*prev) as i64;
             *prev = address;
-            put!(&mut self.columns[LITERALS], &zigzag(d));
+            push_varint(&mut self.columns[LITERALS], zigzag(d));
         }
         let t = &mut self.threads[self.current_slot];
         t.remember(role, address);
@@ -289,14 +335,14 @@ impl FrameEncoder {
         let flag = if slot.0 == u64::from(stack) + 1 && slot.1 == size {
             FLAG_SAME_SIZE
         } else {
-            put!(&mut self.columns[SIZES], &size);
+            push_varint(&mut self.columns[SIZES], size);
             0
         };
         *slot = (u64::from(stack) + 1, size);
         let t = &mut self.threads[self.current_slot];
         let d = stack.wrapping_sub(t.prev_stack) as i32;
         t.prev_stack = stack;
-        put!(&mut self.columns[STACKS], &zigzag(i64::from(d)));
+        push_varint(&mut self.columns[STACKS], zigzag(i64::from(d)));
         Ok(flag)
     }
 
@@ -345,7 +391,7 @@ impl FrameEncoder {
                 flags |= self.thread(*thread)?;
                 self.address(*address, Role::Freed)?;
                 if *api == FreeApi::Munmap {
-                    put!(&mut self.columns[SIZES], size);
+                    push_varint(&mut self.columns[SIZES], *size);
                 }
             }
             Record::Realloc {
@@ -614,37 +660,219 @@ pub(crate) struct FrameDecoder {
     current_slot: usize,
 }
 
-/// Decodes one bincode varint (`config::standard()`) of column `span`: the hot path of every
-/// event field, written out so it inlines. Byte `b < 251` is the value; 251, 252 and 253 are
-/// followed by a little-endian u16, u32 and u64.
+/// Decodes one bincode varint (`config::standard()`) at `*pos` of a column and advances past
+/// it: the hot path of every event field, written out so it inlines. Byte `b < 251` is the
+/// value; 251, 252 and 253 are followed by a little-endian u16, u32 and u64.
 #[inline(always)]
-fn take_varint(payload: &[u8], span: &mut Span) -> Result<u64, &'static str> {
+fn take_varint(column: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
+    if let Some(&b) = column.get(*pos) {
+        if b < 251 {
+            *pos += 1;
+            return Ok(u64::from(b));
+        }
+        if b == 251
+            && let Some(&[b0, b1]) = column.get(*pos + 1..*pos + 3)
+        {
+            *pos += 3;
+            return Ok(u64::from(u16::from_le_bytes([b0, b1])));
+        }
+    }
+    take_long_varint(column, pos)
+}
+
+/// The rarer varints: 32 and 64 bits, and the errors.
+#[inline(never)]
+fn take_long_varint(column: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     const SHORT: &str = "its column ends too early";
-    let bytes = payload.get(span.pos..span.end).ok_or(SHORT)?;
-    let (v, used) = match bytes.first() {
-        Some(&b) if b < 251 => (u64::from(b), 1),
-        Some(251) => match bytes.get(1..3) {
-            Some(x) => (u64::from(u16::from_le_bytes([x[0], x[1]])), 3),
+    let rest = column.get(*pos..).unwrap_or(&[]);
+    let (v, used) = match *rest {
+        [252, ref x @ ..] => match x.first_chunk::<4>() {
+            Some(&b) => (u64::from(u32::from_le_bytes(b)), 5),
             None => return Err(SHORT),
         },
-        Some(252) => match bytes.get(1..5) {
-            Some(x) => (u64::from(u32::from_le_bytes([x[0], x[1], x[2], x[3]])), 5),
+        [253, ref x @ ..] => match x.first_chunk::<8>() {
+            Some(&b) => (u64::from_le_bytes(b), 9),
             None => return Err(SHORT),
         },
-        Some(253) => match bytes.get(1..9) {
-            Some(x) => {
-                let mut b8 = [0u8; 8];
-                b8.copy_from_slice(x);
-                (u64::from_le_bytes(b8), 9)
-            }
-            None => return Err(SHORT),
-        },
-        // 254 (u128) and 255 never encode a value that fits the hot columns' u64.
-        Some(_) => return Err("varint does not fit 64 bits"),
-        None => return Err(SHORT),
+        // A 251 without its two bytes; 254 (u128) and 255 never encode a value that fits the
+        // hot columns' u64.
+        [251, ..] => return Err(SHORT),
+        [_, ..] => return Err("varint does not fit 64 bits"),
+        [] => return Err(SHORT),
     };
-    span.pos += used;
+    *pos += used;
     Ok(v)
+}
+
+/// What each of the 256 tag bytes is, so the decoder dispatches with one load. A tag with a
+/// flag its record kind does not take, or an api number not listed, is `KIND_INVALID`.
+const TAG_KINDS: [u8; 256] = {
+    let mut kinds = [KIND_INVALID; 256];
+    let mut tag = 0;
+    while tag < 256 {
+        let t = tag as u8;
+        let base = t & !(FLAG_NEW_THREAD | FLAG_SAME_SIZE);
+        let new_thread = t & FLAG_NEW_THREAD != 0;
+        let same_size = t & FLAG_SAME_SIZE != 0;
+        let apis = AllocApi::ALL.len() as u8;
+        kinds[tag] = if base >= TAG_ALLOC && base < TAG_ALLOC + apis {
+            KIND_ALLOC
+        } else if base >= TAG_REALLOC && base < TAG_REALLOC + apis {
+            KIND_REALLOC
+        } else if same_size {
+            KIND_INVALID
+        } else if base == TAG_FREE + FreeApi::Free as u8 {
+            KIND_FREE
+        } else if base == TAG_FREE + FreeApi::Munmap as u8 {
+            KIND_MUNMAP
+        } else if new_thread {
+            KIND_INVALID
+        } else if base >= TAG_LOST && base <= TAG_END {
+            KIND_TIMED
+        } else if base <= TAG_SYMBOL {
+            KIND_BODY
+        } else {
+            KIND_INVALID
+        };
+        tag += 1;
+    }
+    kinds
+};
+/// `AllocApi` by the low four bits of an alloc or realloc tag; `TAG_KINDS` has already refused
+/// the numbers past the list, so their entries here are never used.
+const ALLOC_APIS: [AllocApi; 16] = {
+    let mut apis = [AllocApi::Malloc; 16];
+    let mut i = 0;
+    while i < AllocApi::ALL.len() {
+        apis[i] = AllocApi::ALL[i];
+        i += 1;
+    }
+    apis
+};
+const KIND_INVALID: u8 = 0;
+const KIND_ALLOC: u8 = 1;
+const KIND_FREE: u8 = 2;
+const KIND_MUNMAP: u8 = 3;
+const KIND_REALLOC: u8 = 4;
+/// Lost, RSS, exit, end: a time, then a body.
+const KIND_TIMED: u8 = 5;
+/// Metadata, string, module, stack, symbol: a body only.
+const KIND_BODY: u8 = 6;
+
+/// One hot column while a batch decodes: its bytes (fixed) and how far it has been read.
+#[derive(Clone, Copy)]
+struct HotColumn<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl HotColumn<'_> {
+    #[inline(always)]
+    fn varint(&mut self, column: usize) -> Result<u64, HotError> {
+        take_varint(self.bytes, &mut self.pos).map_err(|e| (column, e))
+    }
+}
+
+/// The state the event fields of a frame are decoded with, held in locals while a batch of
+/// records is decoded (the compiler keeps them in registers, which it cannot do for fields
+/// of `FrameDecoder` written through pointers), and written back after the batch. Only the
+/// positions of the columns change, so only they need registers.
+struct Hot<'a> {
+    times: HotColumn<'a>,
+    threads: HotColumn<'a>,
+    addresses: HotColumn<'a>,
+    literals: HotColumn<'a>,
+    sizes: HotColumn<'a>,
+    stacks: HotColumn<'a>,
+    time_unit: u64,
+    prev_time: u64,
+    prev_thread: u32,
+    current_slot: usize,
+    address_seq: u64,
+}
+
+/// A decoding failure inside a batch: the column it happened in, and why.
+type HotError = (usize, &'static str);
+
+impl Hot<'_> {
+    #[inline(always)]
+    fn time(&mut self) -> Result<u64, HotError> {
+        let d = self.times.varint(TIMES)?;
+        self.prev_time = self.prev_time.wrapping_add(unzigzag(d) as u64);
+        Ok(self.prev_time.wrapping_mul(self.time_unit))
+    }
+
+    #[inline(always)]
+    fn thread(&mut self, tag: u8) -> Result<u32, HotError> {
+        if tag & FLAG_NEW_THREAD != 0 {
+            let d = self.threads.varint(THREADS)?;
+            self.prev_thread = self.prev_thread.wrapping_add(unzigzag(d) as u32);
+            self.current_slot = self.prev_thread as usize % THREAD_SLOTS;
+        }
+        Ok(self.prev_thread)
+    }
+
+    #[inline(always)]
+    fn address(
+        &mut self,
+        role: Role,
+        slots: &mut [ThreadSlot; THREAD_SLOTS],
+        window: &mut [u64; ADDRESS_WINDOW],
+    ) -> Result<u64, HotError> {
+        let code = self.addresses.varint(ADDRESSES)?;
+        let t = &mut slots[self.current_slot];
+        let address = if code % 2 == 1 {
+            let i = usize::try_from(code / 2).unwrap_or(usize::MAX);
+            t.list(role).take(i).ok_or((
+                ADDRESSES,
+                "address reference past the end of its thread's list",
+            ))?
+        } else if code == 0 {
+            let d = self.literals.varint(LITERALS)?;
+            let prev = &mut t.prev_literal[role as usize];
+            *prev = prev.wrapping_add(unzigzag(d) as u64);
+            *prev
+        } else {
+            let back = code / 2;
+            if back > ADDRESS_WINDOW as u64 || back > self.address_seq {
+                return Err((
+                    ADDRESSES,
+                    "address reference points before the frame's window",
+                ));
+            }
+            window[(self.address_seq - back) as usize % ADDRESS_WINDOW]
+        };
+        t.remember(role, address);
+        window[self.address_seq as usize % ADDRESS_WINDOW] = address;
+        self.address_seq += 1;
+        Ok(address)
+    }
+
+    #[inline(always)]
+    fn size_and_stack(
+        &mut self,
+        tag: u8,
+        slots: &mut [ThreadSlot; THREAD_SLOTS],
+        sizes: &mut [(u64, u64); SIZE_SLOTS],
+    ) -> Result<(u64, u32), HotError> {
+        let explicit = if tag & FLAG_SAME_SIZE == 0 {
+            Some(self.sizes.varint(SIZES)?)
+        } else {
+            None
+        };
+        let d = self.stacks.varint(STACKS)?;
+        let t = &mut slots[self.current_slot];
+        let stack = t.prev_stack.wrapping_add(unzigzag(d) as u32);
+        t.prev_stack = stack;
+        let slot = &mut sizes[stack as usize % SIZE_SLOTS];
+        let size = match explicit {
+            Some(size) => size,
+            None if slot.0 == u64::from(stack) + 1 => slot.1,
+            None => return Err((SIZES, "size refers to a stack not seen in this frame")),
+        };
+        *slot = (u64::from(stack) + 1, size);
+        Ok((size, stack))
+    }
 }
 
 /// A bincode error as a fixed message: the hot path must not build or drop strings.
@@ -722,173 +950,173 @@ impl FrameDecoder {
         })
     }
 
-    /// The next record, `None` after the last one. Inlined into its callers: returning a
-    /// record through memory costs a store-forwarding stall per record.
+    /// Decodes up to `max` more records of the frame, handing each to `sink` in order, and
+    /// returns how many it decoded (0 once the frame is done). On corruption, the records
+    /// before the bad one have been handed over. Inlined into its callers, so that each
+    /// record goes straight from registers to wherever the sink puts it.
     #[inline(always)]
-    pub(crate) fn next_record(&mut self, p: &[u8]) -> Option<Result<Record, RecordError>> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let tag_pos = self.columns[TAGS].pos;
-        Some(self.decode_one(p).map_err(|(column, e)| RecordError {
-            pos: self.columns[column].pos,
-            what: format!("record with tag at payload byte {tag_pos}: {e}"),
-        }))
-    }
-
-    #[inline(always)]
-    fn time(&mut self, p: &[u8]) -> Result<u64, (usize, &'static str)> {
-        let d = take_varint(p, &mut self.columns[TIMES]).map_err(|e| (TIMES, e))?;
-        self.prev_time = self.prev_time.wrapping_add(unzigzag(d) as u64);
-        Ok(self.prev_time.wrapping_mul(self.time_unit))
-    }
-
-    #[inline(always)]
-    fn thread(&mut self, p: &[u8], tag: u8) -> Result<u32, (usize, &'static str)> {
-        if tag & FLAG_NEW_THREAD == 0 {
-            return Ok(self.prev_thread);
-        }
-        let d = take_varint(p, &mut self.columns[THREADS]).map_err(|e| (THREADS, e))?;
-        self.prev_thread = self.prev_thread.wrapping_add(unzigzag(d) as u32);
-        self.current_slot = self.prev_thread as usize % THREAD_SLOTS;
-        Ok(self.prev_thread)
-    }
-
-    #[inline(always)]
-    fn address(&mut self, p: &[u8], role: Role) -> Result<u64, (usize, &'static str)> {
-        let code = take_varint(p, &mut self.columns[ADDRESSES]).map_err(|e| (ADDRESSES, e))?;
-        let t = &mut self.threads[self.current_slot];
-        let address = if code == 0 {
-            let d = take_varint(p, &mut self.columns[LITERALS]).map_err(|e| (LITERALS, e))?;
-            let prev = &mut t.prev_literal[role as usize];
-            *prev = prev.wrapping_add(unzigzag(d) as u64);
-            *prev
-        } else if code % 2 == 1 {
-            let i = usize::try_from(code / 2).unwrap_or(usize::MAX);
-            t.list(role).take(i).ok_or((
-                ADDRESSES,
-                "address reference past the end of its thread's list",
-            ))?
-        } else {
-            let back = code / 2;
-            if back > ADDRESS_WINDOW as u64 || back > self.address_seq {
-                return Err((
-                    ADDRESSES,
-                    "address reference points before the frame's window",
-                ));
-            }
-            self.window[(self.address_seq - back) as usize % ADDRESS_WINDOW]
+    pub(crate) fn decode(
+        &mut self,
+        p: &[u8],
+        max: usize,
+        sink: &mut impl FnMut(Record),
+    ) -> Result<usize, RecordError> {
+        let n = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(max);
+        let columns = self.columns;
+        let column = |c: usize| HotColumn {
+            bytes: p.get(columns[c].pos..columns[c].end).unwrap_or(&[]),
+            pos: 0,
         };
-        t.remember(role, address);
-        self.window[self.address_seq as usize % ADDRESS_WINDOW] = address;
-        self.address_seq += 1;
-        Ok(address)
-    }
-
-    /// A size written as `size + 1` (never predicted): the length of a munmap.
-    fn explicit_size(&mut self, p: &[u8]) -> Result<u64, (usize, &'static str)> {
-        take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))
-    }
-
-    #[inline(always)]
-    fn size_and_stack(&mut self, p: &[u8], tag: u8) -> Result<(u64, u32), (usize, &'static str)> {
-        let explicit = if tag & FLAG_SAME_SIZE == 0 {
-            Some(take_varint(p, &mut self.columns[SIZES]).map_err(|e| (SIZES, e))?)
-        } else {
-            None
+        let mut tags = column(TAGS);
+        let mut hot = Hot {
+            times: column(TIMES),
+            threads: column(THREADS),
+            addresses: column(ADDRESSES),
+            literals: column(LITERALS),
+            sizes: column(SIZES),
+            stacks: column(STACKS),
+            time_unit: self.time_unit,
+            prev_time: self.prev_time,
+            prev_thread: self.prev_thread,
+            current_slot: self.current_slot,
+            address_seq: self.address_seq,
         };
-        let d = take_varint(p, &mut self.columns[STACKS]).map_err(|e| (STACKS, e))?;
-        let t = &mut self.threads[self.current_slot];
-        let stack = t.prev_stack.wrapping_add(unzigzag(d) as u32);
-        t.prev_stack = stack;
-        let slot = &mut self.sizes[stack as usize % SIZE_SLOTS];
-        let size = match explicit {
-            Some(size) => size,
-            None if slot.0 == u64::from(stack) + 1 => slot.1,
-            None => return Err((SIZES, "size refers to a stack not seen in this frame")),
-        };
-        *slot = (u64::from(stack) + 1, size);
-        Ok((size, stack))
-    }
-
-    #[inline(always)]
-    fn decode_one(&mut self, p: &[u8]) -> Result<Record, (usize, &'static str)> {
-        let tags = &mut self.columns[TAGS];
-        let tag = *p[..tags.end]
-            .get(tags.pos)
-            .ok_or((TAGS, "the tag column ends too early"))?;
-        tags.pos += 1;
-        let unknown = || (TAGS, "unknown record tag");
-        let flags = tag & (FLAG_NEW_THREAD | FLAG_SAME_SIZE);
-        let base = tag & !(FLAG_NEW_THREAD | FLAG_SAME_SIZE);
-        let sized = (TAG_ALLOC..TAG_ALLOC + 16).contains(&base)
-            || (TAG_REALLOC..TAG_REALLOC + 16).contains(&base);
-        let event = sized || (TAG_FREE..TAG_FREE + 16).contains(&base);
-        if (flags & FLAG_NEW_THREAD != 0 && !event) || (flags & FLAG_SAME_SIZE != 0 && !sized) {
-            return Err(unknown());
-        }
-        let record = match base {
-            t if (TAG_ALLOC..TAG_ALLOC + 16).contains(&t) => {
-                let api = AllocApi::from_u8(t - TAG_ALLOC).ok_or_else(unknown)?;
-                let time = self.time(p)?;
-                let thread = self.thread(p, tag)?;
-                let address = self.address(p, Role::Allocated)?;
-                let (size, stack) = self.size_and_stack(p, tag)?;
-                Record::Alloc {
-                    time,
-                    thread,
-                    address,
-                    size,
-                    stack,
-                    api,
-                }
-            }
-            t if (TAG_FREE..TAG_FREE + 16).contains(&t) => {
-                let api = FreeApi::from_u8(t - TAG_FREE).ok_or_else(unknown)?;
-                let time = self.time(p)?;
-                let thread = self.thread(p, tag)?;
-                let address = self.address(p, Role::Freed)?;
-                let size = match api {
-                    FreeApi::Free => 0,
-                    FreeApi::Munmap => self.explicit_size(p)?,
+        let mut done = 0;
+        let outcome: Result<(), HotError> = 'records: loop {
+            // `?` for the batch: leave the loop with the error and the state as it stands.
+            macro_rules! attempt {
+                ($e:expr) => {
+                    match $e {
+                        Ok(v) => v,
+                        Err(e) => break 'records Err(e),
+                    }
                 };
-                Record::Free {
+            }
+            if done == n {
+                break Ok(());
+            }
+            let Some(&tag) = tags.bytes.get(tags.pos) else {
+                break Err((TAGS, "the tag column ends too early"));
+            };
+            tags.pos += 1;
+            let api = usize::from(tag & 0x0f);
+            // `sink` is called in each arm, where the compiler knows which variant it gets:
+            // an event owns no heap memory, so nothing is left to drop after the call.
+            // Allocations and frees first, as branches: a jump table over all kinds costs an
+            // indirect jump that mispredicts far more often.
+            let kind = TAG_KINDS[usize::from(tag)];
+            if kind == KIND_ALLOC {
+                let time = attempt!(hot.time());
+                let thread = attempt!(hot.thread(tag));
+                let address =
+                    attempt!(hot.address(Role::Allocated, &mut self.threads, &mut self.window));
+                let (size, stack) =
+                    attempt!(hot.size_and_stack(tag, &mut self.threads, &mut self.sizes));
+                sink(Record::Alloc {
                     time,
                     thread,
                     address,
                     size,
-                    api,
-                }
-            }
-            t if (TAG_REALLOC..TAG_REALLOC + 16).contains(&t) => {
-                let api = AllocApi::from_u8(t - TAG_REALLOC).ok_or_else(unknown)?;
-                let time = self.time(p)?;
-                let thread = self.thread(p, tag)?;
-                let old_address = self.address(p, Role::Freed)?;
-                let new_address = self.address(p, Role::Allocated)?;
-                let (size, stack) = self.size_and_stack(p, tag)?;
-                Record::Realloc {
+                    stack,
+                    api: ALLOC_APIS[api],
+                });
+            } else if kind == KIND_FREE {
+                let time = attempt!(hot.time());
+                let thread = attempt!(hot.thread(tag));
+                let address =
+                    attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                sink(Record::Free {
                     time,
                     thread,
-                    old_address,
-                    new_address,
-                    size,
-                    stack,
-                    api,
+                    address,
+                    size: 0,
+                    api: FreeApi::Free,
+                });
+            } else {
+                match kind {
+                    KIND_MUNMAP => {
+                        let time = attempt!(hot.time());
+                        let thread = attempt!(hot.thread(tag));
+                        let address =
+                            attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                        // The length of the unmapped range, never predicted.
+                        let size = attempt!(hot.sizes.varint(SIZES));
+                        sink(Record::Free {
+                            time,
+                            thread,
+                            address,
+                            size,
+                            api: FreeApi::Munmap,
+                        });
+                    }
+                    KIND_REALLOC => {
+                        let time = attempt!(hot.time());
+                        let thread = attempt!(hot.thread(tag));
+                        let old_address =
+                            attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                        let new_address = attempt!(hot.address(
+                            Role::Allocated,
+                            &mut self.threads,
+                            &mut self.window
+                        ));
+                        let (size, stack) =
+                            attempt!(hot.size_and_stack(tag, &mut self.threads, &mut self.sizes));
+                        sink(Record::Realloc {
+                            time,
+                            thread,
+                            old_address,
+                            new_address,
+                            size,
+                            stack,
+                            api: ALLOC_APIS[api],
+                        });
+                    }
+                    KIND_TIMED => {
+                        let time = attempt!(hot.time());
+                        sink(attempt!(
+                            self.timed_body(p, tag, time)
+                                .map_err(|e| (BODIES, describe(e)))
+                        ));
+                    }
+                    KIND_BODY => sink(attempt!(
+                        self.body(p, tag).map_err(|e| (BODIES, describe(e)))
+                    )),
+                    _ => break Err((TAGS, "unknown record tag")),
                 }
             }
-            TAG_LOST | TAG_RSS | TAG_EXIT | TAG_END => {
-                let time = self.time(p)?;
-                self.timed_body(p, tag, time)
-                    .map_err(|e| (BODIES, describe(e)))?
-            }
-            TAG_META | TAG_STRING | TAG_MODULE | TAG_STACK | TAG_SYMBOL => {
-                self.body(p, tag).map_err(|e| (BODIES, describe(e)))?
-            }
-            _ => return Err(unknown()),
+            done += 1;
         };
-        Ok(record)
+        // Write the state back, so the next batch continues where this one stopped.
+        self.columns[TAGS].pos += tags.pos;
+        self.columns[TIMES].pos += hot.times.pos;
+        self.columns[THREADS].pos += hot.threads.pos;
+        self.columns[ADDRESSES].pos += hot.addresses.pos;
+        self.columns[LITERALS].pos += hot.literals.pos;
+        self.columns[SIZES].pos += hot.sizes.pos;
+        self.columns[STACKS].pos += hot.stacks.pos;
+        self.prev_time = hot.prev_time;
+        self.prev_thread = hot.prev_thread;
+        self.current_slot = hot.current_slot;
+        self.address_seq = hot.address_seq;
+        self.remaining -= done as u64;
+        match outcome {
+            Ok(()) => Ok(done),
+            Err((column, what)) => Err(self.error(column, what)),
+        }
+    }
+
+    /// The error for a record that failed in `column`; its tag is the last one taken.
+    #[cold]
+    fn error(&mut self, column: usize, what: &str) -> RecordError {
+        // No further records: the frame is corrupt from here on.
+        self.remaining = 0;
+        let tag_pos = self.columns[TAGS].pos.saturating_sub(1);
+        RecordError {
+            pos: self.columns[column].pos,
+            what: format!("record with tag at payload byte {tag_pos}: {what}"),
+        }
     }
 
     fn timed_body(&mut self, p: &[u8], tag: u8, time: u64) -> Result<Record, DecodeError> {
@@ -1024,5 +1252,45 @@ impl FrameDecoder {
                 })
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RecentList` against the plainest model of its contract: a most-recent-first vector of
+    /// at most `THREAD_LIST` addresses.
+    #[test]
+    fn recent_list_behaves_as_a_most_recent_first_list() {
+        let mut list = RecentList::default();
+        let mut model: Vec<u64> = Vec::new();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for step in 0..200_000 {
+            // Few distinct addresses, so that lookups hit at every depth and miss too.
+            let address = next() % 97;
+            match next() % 3 {
+                0 => {
+                    list.push_front(address);
+                    model.insert(0, address);
+                    model.truncate(THREAD_LIST);
+                }
+                1 => {
+                    let expected = model.iter().position(|&a| a == address);
+                    assert_eq!(list.find(address), expected, "find at step {step}");
+                }
+                _ => {
+                    let i = (next() % (THREAD_LIST as u64 + 4)) as usize;
+                    let expected = (i < model.len()).then(|| model.remove(i));
+                    assert_eq!(list.take(i), expected, "take({i}) at step {step}");
+                }
+            }
+        }
     }
 }

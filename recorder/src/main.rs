@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use memtrail_format::{TraceMeta, TraceWriter};
+use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
 
 use crate::probes::{LoadSettings, Probes, error_chain};
 use crate::session::{Recording, STOP_REQUESTED, SessionOptions};
@@ -104,6 +104,17 @@ struct Cli {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000_000)
     )]
     time_resolution_ns: u32,
+
+    /// DEFLATE level of the trace's frames, 1 (fastest) to 9 (smallest). The default, 3,
+    /// writes about 2% more bytes than 6 for about two thirds of the compression CPU time,
+    /// which the recorder takes from the machine it traces.
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "LEVEL",
+        value_parser = clap::value_parser!(u32).range(1..=9)
+    )]
+    compression_level: u32,
 
     /// Attach programs that do nothing, on the same attach points: measures the cost of the
     /// probes alone (the floor of a uprobe-based tracer). The trace holds no events.
@@ -533,7 +544,11 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         time_resolution_ns: cli.time_resolution_ns,
         extra,
     };
-    let writer = TraceWriter::create(&cli.output, &meta)
+    let writer_options = WriterOptions {
+        level: cli.compression_level,
+        ..WriterOptions::default()
+    };
+    let writer = TraceWriter::create_with_options(&cli.output, &meta, writer_options)
         .with_context(|| format!("cannot create {}", cli.output.display()))?;
 
     let options = SessionOptions {
