@@ -213,17 +213,30 @@ impl Probes {
             None => UProbeScope::AllProcesses,
         };
         let uprobe = self.uprobe(program)?;
-        let link = uprobe
-            .attach(
+        let mut attempts = 0;
+        let link = loop {
+            attempts += 1;
+            match uprobe.attach(
                 UProbeAttachLocation::AbsoluteOffset(file_offset),
                 library,
                 scope,
-            )
-            .map_err(|e| ProbeError::Attach {
-                symbol: symbol.to_owned(),
-                library: library.to_owned(),
-                message: error_chain(&e),
-            })?;
+            ) {
+                Ok(link) => break link,
+                // perf_event_open has been seen, rarely and only on a loaded machine, to
+                // answer ESRCH for a target that is alive (held before exec): try again
+                // while the process still exists.
+                Err(e) if attempts < 4 && is_no_such_process(&e) && process_exists(pid) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(ProbeError::Attach {
+                        symbol: symbol.to_owned(),
+                        library: library.to_owned(),
+                        message: error_chain(&e),
+                    });
+                }
+            }
+        };
         self.links.push((program, link));
         Ok(())
     }
@@ -442,4 +455,24 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether an error, or one of its causes, is the system's ESRCH ("No such process").
+fn is_no_such_process(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::ESRCH)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Whether `pid` names a live process (0, "every process", always does).
+fn process_exists(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    pid == 0 || unsafe { libc::kill(pid as i32, 0) } == 0
 }
