@@ -91,8 +91,7 @@ static SAMPLE_COUNTDOWN: LruHashMap<u64, u64> =
 static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROWS_CAPACITY, 0);
 
 #[map(name = "UNWIND_MAPPINGS")]
-static UNWIND_MAPPINGS: Array<UnwindMapping> =
-    Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY, 0);
+static UNWIND_MAPPINGS: Array<UnwindMapping> = Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY, 0);
 
 #[map(name = "UNWIND_STATE")]
 static UNWIND_STATE: Array<u32> = Array::with_max_entries(1, 0);
