@@ -609,6 +609,12 @@ fn read_user_u64(address: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(address as *const u64) }.ok()
 }
 
+/// Two adjacent user words at `address` (each user read is a helper call with fault handling).
+#[inline(always)]
+fn read_user_pair(address: u64) -> Option<[u64; 2]> {
+    unsafe { bpf_probe_read_user(address as *const [u64; 2]) }.ok()
+}
+
 /// One frame of the walk (a `bpf_loop` callback): records `ip`, then finds the caller's
 /// registers with the row covering `ip`. Returns 1 to stop.
 #[inline(never)]
@@ -677,6 +683,17 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     // The caller's frame is above this one; anything else is a broken walk.
     if cfa <= cursor.sp {
         return truncated(stack);
+    }
+    if row.rbp_kind == RBP_AT_CFA && row.cfa_kind != CFA_PLT && row.rbp_offset == -16 {
+        // The usual frame (`push %rbp` right after the call): saved rbp and return address
+        // are adjacent, one user read for both.
+        let Some([saved_bp, return_address]) = read_user_pair(cfa - 16) else {
+            return truncated(stack);
+        };
+        cursor.bp = saved_bp;
+        cursor.sp = cfa;
+        cursor.ip = return_address;
+        return 0;
     }
     let Some(return_address) = read_user_u64(cfa - 8) else {
         return truncated(stack);
