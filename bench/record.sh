@@ -23,9 +23,10 @@
 # when bpftool is installed). Polling /proc costs a little CPU, so this pass is not timed.
 #
 # Usage: bench/record.sh [OUTPUT_DIR]   (default: target/bench-record)
-# Environment: PAIRS (default 2000000), RUNS (default 3), PROFILE (default 1),
+# Environment: PAIRS (default 2000000), RUNS (default 3; 0: the profiling pass only), PROFILE (default 1),
 #   RECORD_ARGS (extra memtrail-record options for the no-stacks and stacks modes),
-#   BASELINE (another memtrail-record binary, timed as the extra mode "baseline", with stacks).
+#   BASELINE (another memtrail-record binary, timed and profiled as the extra mode "baseline",
+#   with stacks).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 pairs="${PAIRS:-2000000}"
@@ -105,7 +106,7 @@ for round in $(seq 1 "$runs"); do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$results" "$lost_file" "$pairs" "${baseline:+baseline}" <<'PY'
+[[ $runs -gt 0 ]] && python3 - "$results" "$lost_file" "$pairs" "${baseline:+baseline}" <<'PY'
 import statistics, sys
 results, lost_file, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 extra_modes = [m for m in sys.argv[4:] if m]
@@ -160,13 +161,17 @@ trap restore_stats EXIT
 echo 1 | "${as_root[@]}" tee /proc/sys/kernel/bpf_stats_enabled >/dev/null
 profile="$out/profile.txt"
 : >"$profile"
-for mode in floor no-stacks stacks; do
+profile_modes=(floor no-stacks stacks)
+[[ -n $baseline ]] && profile_modes+=(baseline)
+for mode in "${profile_modes[@]}"; do
+    binary="$record"
     case "$mode" in
         floor) args=(--probes-only -q) ;;
         no-stacks) args=(--no-stacks -q "${record_args[@]}") ;;
         stacks) args=(-q "${record_args[@]}") ;;
+        baseline) binary="$baseline" args=(-q) ;;
     esac
-    "${as_root[@]}" "$record" "${args[@]}" -o "$out/profile.trace" -- "$out/workload" "$pairs" >/dev/null &
+    "${as_root[@]}" "$binary" "${args[@]}" -o "$out/profile.trace" -- "$out/workload" "$pairs" >/dev/null &
     launcher=$!
     rec_pid=""
     while [[ -z $rec_pid ]] && kill -0 "$launcher" 2>/dev/null; do
@@ -205,9 +210,10 @@ done
 restore_stats
 trap - EXIT
 
-python3 - "$profile" "$pairs" <<'PY'
+python3 - "$profile" "$pairs" "${baseline:+baseline}" <<'PY'
 import sys
 profile, pairs = sys.argv[1], int(sys.argv[2])
+modes = ["floor", "no-stacks", "stacks"] + [m for m in sys.argv[3:] if m]
 cpu, progs = {}, {}
 for line in open(profile):
     f = line.split()
@@ -218,18 +224,18 @@ for line in open(profile):
         progs.setdefault(f[1], []).append((f[5], int(f[3]), int(f[4])))
 print(f"{'mode':<10} {'target CPU':>11} {'recorder CPU':>13} {'eBPF programs':>14}   (ns per pair; CPU from /proc, sampled every 100 ms)")
 prog_total = {}
-for mode in ["floor", "no-stacks", "stacks"]:
+for mode in modes:
     prog_total[mode] = sum(t for _, t, _ in progs.get(mode, [])) / pairs
     rec, target = cpu.get(mode, (0, 0))
     print(f"{mode:<10} {target:>11.0f} {rec:>13.0f} {prog_total[mode]:>14.0f}")
-for mode in ["no-stacks", "stacks"]:
+for mode in modes[1:]:
     d_target = cpu[mode][1] - cpu["floor"][1]
     d_rec = cpu[mode][0] - cpu["floor"][0]
     d_prog = prog_total[mode] - prog_total["floor"]
     print(f"{mode} over the floor: target CPU +{d_target:.0f} ns/pair (eBPF programs +{d_prog:.0f}), recorder CPU +{d_rec:.0f} ns/pair")
 print()
 print("eBPF programs that ran (bpf_stats: run time includes ~20-60 ns of accounting per run):")
-for mode in ["floor", "no-stacks", "stacks"]:
+for mode in modes:
     for name, t, n in sorted(progs.get(mode, []), key=lambda p: -p[1]):
         if n:
             print(f"  {mode:<10} {name:<24} runs/pair {n / pairs:5.2f}  {t / n:7.0f} ns/run  {t / pairs:7.0f} ns/pair")

@@ -112,7 +112,8 @@ const _: () = assert!(core::mem::size_of::<PendingCall>() == 40);
 pub const EVENTS_MAP: &str = "EVENTS";
 /// `BPF_MAP_TYPE_STACK_TRACE` of user stacks, captured in the return probes.
 pub const STACKS_MAP: &str = "STACKS";
-/// Hash map `u64 pid_tgid -> PendingCall`.
+/// LRU hash map `u64 pid_tgid -> PendingCall`, one slot per thread, rewritten in place; a slot
+/// with `entry_sp` 0 is idle.
 pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
 /// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
 pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";

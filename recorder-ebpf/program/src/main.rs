@@ -4,9 +4,13 @@
 //! stack capture and loss counting. Must not: format anything, allocate stack ids of its own,
 //! or drop an event silently (every event not delivered is counted in `LOST_COUNTERS`).
 //!
-//! Shape of a traced allocation: an entry probe (`*_entry`) stores a [`PendingCall`] keyed by
-//! `pid_tgid`; the shared return probe `alloc_return` reads the result, captures the user stack
-//! (at return, so the allocator's direct caller is the first frame) and emits the event.
+//! Shape of a traced allocation: an entry probe (`*_entry`) stores a [`PendingCall`] in its
+//! thread's slot of `PENDING_CALLS` (keyed by `pid_tgid`); the shared return probe `alloc_return`
+//! reads the result, captures the user stack (at return, so the allocator's direct caller is the
+//! first frame), marks the slot idle (`entry_sp` = 0) and emits the event. A thread's slot is
+//! created once and then rewritten in place: a hash insert and delete per call cost more than the
+//! rest of the entry probe. The map is an LRU hash so that the slots of exited threads are
+//! recycled instead of filling it.
 //! Allocator functions that call each other (glibc's realloc calls free and tail-calls malloc,
 //! reallocarray tail-calls realloc, malloc calls mmap) are reported once, as the outermost
 //! call: a call is "nested" when a pending call of the same thread sits at a higher stack
@@ -71,8 +75,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
 static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_CAPACITY, 0);
 
 #[map(name = "PENDING_CALLS")]
-static PENDING_CALLS: HashMap<u64, PendingCall> =
-    HashMap::with_max_entries(PENDING_CALLS_CAPACITY, 0);
+static PENDING_CALLS: LruHashMap<u64, PendingCall> =
+    LruHashMap::with_max_entries(PENDING_CALLS_CAPACITY, 0);
 
 #[map(name = "LOST_COUNTERS")]
 static LOST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_COUNTER_COUNT, 0);
@@ -232,7 +236,8 @@ fn stack_pointer<C: EbpfContext>(ctx: &C) -> u64 {
 }
 
 /// True when a probed allocator call of this thread is running at a higher stack pointer
-/// (the current call is made from inside it and must not be reported on its own).
+/// (the current call is made from inside it and must not be reported on its own). An idle
+/// slot has `entry_sp` 0, below any stack pointer.
 #[inline(always)]
 fn inside_outer_call(pid_tgid: u64, sp: u64) -> bool {
     match PENDING_CALLS.get_ptr(&pid_tgid) {
@@ -269,7 +274,8 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
         return 0;
     };
     let sp = stack_pointer(ctx);
-    if let Some(outer) = PENDING_CALLS.get_ptr_mut(&pid_tgid) {
+    let slot = PENDING_CALLS.get_ptr_mut(&pid_tgid);
+    if let Some(outer) = slot {
         let outer_sp = unsafe { (*outer).entry_sp };
         if outer_sp == sp {
             // Tail call from the outer function: same frame, same return.
@@ -289,8 +295,14 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
         tail_calls: 0,
         padding: [0; 6],
     };
-    if PENDING_CALLS.insert(&pid_tgid, &call, 0).is_err() {
-        count_lost(LOST_PENDING_TABLE_FULL);
+    match slot {
+        // Idle, or stale (its return was never seen): this thread's slot, rewritten in place.
+        Some(slot) => unsafe { *slot = call },
+        None => {
+            if PENDING_CALLS.insert(&pid_tgid, &call, 0).is_err() {
+                count_lost(LOST_PENDING_TABLE_FULL);
+            }
+        }
     }
     0
 }
@@ -394,6 +406,11 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         return 0;
     };
     let call = unsafe { *pending };
+    if call.entry_sp == 0 {
+        // Idle slot: the entry of this return was not seen.
+        count_lost(LOST_MISSING_ENTRY);
+        return 0;
+    }
     if sp <= call.entry_sp {
         // Return of a call nested inside the pending one; the outer call is still running.
         return 0;
@@ -403,7 +420,8 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         unsafe { (*pending).tail_calls = call.tail_calls - 1 };
         return 0;
     }
-    let _ = PENDING_CALLS.remove(&pid_tgid);
+    // Done: the slot goes idle and stays for the thread's next call.
+    unsafe { (*pending).entry_sp = 0 };
 
     if call.api == alloc_api::NOT_REPORTED {
         return 0;
@@ -590,6 +608,12 @@ fn read_user_u64(address: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(address as *const u64) }.ok()
 }
 
+/// Two adjacent user words at `address` (each user read is a helper call with fault handling).
+#[inline(always)]
+fn read_user_pair(address: u64) -> Option<[u64; 2]> {
+    unsafe { bpf_probe_read_user(address as *const [u64; 2]) }.ok()
+}
+
 /// One frame of the walk (a `bpf_loop` callback): records `ip`, then finds the caller's
 /// registers with the row covering `ip`. Returns 1 to stop.
 #[inline(never)]
@@ -658,6 +682,17 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     // The caller's frame is above this one; anything else is a broken walk.
     if cfa <= cursor.sp {
         return truncated(stack);
+    }
+    if row.rbp_kind == RBP_AT_CFA && row.cfa_kind != CFA_PLT && row.rbp_offset == -16 {
+        // The usual frame (`push %rbp` right after the call): saved rbp and return address
+        // are adjacent, one user read for both.
+        let Some([saved_bp, return_address]) = read_user_pair(cfa - 16) else {
+            return truncated(stack);
+        };
+        cursor.bp = saved_bp;
+        cursor.sp = cfa;
+        cursor.ip = return_address;
+        return 0;
     }
     let Some(return_address) = read_user_u64(cfa - 8) else {
         return truncated(stack);
