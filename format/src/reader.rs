@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::{FormatError, Truncation};
 use crate::frame::{FileHeader, FrameReader, RawFrame, inflate_frame, read_file_header};
 use crate::record::Record;
-use crate::wire::FrameDecoder;
+use crate::wire::{DecoderTables, FrameDecoder};
 
 /// Decodes every record of one frame, calling `sink` for each in order, and returns how many
 /// there were. Frames are independent: callers that want parallelism read frames with
@@ -19,11 +19,20 @@ pub fn decode_frame(
     mut sink: impl FnMut(Record),
 ) -> Result<u64, FormatError> {
     inflate_frame(frame, scratch)?;
-    let mut decoder = FrameDecoder::new(scratch).map_err(|e| corrupt(frame.offset, e))?;
-    let n = decoder
-        .decode(scratch, usize::MAX, &mut sink)
-        .map_err(|e| corrupt(frame.offset, e))?;
+    let mut spare = SPARE_TABLES.take();
+    let mut decoder =
+        FrameDecoder::new(scratch, &mut spare).map_err(|e| corrupt(frame.offset, e))?;
+    let outcome = decoder.decode(scratch, usize::MAX, &mut sink);
+    SPARE_TABLES.set(Some(decoder.into_tables()));
+    let n = outcome.map_err(|e| corrupt(frame.offset, e))?;
     Ok(n as u64)
+}
+
+thread_local! {
+    /// The decoder tables of the last frame this thread decoded with [`decode_frame`], reused
+    /// by the next one: a cache of memory, not of content (a decoder resets them).
+    static SPARE_TABLES: std::cell::Cell<Option<DecoderTables>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// A record error inside the frame at `frame_offset`, as a format error naming that offset.
@@ -72,6 +81,8 @@ pub struct TraceReader<R> {
     /// The current frame, decompressed, and the decoder walking it.
     payload: Vec<u8>,
     decoder: Option<FrameDecoder>,
+    /// The tables of the last decoder, kept for the next frame's.
+    spare_tables: Option<DecoderTables>,
     /// Records decoded but not yet returned, in order: `ready[next_ready..filled]`. The
     /// others are placeholders, so that the decoder writes each record into its slot.
     ready: Vec<Record>,
@@ -103,6 +114,7 @@ impl<R: Read> TraceReader<R> {
             frames: FrameReader::new(inner),
             payload: Vec::new(),
             decoder: None,
+            spare_tables: None,
             ready: vec![PLACEHOLDER; BATCH],
             filled: 0,
             next_ready: 0,
@@ -144,6 +156,13 @@ impl<R: Read> TraceReader<R> {
         self.frames.offset()
     }
 
+    /// Drops the current frame's decoder, keeping its tables for the next.
+    fn finish_frame(&mut self) {
+        if let Some(decoder) = self.decoder.take() {
+            self.spare_tables = Some(decoder.into_tables());
+        }
+    }
+
     fn next_record(&mut self) -> Result<Option<Record>, FormatError> {
         loop {
             if self.next_ready < self.filled
@@ -180,10 +199,10 @@ impl<R: Read> TraceReader<R> {
                 });
                 self.filled = filled;
                 match outcome {
-                    Ok(0) => self.decoder = None,
+                    Ok(0) => self.finish_frame(),
                     Ok(_) => {}
                     Err(e) => {
-                        self.decoder = None;
+                        self.finish_frame();
                         self.pending_error = Some(corrupt(self.frame_offset, e));
                     }
                 }
@@ -191,13 +210,14 @@ impl<R: Read> TraceReader<R> {
             }
             match self.frames.next() {
                 Some(Ok(frame)) => {
-                    self.decoder = None;
+                    self.finish_frame();
                     inflate_frame(&frame, &mut self.payload).inspect_err(|_| self.failed = true)?;
                     self.frame_offset = frame.offset;
-                    let decoder = FrameDecoder::new(&self.payload).map_err(|e| {
-                        self.failed = true;
-                        corrupt(frame.offset, e)
-                    })?;
+                    let decoder = FrameDecoder::new(&self.payload, &mut self.spare_tables)
+                        .map_err(|e| {
+                            self.failed = true;
+                            corrupt(frame.offset, e)
+                        })?;
                     self.decoder = Some(decoder);
                 }
                 Some(Err(e)) => {
