@@ -20,8 +20,13 @@ pub fn decode_frame(
 ) -> Result<u64, FormatError> {
     inflate_frame(frame, scratch)?;
     let mut spare = SPARE_TABLES.take();
-    let mut decoder =
-        FrameDecoder::new(scratch, &mut spare).map_err(|e| corrupt(frame.offset, e))?;
+    let mut decoder = match FrameDecoder::new(scratch, &mut spare) {
+        Ok(decoder) => decoder,
+        Err(e) => {
+            SPARE_TABLES.set(spare);
+            return Err(corrupt(frame.offset, e));
+        }
+    };
     let outcome = decoder.decode(scratch, usize::MAX, &mut sink);
     SPARE_TABLES.set(Some(decoder.into_tables()));
     let n = outcome.map_err(|e| corrupt(frame.offset, e))?;
@@ -246,8 +251,8 @@ impl<R: Read> Iterator for TraceReader<R> {
 
     /// The record is counted where it lies and moved from its slot straight into the
     /// returned value: a copy through a local first was read back at other offsets than it
-    /// was written at, which the CPU cannot forward from its store buffer (a stall of about
-    /// a dozen cycles per record).
+    /// was written at, which the CPU cannot forward from its store buffer (a stall per
+    /// record: a fifth of the reader's samples in `perf record` fell on that load).
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.next_ready < self.filled
