@@ -352,6 +352,19 @@ fn baseline_rows(records: &[Record]) -> (usize, f64) {
     (bytes, cpu_seconds() - t)
 }
 
+/// The frame path's sink: counts events, and takes each record as the analyzer's reader
+/// does. Events own no heap memory, so it forgets them rather than dropping them: a drop runs
+/// the drop glue of `Record`, a call per record that the analyzer never makes.
+#[inline(always)]
+fn count_as_the_analyzer(events: &mut u64, r: Record) {
+    if r.is_event() {
+        *events += 1;
+        std::mem::forget(r);
+    } else {
+        drop(r);
+    }
+}
+
 /// The value after `flag` on the command line, if any.
 fn arg_value(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -374,9 +387,9 @@ fn default_trace(w: &Workload) -> Vec<u8> {
 }
 
 /// `--profile-decode`: decode the default trace `--passes` times (5), through the reader and
-/// through the frame API, for `perf record` or `valgrind --tool=callgrind`. With `--trace FILE`,
-/// the trace is read from FILE if it exists (no synthesis: profiles show decoding only), and
-/// written there otherwise.
+/// through the frame API (`--only reader` or `--only frames`: one of them), for `perf record`
+/// or `valgrind --tool=callgrind`. With `--trace FILE`, the trace is read from FILE if it
+/// exists (no synthesis: profiles show decoding only), and written there otherwise.
 fn profile_decode(scale: u64) {
     let passes: usize = arg_value("--passes").map_or(5, |p| p.parse().expect("--passes N"));
     let path = arg_value("--trace");
@@ -390,22 +403,32 @@ fn profile_decode(scale: u64) {
             bytes
         }
     };
+    // `--only reader` or `--only frames`: one path, so that an instruction count is its own.
+    let only = arg_value("--only");
+    let (with_reader, with_frames) = (
+        only.as_deref() != Some("frames"),
+        only.as_deref() != Some("reader"),
+    );
     for _ in 0..passes {
         let t = cpu_seconds();
         let mut events = 0u64;
-        for r in TraceReader::new(Cursor::new(&bytes)).expect("reader") {
-            events += u64::from(r.expect("decode").is_event());
+        if with_reader {
+            for r in TraceReader::new(Cursor::new(&bytes)).expect("reader") {
+                events += u64::from(r.expect("decode").is_event());
+            }
         }
         let reader = cpu_seconds() - t;
         let t = cpu_seconds();
         let mut frame_events = 0u64;
         let mut scratch = Vec::new();
         let body = Cursor::new(&bytes[memtrail_format::frame::FILE_HEADER_LEN..]);
-        for frame in FrameReader::new(body) {
-            decode_frame(&frame.expect("frame"), &mut scratch, |r| {
-                frame_events += u64::from(r.is_event())
-            })
-            .expect("decode");
+        if with_frames {
+            for frame in FrameReader::new(body) {
+                decode_frame(&frame.expect("frame"), &mut scratch, |r| {
+                    count_as_the_analyzer(&mut frame_events, r)
+                })
+                .expect("decode");
+            }
         }
         let frames = cpu_seconds() - t;
         println!(
@@ -540,7 +563,7 @@ fn main() {
         ));
         for frame in &mut frames {
             decode_frame(&frame.expect("frame"), &mut scratch, |r| {
-                frame_events += u64::from(r.is_event())
+                count_as_the_analyzer(&mut frame_events, r)
             })
             .expect("decode");
         }

@@ -48,16 +48,20 @@ enum Role {
     Freed = 1,
 }
 
+/// Entries a `RecentList` has room for: the list twice over.
+const LIST_ROOM: usize = 2 * THREAD_LIST;
+
 /// A most-recent-first list of at most `THREAD_LIST` addresses. The entries sit in order in
 /// `items[start..end]`, the newest last, in room for twice the list: putting an address first
 /// is a store, removing entry `i` moves the `i` newer entries (entries near the front are the
 /// common case), and the live entries are moved back to the start of `items` once every
-/// `THREAD_LIST` insertions, when `end` reaches the end of the room.
+/// `THREAD_LIST` insertions, when `end` reaches the end of the room. Eight entries of slack
+/// after the room let removals move whole blocks of eight.
 #[derive(Clone)]
 struct RecentList {
     start: usize,
     end: usize,
-    items: [u64; 2 * THREAD_LIST],
+    items: [u64; LIST_ROOM + 8],
 }
 
 impl Default for RecentList {
@@ -65,7 +69,7 @@ impl Default for RecentList {
         RecentList {
             start: 0,
             end: 0,
-            items: [0; 2 * THREAD_LIST],
+            items: [0; LIST_ROOM + 8],
         }
     }
 }
@@ -107,11 +111,26 @@ impl RecentList {
         }
         let at = self.end - 1 - i;
         let address = self.items[at];
-        // Close the gap; entry 1 is common enough to spare it a call to memmove.
-        match i {
-            0 => {}
-            1 => self.items[at] = self.items[at + 1],
-            _ => self.items.copy_within(at + 1..self.end, at),
+        // Close the gap, eight entries at a time: fixed-size moves, inline, cost less than a
+        // call to memmove for these few entries. What the last block carries past `end` lands
+        // in the slack after the room. Entry 1 is common enough to have its own case.
+        if i == 1 {
+            self.items[at] = self.items[at + 1];
+        } else {
+            let mut k = at;
+            while k + 1 < self.end {
+                let Some(block) = self
+                    .items
+                    .get(k + 1..k + 9)
+                    .and_then(|b| <[u64; 8]>::try_from(b).ok())
+                else {
+                    break;
+                };
+                if let Some(dst) = self.items.get_mut(k..k + 8) {
+                    dst.copy_from_slice(&block);
+                }
+                k += 8;
+            }
         }
         self.end -= 1;
         Some(address)
@@ -120,7 +139,7 @@ impl RecentList {
     /// Puts `address` first; when full, the oldest entry is dropped.
     #[inline(always)]
     fn push_front(&mut self, address: u64) {
-        if self.end == self.items.len() {
+        if self.end == LIST_ROOM {
             self.compact();
         }
         self.items[self.end] = address;
@@ -128,6 +147,12 @@ impl RecentList {
         if self.end - self.start > THREAD_LIST {
             self.start += 1;
         }
+    }
+
+    /// Empties the list.
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
     }
 
     #[cold]
@@ -152,6 +177,15 @@ struct ThreadSlot {
 }
 
 impl ThreadSlot {
+    /// Back to the default state without rewriting the lists' storage (2 KiB a slot): only
+    /// the entries between a list's start and end are ever read.
+    fn reset(&mut self) {
+        self.prev_stack = 0;
+        self.prev_literal = [0; 2];
+        self.allocated.clear();
+        self.freed.clear();
+    }
+
     #[inline(always)]
     fn list(&mut self, role: Role) -> &mut RecentList {
         match role {
@@ -518,7 +552,9 @@ impl FrameEncoder {
         };
         self.recent.fill((0, u64::MAX));
         self.sizes.fill((0, 0));
-        self.threads.fill(ThreadSlot::default());
+        for t in self.threads.iter_mut() {
+            t.reset();
+        }
         Ok(())
     }
 
@@ -654,10 +690,42 @@ pub(crate) struct FrameDecoder {
     prev_time: u64,
     prev_thread: u32,
     address_seq: u64,
+    tables: DecoderTables,
+    current_slot: usize,
+}
+
+/// The predictions a frame's decoder builds as it goes (about 230 KiB). Allocating and zeroing
+/// them for every frame cost 7 instructions per event, so they are kept and reset instead:
+/// only the size table and each thread slot's positions need clearing, as the decoder reads
+/// no window or list entry that the current frame has not written.
+pub(crate) struct DecoderTables {
     window: Box<[u64; ADDRESS_WINDOW]>,
     sizes: Box<[(u64, u64); SIZE_SLOTS]>,
     threads: Box<[ThreadSlot; THREAD_SLOTS]>,
-    current_slot: usize,
+}
+
+impl DecoderTables {
+    pub(crate) fn new() -> DecoderTables {
+        DecoderTables {
+            window: Box::new([0; ADDRESS_WINDOW]),
+            sizes: Box::new([(0, 0); SIZE_SLOTS]),
+            threads: Box::new(std::array::from_fn(|_| ThreadSlot::default())),
+        }
+    }
+
+    /// Back to the state a frame starts from, as far as a decoder can tell.
+    fn reset(&mut self) {
+        self.sizes.fill((0, 0));
+        for t in self.threads.iter_mut() {
+            t.reset();
+        }
+    }
+}
+
+impl Default for DecoderTables {
+    fn default() -> Self {
+        DecoderTables::new()
+    }
 }
 
 /// Decodes one bincode varint (`config::standard()`) at `*pos` of a column and advances past
@@ -889,8 +957,13 @@ fn describe(e: DecodeError) -> &'static str {
 }
 
 impl FrameDecoder {
-    /// Parses the preamble and checks that the columns exactly fill the payload.
-    pub(crate) fn new(payload: &[u8]) -> Result<FrameDecoder, RecordError> {
+    /// Parses the preamble and checks that the columns exactly fill the payload. It takes the
+    /// tables from `spare` (or makes them) only if the preamble is good;
+    /// [`FrameDecoder::into_tables`] gives them back for the next frame.
+    pub(crate) fn new(
+        payload: &[u8],
+        spare: &mut Option<DecoderTables>,
+    ) -> Result<FrameDecoder, RecordError> {
         let mut pre = dec(Column {
             bytes: payload,
             pos: 0,
@@ -943,11 +1016,20 @@ impl FrameDecoder {
             prev_time: 0,
             prev_thread: 0,
             address_seq: 0,
-            window: Box::new([0; ADDRESS_WINDOW]),
-            sizes: Box::new([(0, 0); SIZE_SLOTS]),
-            threads: Box::new(std::array::from_fn(|_| ThreadSlot::default())),
+            tables: match spare.take() {
+                Some(mut tables) => {
+                    tables.reset();
+                    tables
+                }
+                None => DecoderTables::new(),
+            },
             current_slot: 0,
         })
+    }
+
+    /// The tables, for the next frame's decoder.
+    pub(crate) fn into_tables(self) -> DecoderTables {
+        self.tables
     }
 
     /// Decodes up to `max` more records of the frame, handing each to `sink` in order, and
@@ -1010,10 +1092,16 @@ impl FrameDecoder {
             if kind == KIND_ALLOC {
                 let time = attempt!(hot.time());
                 let thread = attempt!(hot.thread(tag));
-                let address =
-                    attempt!(hot.address(Role::Allocated, &mut self.threads, &mut self.window));
-                let (size, stack) =
-                    attempt!(hot.size_and_stack(tag, &mut self.threads, &mut self.sizes));
+                let address = attempt!(hot.address(
+                    Role::Allocated,
+                    &mut self.tables.threads,
+                    &mut self.tables.window
+                ));
+                let (size, stack) = attempt!(hot.size_and_stack(
+                    tag,
+                    &mut self.tables.threads,
+                    &mut self.tables.sizes
+                ));
                 sink(Record::Alloc {
                     time,
                     thread,
@@ -1025,8 +1113,11 @@ impl FrameDecoder {
             } else if kind == KIND_FREE {
                 let time = attempt!(hot.time());
                 let thread = attempt!(hot.thread(tag));
-                let address =
-                    attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                let address = attempt!(hot.address(
+                    Role::Freed,
+                    &mut self.tables.threads,
+                    &mut self.tables.window
+                ));
                 sink(Record::Free {
                     time,
                     thread,
@@ -1039,8 +1130,11 @@ impl FrameDecoder {
                     KIND_MUNMAP => {
                         let time = attempt!(hot.time());
                         let thread = attempt!(hot.thread(tag));
-                        let address =
-                            attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                        let address = attempt!(hot.address(
+                            Role::Freed,
+                            &mut self.tables.threads,
+                            &mut self.tables.window
+                        ));
                         // The length of the unmapped range, never predicted.
                         let size = attempt!(hot.sizes.varint(SIZES));
                         sink(Record::Free {
@@ -1054,15 +1148,21 @@ impl FrameDecoder {
                     KIND_REALLOC => {
                         let time = attempt!(hot.time());
                         let thread = attempt!(hot.thread(tag));
-                        let old_address =
-                            attempt!(hot.address(Role::Freed, &mut self.threads, &mut self.window));
+                        let old_address = attempt!(hot.address(
+                            Role::Freed,
+                            &mut self.tables.threads,
+                            &mut self.tables.window
+                        ));
                         let new_address = attempt!(hot.address(
                             Role::Allocated,
-                            &mut self.threads,
-                            &mut self.window
+                            &mut self.tables.threads,
+                            &mut self.tables.window
                         ));
-                        let (size, stack) =
-                            attempt!(hot.size_and_stack(tag, &mut self.threads, &mut self.sizes));
+                        let (size, stack) = attempt!(hot.size_and_stack(
+                            tag,
+                            &mut self.tables.threads,
+                            &mut self.tables.sizes
+                        ));
                         sink(Record::Realloc {
                             time,
                             thread,

@@ -98,6 +98,16 @@ fn trace_with_payload(payload: &[u8]) -> Vec<u8> {
     file
 }
 
+/// A trace of one frame per payload, with correct checksums.
+fn trace_with_payloads(payloads: &[&[u8]]) -> Vec<u8> {
+    let mut file = FileHeader::current().to_bytes().to_vec();
+    for payload in payloads {
+        let one = trace_with_payload(payload);
+        file.extend_from_slice(&one[frame::FILE_HEADER_LEN..]);
+    }
+    file
+}
+
 /// Records and the error message (if any), read record by record.
 fn read_with_reader(trace: &[u8]) -> (Vec<Record>, Option<String>) {
     let mut records = Vec::new();
@@ -217,6 +227,47 @@ fn a_column_cut_short_is_corruption_not_a_panic() {
     let error = error.expect("a missing field is corruption");
     assert!(error.contains("ends too early"), "{error}");
     assert_eq!(read_with_frames(&trace), (records, Some(error)));
+}
+
+#[test]
+fn a_frame_cannot_use_what_the_previous_frame_taught_the_decoder() {
+    // Decoders keep their tables from frame to frame; frames must still decode alone. This
+    // second frame's one malloc (tag 16 + same-size flag, thread 0, literal address, stack 0)
+    // takes its size from stack 0's last size, which only the first frame has: corruption.
+    let first = sample_payload();
+    #[rustfmt::skip]
+    let second: [u8; 15] = [
+        1, 1,                   // time unit, records
+        1, 1, 0, 1, 1, 0, 1, 0, // column lengths: tags, times, threads, addresses,
+                                // literals, sizes, stacks, bodies
+        16 | 0x40, 2, 0, 2, 0,  // tag, time +1, literal address, address +1, stack +0
+    ];
+    let trace = trace_with_payloads(&[&first, &second]);
+    let (records, error) = read_with_reader(&trace);
+    assert_eq!(records.len(), 404, "the first frame reads back whole");
+    let error = error.expect("a size from another frame is corruption");
+    assert!(error.contains("stack not seen in this frame"), "{error}");
+    assert_eq!(read_with_frames(&trace), (records, Some(error)));
+    // The same second frame with the size stored (no flag, sizes column [24]) is valid.
+    let mut valid = second.to_vec();
+    valid[7] = 1;
+    valid[10] = 16;
+    valid.insert(14, 24);
+    let trace = trace_with_payloads(&[&first, &valid]);
+    let (records, error) = read_with_reader(&trace);
+    assert_eq!(error, None);
+    assert!(matches!(
+        records.last(),
+        Some(Record::Alloc {
+            size: 24,
+            stack: 0,
+            thread: 0,
+            address: 1,
+            time: 1,
+            ..
+        })
+    ));
+    assert_eq!(read_with_frames(&trace), (records, None));
 }
 
 proptest! {
