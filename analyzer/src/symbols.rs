@@ -22,6 +22,26 @@ pub struct Frame {
     pub inlined: bool,
 }
 
+impl Frame {
+    /// Where the frame is in the source, as reports print it after the function:
+    /// ` file:line`, ` file`, or nothing.
+    pub fn place(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!(" {file}:{line}"),
+            (Some(file), None) => format!(" {file}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The module, as reports print it last: ` [module]`, or nothing.
+    pub fn module_tag(&self) -> String {
+        self.module
+            .as_deref()
+            .map(|m| format!(" [{m}]"))
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone)]
 struct StackEntry {
     frames: Vec<StackFrame>,

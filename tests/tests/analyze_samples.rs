@@ -8,12 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
+use memtrail_tests::{
+    Scratch, bpf_available, compile_sample, record_command as record, repo_root, workspace_binary,
+};
 use serde_json::Value;
-
-fn recorder() -> PathBuf {
-    workspace_binary("MEMTRAIL_RECORD", "memtrail-record")
-}
 
 fn analyzer() -> PathBuf {
     workspace_binary("MEMTRAIL_BIN", "memtrail")
@@ -22,31 +20,8 @@ fn analyzer() -> PathBuf {
 /// Compiles C source with frame pointers and debug info; returns the executable.
 fn compile(scratch: &Scratch, source: &Path, name: &str) -> PathBuf {
     let output = scratch.path(name);
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&output)
-        .arg(source)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
-    assert!(status.success(), "gcc failed on {}", source.display());
+    compile_sample(source, &output);
     output
-}
-
-/// Records `command` into `trace`.
-fn record(trace: &Path, command: &[&str]) {
-    let out = Command::new(recorder())
-        .arg("-q")
-        .arg("-o")
-        .arg(trace)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("run memtrail-record");
-    assert!(
-        out.status.success(),
-        "memtrail-record failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn analyze(args: &[&str]) -> String {

@@ -196,22 +196,12 @@ fn frames_list(o: &mut String, frames: &[Frame]) {
         if frames.len() == 1 { "" } else { "s" }
     );
     for f in frames {
-        let place = match (&f.file, f.line) {
-            (Some(file), Some(line)) => format!(" {file}:{line}"),
-            (Some(file), None) => format!(" {file}"),
-            _ => String::new(),
-        };
-        let module = f
-            .module
-            .as_deref()
-            .map(|m| format!(" [{m}]"))
-            .unwrap_or_default();
         let _ = write!(
             o,
             "<li>{}<span class=\"where\">{}{}{}</span></li>",
             esc(&f.function),
-            esc(&place),
-            esc(&module),
+            esc(&f.place()),
+            esc(&f.module_tag()),
             if f.inlined { " (inlined)" } else { "" }
         );
     }

@@ -212,21 +212,13 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
             lifetimes
         );
         for (i, f) in c.frames.iter().take(max_frames).enumerate() {
-            let place = match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!(" {file}:{line}"),
-                (Some(file), None) => format!(" {file}"),
-                _ => String::new(),
-            };
-            let module = f
-                .module
-                .as_deref()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "     {} {}{place}{module}{}",
+                "     {} {}{}{}{}",
                 if i == 0 { "at" } else { "  " },
                 f.function,
+                f.place(),
+                f.module_tag(),
                 if f.inlined { " (inlined)" } else { "" }
             );
         }
@@ -516,16 +508,12 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
             if s.crossed { "  <- crossed" } else { "" }
         );
         for (i, f) in s.frames.iter().take(max_frames).enumerate() {
-            let module = f
-                .module
-                .as_deref()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "     {} {}{module}",
+                "     {} {}{}",
                 if i == 0 { "at" } else { "  " },
-                f.function
+                f.function,
+                f.module_tag()
             );
         }
         if s.frames.len() > max_frames {
