@@ -91,6 +91,8 @@ pub struct UnwindLoader {
     rows: aya::maps::Map,
     mappings: Array<MapData, MappingValue>,
     state: Array<MapData, u32>,
+    /// Bumped on every rewrite of the mapping list (`UNWIND_STATE[1]`).
+    generation: u32,
     stacks: BpfHashMap<MapData, u64, StackValue>,
     rows_capacity: u32,
     next_row: u32,
@@ -127,6 +129,7 @@ impl UnwindLoader {
             })?,
             mappings: take(ebpf, abi::UNWIND_MAPPINGS_MAP, |m| Array::try_from(m).ok())?,
             state: take(ebpf, abi::UNWIND_STATE_MAP, |m| Array::try_from(m).ok())?,
+            generation: 0,
             stacks: take(ebpf, abi::DWARF_STACKS_MAP, |m| {
                 BpfHashMap::try_from(m).ok()
             })?,
@@ -174,8 +177,11 @@ impl UnwindLoader {
                 let _ = self.mappings.set(index as u32, MappingValue(*mapping), 0);
             }
         }
-        // Entries first, then the count: the program never reads past what is written.
+        // Entries first, then the count: the program never reads past what is written. Then
+        // a new generation: rows the program cached for the old list are not used again.
         let _ = self.state.set(0, wanted.len() as u32, 0);
+        self.generation = self.generation.wrapping_add(1);
+        let _ = self.state.set(1, self.generation, 0);
         self.written = wanted;
     }
 

@@ -210,7 +210,9 @@ pub const UNWIND_MAPPING_SEARCH_STEPS: u32 = 9;
 pub const UNWIND_ROWS_MAP: &str = "UNWIND_ROWS";
 /// Array of [`UnwindMapping`], sorted by `start`.
 pub const UNWIND_MAPPINGS_MAP: &str = "UNWIND_MAPPINGS";
-/// Array of one `u32`: how many entries of [`UNWIND_MAPPINGS_MAP`] are valid.
+/// Array of two `u32`: how many entries of [`UNWIND_MAPPINGS_MAP`] are valid, and a
+/// generation user space bumps after every change of the mapping list (the program caches
+/// the row of each return address it unwinds, valid for one generation).
 pub const UNWIND_STATE_MAP: &str = "UNWIND_STATE";
 /// Hash map `u64 stack hash -> DwarfStack` of stacks unwound with the tables. User space
 /// deletes each entry once it has read it (and remembers the hash).

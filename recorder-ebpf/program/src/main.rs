@@ -44,6 +44,7 @@ use aya_ebpf::{
         BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
     },
     cty::{c_long, c_void},
+    helpers::generated::bpf_probe_read_user as read_user_bytes,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop,
         bpf_probe_read_user, bpf_send_signal,
@@ -98,13 +99,23 @@ static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROWS_CAPAC
 static UNWIND_MAPPINGS: Array<UnwindMapping> = Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY, 0);
 
 #[map(name = "UNWIND_STATE")]
-static UNWIND_STATE: Array<u32> = Array::with_max_entries(1, 0);
+static UNWIND_STATE: Array<u32> = Array::with_max_entries(2, 0);
 
 #[map(name = "DWARF_STACKS")]
 static DWARF_STACKS: HashMap<u64, DwarfStack> = HashMap::with_max_entries(STACKS_CAPACITY, 0);
 
 #[map(name = "UNWIND_SCRATCH")]
 static UNWIND_SCRATCH: PerCpuArray<DwarfStack> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "UNWIND_WINDOW")]
+static UNWIND_WINDOW: PerCpuArray<StackWindow> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "UNWIND_ROW_CACHE")]
+static UNWIND_ROW_CACHE: PerCpuArray<RowCacheEntry> =
+    PerCpuArray::with_max_entries(ROW_CACHE_ENTRIES, 0);
+
+#[map(name = "KNOWN_STACKS")]
+static KNOWN_STACKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KNOWN_STACKS_ENTRIES, 0);
 
 /// Set by user space at load time (see `memtrail_ebpf_abi::GLOBAL_*`).
 #[unsafe(no_mangle)]
@@ -547,12 +558,151 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// Where the walk is: the registers of the frame being unwound.
+/// Where the walk is: the registers of the frame being unwound, and where it writes.
 #[repr(C)]
 struct UnwindCursor {
     ip: u64,
     sp: u64,
     bp: u64,
+    stack: *mut DwarfStack,
+    window: *mut StackWindow,
+    /// `UNWIND_STATE`'s generation when the walk began (see [`RowCacheEntry`]).
+    generation: u32,
+}
+
+/// Entries of the per-CPU row cache (a power of two).
+const ROW_CACHE_ENTRIES: u32 = 1024;
+
+/// A return address and the row that unwinds it, as found by the two binary searches
+/// (about 20 dependent map reads for a large library): a program allocates from a few
+/// hundred call sites over and over, so nearly every frame hits. Valid while the
+/// generation user space bumps on every change of the mapping list is the same.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RowCacheEntry {
+    ip: u64,
+    generation: u32,
+    row: UnwindRow,
+}
+
+/// Entries of the per-CPU cache of stack hashes already stored in `DWARF_STACKS`.
+const KNOWN_STACKS_ENTRIES: u32 = 4096;
+
+/// The row for return address `ip`: from the cache, or searched and then cached. `None`
+/// when `ip` is in no known executable mapping.
+#[inline(always)]
+fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
+    let slot = ((ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32) & (ROW_CACHE_ENTRIES - 1);
+    let entry = UNWIND_ROW_CACHE.get_ptr_mut(slot)?;
+    unsafe {
+        if (*entry).ip == ip && (*entry).generation == generation {
+            return Some((*entry).row);
+        }
+    }
+    let mapping = find_mapping(ip)?;
+    // Every ip here is a return address: the call instruction is the byte before, and its
+    // row holds the state after the call (the return address may already be past the end
+    // of the function for a call that does not return).
+    let pc = ip.wrapping_sub(1).wrapping_sub(mapping.bias);
+    // No table, or an address before the module's first row: the frame-pointer rule.
+    let row = find_row(&mapping, pc).unwrap_or(UnwindRow {
+        pc: 0,
+        cfa_offset: 16,
+        rbp_offset: -16,
+        cfa_kind: CFA_FRAME_POINTER,
+        rbp_kind: RBP_AT_CFA,
+    });
+    // The address last: a program preempted in the middle (another thread's probe on this
+    // CPU) leaves an entry that cannot match.
+    unsafe {
+        core::ptr::write_volatile(&mut (*entry).ip, 0);
+        core::ptr::write_volatile(&mut (*entry).row, row);
+        core::ptr::write_volatile(&mut (*entry).generation, generation);
+        core::ptr::write_volatile(&mut (*entry).ip, ip);
+    }
+    Some(row)
+}
+
+/// Bytes of user stack copied by one read while unwinding. Each `bpf_probe_read_user` costs
+/// far more than the bytes it copies (fault handling set-up, hardened-usercopy checks: about
+/// 120 ns here), and the frames of a typical stack lie within a few hundred bytes of each
+/// other, so the walk copies a window of the stack and reads the saved registers from it.
+const WINDOW_BYTES: u64 = 1024;
+const WINDOW_WORDS: usize = WINDOW_BYTES as usize / 8;
+
+/// A copy of `len` bytes of the user stack starting at `start` (8-byte aligned).
+#[repr(C)]
+struct StackWindow {
+    start: u64,
+    len: u64,
+    words: [u64; WINDOW_WORDS],
+}
+
+/// Copies the user stack from `address` (rounded down to 8 bytes) into `window`: a whole
+/// window, or up to the end of `address`'s page when the window would run past the end of
+/// the stack mapping.
+#[inline(always)]
+fn refill_window(window: &mut StackWindow, address: u64) -> bool {
+    let start = address & !7;
+    window.start = start;
+    let words = window.words.as_mut_ptr() as *mut c_void;
+    let source = start as *const c_void;
+    let read = unsafe { read_user_bytes(words, WINDOW_BYTES as u32, source) };
+    if read == 0 {
+        window.len = WINDOW_BYTES;
+        return true;
+    }
+    let to_page_end = 4096 - (start & 4095);
+    let len = if to_page_end < WINDOW_BYTES {
+        to_page_end
+    } else {
+        WINDOW_BYTES
+    };
+    if len < 16 {
+        window.len = 0;
+        return false;
+    }
+    let read = unsafe { read_user_bytes(words, len as u32, source) };
+    window.len = if read == 0 { len } else { 0 };
+    read == 0
+}
+
+/// The two user words at `address`, from the window (refilled there when it does not hold them).
+#[inline(always)]
+fn window_pair(window: &mut StackWindow, address: u64) -> Option<[u64; 2]> {
+    let mut offset = address.wrapping_sub(window.start);
+    if address & 7 != 0 {
+        return read_user_pair(address);
+    }
+    if offset >= window.len || window.len - offset < 16 {
+        if !refill_window(window, address) {
+            return read_user_pair(address);
+        }
+        offset = 0;
+    }
+    // Masked so the verifier sees the bound (offset < len <= WINDOW_BYTES already holds).
+    let index = (offset >> 3) as usize & (WINDOW_WORDS - 1);
+    if index + 1 >= WINDOW_WORDS {
+        return None;
+    }
+    Some([window.words[index], window.words[index + 1]])
+}
+
+/// The user word at `address`, from the window.
+#[inline(always)]
+fn window_u64(window: &mut StackWindow, address: u64) -> Option<u64> {
+    let mut offset = address.wrapping_sub(window.start);
+    if address & 7 != 0 {
+        return read_user_u64(address);
+    }
+    if offset >= window.len || window.len - offset < 8 {
+        if !refill_window(window, address) {
+            return read_user_u64(address);
+        }
+        offset = 0;
+    }
+    let index = (offset >> 3) as usize & (WINDOW_WORDS - 1);
+    Some(window.words[index])
 }
 
 /// The executable mapping containing `ip`, by binary search over the sorted mappings.
@@ -619,10 +769,8 @@ fn read_user_pair(address: u64) -> Option<[u64; 2]> {
 #[inline(never)]
 unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     let cursor = unsafe { &mut *(context as *mut UnwindCursor) };
-    let Some(stack) = UNWIND_SCRATCH.get_ptr_mut(0) else {
-        return 1;
-    };
-    let stack = unsafe { &mut *stack };
+    let stack = unsafe { &mut *cursor.stack };
+    let window = unsafe { &mut *cursor.window };
     if cursor.ip == 0 {
         return 1; // the outermost frame returned to nothing: complete
     }
@@ -638,21 +786,9 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
         stack.flags |= DWARF_STACK_TRUNCATED;
         1
     };
-    let Some(mapping) = find_mapping(cursor.ip) else {
+    let Some(row) = row_for(cursor.ip, cursor.generation) else {
         return truncated(stack);
     };
-    // Every ip here is a return address: the call instruction is the byte before, and its
-    // row holds the state after the call (the return address may already be past the end
-    // of the function for a call that does not return).
-    let pc = cursor.ip.wrapping_sub(1).wrapping_sub(mapping.bias);
-    // No table, or an address before the module's first row: the frame-pointer rule.
-    let row = find_row(&mapping, pc).unwrap_or(UnwindRow {
-        pc: 0,
-        cfa_offset: 16,
-        rbp_offset: -16,
-        cfa_kind: CFA_FRAME_POINTER,
-        rbp_kind: RBP_AT_CFA,
-    });
     let offset = row.cfa_offset as i64 as u64;
     let cfa = match row.cfa_kind {
         CFA_RSP => cursor.sp.wrapping_add(offset),
@@ -686,7 +822,7 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     if row.rbp_kind == RBP_AT_CFA && row.cfa_kind != CFA_PLT && row.rbp_offset == -16 {
         // The usual frame (`push %rbp` right after the call): saved rbp and return address
         // are adjacent, one user read for both.
-        let Some([saved_bp, return_address]) = read_user_pair(cfa - 16) else {
+        let Some([saved_bp, return_address]) = window_pair(window, cfa - 16) else {
             return truncated(stack);
         };
         cursor.bp = saved_bp;
@@ -694,13 +830,13 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
         cursor.ip = return_address;
         return 0;
     }
-    let Some(return_address) = read_user_u64(cfa - 8) else {
+    let Some(return_address) = window_u64(window, cfa - 8) else {
         return truncated(stack);
     };
     cursor.bp = match row.rbp_kind {
         RBP_SAME => cursor.bp,
         RBP_AT_CFA if row.cfa_kind != CFA_PLT => {
-            match read_user_u64(cfa.wrapping_add(row.rbp_offset as i64 as u64)) {
+            match window_u64(window, cfa.wrapping_add(row.rbp_offset as i64 as u64)) {
                 Some(bp) => bp,
                 None => return truncated(stack),
             }
@@ -718,15 +854,21 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
 #[inline(always)]
 fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
     let regs = ctx.as_ptr() as *const aya_ebpf::bindings::pt_regs;
+    let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
+    let window = UNWIND_WINDOW.get_ptr_mut(0)?;
     let mut cursor = unsafe {
         UnwindCursor {
             ip: (*regs).rip,
             sp: (*regs).rsp,
             bp: (*regs).rbp,
+            stack,
+            window,
+            generation: *UNWIND_STATE.get(1)?,
         }
     };
-    let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
     unsafe {
+        // Nothing copied yet: the first read fills the window from the stack pointer up.
+        (*window).len = 0;
         (*stack).depth = 0;
         (*stack).flags = 0;
         bpf_loop(
@@ -746,6 +888,13 @@ fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
         hash = (hash.rotate_left(23) ^ stack.frames[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     hash ^= hash >> 29;
+    // 0 is an empty slot of `KNOWN_STACKS`.
+    let hash = if hash == 0 { 1 } else { hash };
+    // Stored before (by this CPU): nothing to do. Otherwise look, and store it if missing.
+    let known = KNOWN_STACKS.get_ptr_mut((hash as u32) & (KNOWN_STACKS_ENTRIES - 1))?;
+    if unsafe { *known } == hash {
+        return Some(hash);
+    }
     if DWARF_STACKS.get_ptr(&hash).is_none() {
         // BPF_NOEXIST: another CPU may have stored the same stack meanwhile; that is fine.
         if let Err(error) = DWARF_STACKS.insert(&hash, stack, BPF_NOEXIST as u64)
@@ -754,6 +903,7 @@ fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
             return None;
         }
     }
+    unsafe { *known = hash };
     Some(hash)
 }
 
