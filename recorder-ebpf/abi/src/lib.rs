@@ -83,8 +83,9 @@ pub const STACK_TABLES: u8 = 2;
 pub const EVENT_SIZE: usize = 48;
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
 
-/// What the entry probe of an allocation function remembers until its return probe fires,
-/// stored in [`PENDING_CALLS_MAP`] keyed by `pid_tgid` (one slot per thread).
+/// What the entry probe of an allocation function remembers until its return probe fires:
+/// one slot per thread, in [`THREAD_SLOTS_MAP`] at index `tid % THREAD_SLOTS_CAPACITY` when
+/// the thread owns that entry, else in [`PENDING_CALLS_MAP`] keyed by `pid_tgid`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PendingCall {
@@ -103,7 +104,9 @@ pub struct PendingCall {
     /// realloc(NULL, n) jumps to malloc): each shares this call's return, whose first
     /// `tail_calls` return-probe hits are skipped.
     pub tail_calls: u8,
-    pub padding: [u8; 6],
+    pub padding: u16,
+    /// The thread owning this slot of [`THREAD_SLOTS_MAP`] (kernel thread id).
+    pub tid: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 40);
@@ -112,8 +115,14 @@ const _: () = assert!(core::mem::size_of::<PendingCall>() == 40);
 pub const EVENTS_MAP: &str = "EVENTS";
 /// `BPF_MAP_TYPE_STACK_TRACE` of user stacks, captured in the return probes.
 pub const STACKS_MAP: &str = "STACKS";
-/// LRU hash map `u64 pid_tgid -> PendingCall`, one slot per thread, rewritten in place; a slot
-/// with `entry_sp` 0 is idle.
+/// Array of [`THREAD_SLOTS_CAPACITY`] [`PendingCall`]s indexed by thread id modulo the
+/// capacity, each owned by the thread in its `tid`; a slot with `entry_sp` 0 is idle (and
+/// another thread of the same index may take it).
+pub const THREAD_SLOTS_MAP: &str = "THREAD_SLOTS";
+/// Entries of [`THREAD_SLOTS_MAP`] (a power of two).
+pub const THREAD_SLOTS_CAPACITY: u32 = 1 << 16;
+/// LRU hash map `u64 pid_tgid -> PendingCall`: the slots of threads whose entry of
+/// [`THREAD_SLOTS_MAP`] another thread held busy; rewritten in place, `entry_sp` 0 is idle.
 pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
 /// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
 pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";

@@ -5,12 +5,15 @@
 //! or drop an event silently (every event not delivered is counted in `LOST_COUNTERS`).
 //!
 //! Shape of a traced allocation: an entry probe (`*_entry`) stores a [`PendingCall`] in its
-//! thread's slot of `PENDING_CALLS` (keyed by `pid_tgid`); the shared return probe `alloc_return`
-//! reads the result, captures the user stack (at return, so the allocator's direct caller is the
-//! first frame), marks the slot idle (`entry_sp` = 0) and emits the event. A thread's slot is
-//! created once and then rewritten in place: a hash insert and delete per call cost more than the
-//! rest of the entry probe. The map is an LRU hash so that the slots of exited threads are
-//! recycled instead of filling it.
+//! thread's slot; the shared return probe `alloc_return` reads the result, captures the user
+//! stack (at return, so the allocator's direct caller is the first frame), marks the slot idle
+//! (`entry_sp` = 0) and emits the event. A thread's slot is the entry of the `THREAD_SLOTS`
+//! array at its thread id modulo the array's size, tagged with the thread id, and rewritten in
+//! place: an array entry costs a few instructions where a hash lookup cost ~80 ns, and every
+//! pair of calls looks it up three times (entry, return, free). Two live threads whose ids
+//! collide share nothing: while one holds the entry busy the other uses its slot in
+//! `PENDING_CALLS`, an LRU hash keyed by `pid_tgid` (LRU so that exited threads' slots are
+//! recycled).
 //! Allocator functions that call each other (glibc's realloc calls free and tail-calls malloc,
 //! reallocarray tail-calls realloc, malloc calls mmap) are reported once, as the outermost
 //! call: a call is "nested" when a pending call of the same thread sits at a higher stack
@@ -60,8 +63,9 @@ use memtrail_ebpf_abi::{
     LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL, LOST_STACK_UNAVAILABLE, MAP_ANONYMOUS,
     PENDING_CALLS_CAPACITY, PendingCall, RBP_AT_CFA, RBP_SAME, SAMPLE_COUNTDOWN_CAPACITY,
     SAMPLED_BLOCKS_CAPACITY, STACK_FRAME_POINTER, STACK_NONE, STACK_TABLES, STACKS_CAPACITY,
-    UNWIND_MAPPING_SEARCH_STEPS, UNWIND_MAPPINGS_CAPACITY, UNWIND_MAX_FRAMES,
-    UNWIND_ROW_SEARCH_STEPS, UNWIND_ROWS_CAPACITY, UnwindMapping, UnwindRow, alloc_api, free_api,
+    THREAD_SLOTS_CAPACITY, UNWIND_MAPPING_SEARCH_STEPS, UNWIND_MAPPINGS_CAPACITY,
+    UNWIND_MAX_FRAMES, UNWIND_ROW_SEARCH_STEPS, UNWIND_ROWS_CAPACITY, UnwindMapping, UnwindRow,
+    alloc_api, free_api,
 };
 
 /// A pending call at most this many bytes above the current stack pointer is an outer allocator
@@ -75,12 +79,18 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
 #[map(name = "STACKS")]
 static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_CAPACITY, 0);
 
+#[map(name = "THREAD_SLOTS")]
+static THREAD_SLOTS: Array<PendingCall> = Array::with_max_entries(THREAD_SLOTS_CAPACITY, 0);
+
 #[map(name = "PENDING_CALLS")]
 static PENDING_CALLS: LruHashMap<u64, PendingCall> =
     LruHashMap::with_max_entries(PENDING_CALLS_CAPACITY, 0);
 
 #[map(name = "LOST_COUNTERS")]
 static LOST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_COUNTER_COUNT, 0);
+
+#[map(name = "EMIT_COUNT")]
+static EMIT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "EXIT_STOP")]
 static EXIT_STOP: Array<u32> = Array::with_max_entries(1, 0);
@@ -246,12 +256,46 @@ fn stack_pointer<C: EbpfContext>(ctx: &C) -> u64 {
     unsafe { (*regs).rsp }
 }
 
+/// This thread's entry of `THREAD_SLOTS`, whoever owns it.
+#[inline(always)]
+fn array_slot(pid_tgid: u64) -> Option<*mut PendingCall> {
+    THREAD_SLOTS.get_ptr_mut(pid_tgid as u32 & (THREAD_SLOTS_CAPACITY - 1))
+}
+
+/// This thread's pending-call slot, if it has one: its entry of `THREAD_SLOTS` when it owns
+/// it, else its slot in `PENDING_CALLS`.
+#[inline(always)]
+fn own_slot(pid_tgid: u64) -> Option<*mut PendingCall> {
+    if let Some(slot) = array_slot(pid_tgid)
+        && unsafe { (*slot).tid } == pid_tgid as u32
+    {
+        return Some(slot);
+    }
+    PENDING_CALLS.get_ptr_mut(&pid_tgid)
+}
+
+/// Writes `call` into `slot` field by field (a struct store compiles to a byte-loop `memset`
+/// for the zero fields, called twice per entry probe).
+#[inline(always)]
+fn store_call(slot: *mut PendingCall, call: &PendingCall) {
+    unsafe {
+        core::ptr::write_volatile(&mut (*slot).entry_sp, call.entry_sp);
+        core::ptr::write_volatile(&mut (*slot).size, call.size);
+        core::ptr::write_volatile(&mut (*slot).old_address, call.old_address);
+        core::ptr::write_volatile(&mut (*slot).result_slot, call.result_slot);
+        core::ptr::write_volatile(&mut (*slot).api, call.api);
+        core::ptr::write_volatile(&mut (*slot).tail_calls, call.tail_calls);
+        core::ptr::write_volatile(&mut (*slot).padding, 0);
+        core::ptr::write_volatile(&mut (*slot).tid, call.tid);
+    }
+}
+
 /// True when a probed allocator call of this thread is running at a higher stack pointer
 /// (the current call is made from inside it and must not be reported on its own). An idle
 /// slot has `entry_sp` 0, below any stack pointer.
 #[inline(always)]
 fn inside_outer_call(pid_tgid: u64, sp: u64) -> bool {
-    match PENDING_CALLS.get_ptr(&pid_tgid) {
+    match own_slot(pid_tgid) {
         Some(outer) => {
             let outer_sp = unsafe { (*outer).entry_sp };
             outer_sp > sp && outer_sp - sp < NESTED_CALL_WINDOW
@@ -260,18 +304,41 @@ fn inside_outer_call(pid_tgid: u64, sp: u64) -> bool {
     }
 }
 
+/// Events between two looks at how much the ring buffer holds (per CPU, a power of two): a
+/// look reads the consumer position the reader's CPU keeps writing (a cache-line transfer),
+/// and a wake-up a few KiB late changes nothing against a threshold of about 1 MiB.
+const WAKEUP_CHECK_EVERY: u64 = 32;
+
 /// Writes `event` into the ring buffer, waking the reader only when a lot is pending.
 #[inline(always)]
 fn emit(event: Event) {
-    let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_THRESHOLD) };
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > threshold {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    } as u64;
+    let mut flags = BPF_RB_NO_WAKEUP as u64;
+    if let Some(count) = EMIT_COUNT.get_ptr_mut(0) {
+        let n = unsafe { *count }.wrapping_add(1);
+        unsafe { *count = n };
+        if n & (WAKEUP_CHECK_EVERY - 1) == 0 {
+            let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_THRESHOLD) };
+            if EVENTS.query(BPF_RB_AVAIL_DATA as u64) > threshold {
+                flags = BPF_RB_FORCE_WAKEUP as u64;
+            }
+        }
+    }
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
-            entry.write(event);
+            // Field by field: a struct store compiles to a byte-loop `memset` for the zeros.
+            let slot = entry.as_mut_ptr();
+            unsafe {
+                core::ptr::write_volatile(&mut (*slot).time_ns, event.time_ns);
+                core::ptr::write_volatile(&mut (*slot).address, event.address);
+                core::ptr::write_volatile(&mut (*slot).old_address, event.old_address);
+                core::ptr::write_volatile(&mut (*slot).size, event.size);
+                core::ptr::write_volatile(&mut (*slot).stack_key, event.stack_key);
+                core::ptr::write_volatile(&mut (*slot).tid, event.tid);
+                core::ptr::write_volatile(&mut (*slot).kind, event.kind);
+                core::ptr::write_volatile(&mut (*slot).api, event.api);
+                core::ptr::write_volatile(&mut (*slot).stack_kind, event.stack_kind);
+                core::ptr::write_volatile(&mut (*slot).padding, 0);
+            }
             entry.submit(flags);
         }
         None => count_lost(LOST_RING_BUFFER_FULL),
@@ -285,7 +352,7 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
         return 0;
     };
     let sp = stack_pointer(ctx);
-    let slot = PENDING_CALLS.get_ptr_mut(&pid_tgid);
+    let slot = own_slot(pid_tgid);
     if let Some(outer) = slot {
         let outer_sp = unsafe { (*outer).entry_sp };
         if outer_sp == sp {
@@ -304,12 +371,25 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
         result_slot,
         api,
         tail_calls: 0,
-        padding: [0; 6],
+        padding: 0,
+        tid: pid_tgid as u32,
     };
     match slot {
         // Idle, or stale (its return was never seen): this thread's slot, rewritten in place.
-        Some(slot) => unsafe { *slot = call },
+        Some(slot) => store_call(slot, &call),
         None => {
+            // This thread has no slot yet: take its array entry if no call holds it (another
+            // thread of the same index may own it, idle), else a slot in the hash map.
+            if let Some(entry) = array_slot(pid_tgid)
+                && unsafe { (*entry).entry_sp } == 0
+            {
+                store_call(entry, &call);
+                // Two colliding threads taking the entry at once: the one that lost sees the
+                // other's id and falls back to the hash map.
+                if unsafe { core::ptr::read_volatile(&(*entry).tid) } == call.tid {
+                    return 0;
+                }
+            }
             if PENDING_CALLS.insert(&pid_tgid, &call, 0).is_err() {
                 count_lost(LOST_PENDING_TABLE_FULL);
             }
@@ -412,7 +492,7 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         return 0;
     };
     let sp = stack_pointer(&ctx);
-    let Some(pending) = PENDING_CALLS.get_ptr_mut(&pid_tgid) else {
+    let Some(pending) = own_slot(pid_tgid) else {
         count_lost(LOST_MISSING_ENTRY);
         return 0;
     };
