@@ -125,6 +125,13 @@ struct Cli {
     #[arg(long, hide = true)]
     no_stacks: bool,
 
+    /// Entries of the kernel's per-thread slot array (a power of two): threads whose ids
+    /// collide modulo it while one of them is inside an allocator call fall back to a hash
+    /// map. A small value exercises that path (tests).
+    #[arg(long, value_name = "N", hide = true, default_value_t = memtrail_ebpf_abi::THREAD_SLOTS_CAPACITY,
+          value_parser = parse_thread_slots)]
+    thread_slots: u32,
+
     /// Put the free probe at this offset into `free` instead of the decoded one (0: the
     /// function entry). For measuring and working around unusual allocators.
     #[arg(long, value_name = "BYTES", hide = true)]
@@ -225,6 +232,15 @@ fn parse_ring_size(text: &str) -> Result<u32, String> {
         ));
     }
     Ok(bytes as u32)
+}
+
+fn parse_thread_slots(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= 1 << 20 => Ok(n),
+        _ => Err(format!(
+            "`{text}`: the number of thread slots must be a power of two up to 1048576"
+        )),
+    }
 }
 
 fn main() {
@@ -438,6 +454,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         probes_only: cli.probes_only,
         unwind_tables,
         unwind_rows: memtrail_ebpf_abi::UNWIND_ROWS_CAPACITY,
+        thread_slots: cli.thread_slots,
     };
     let mut probes = Probes::load(&probe_settings)?;
     let mut unwinder = if unwind_tables {

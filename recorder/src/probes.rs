@@ -60,6 +60,9 @@ pub struct LoadSettings {
     pub unwind_tables: bool,
     /// Capacity of the unwind rows table (all modules' rows together).
     pub unwind_rows: u32,
+    /// Entries of the per-thread slot array (a power of two; threads whose id collides with a
+    /// busy entry use the hash map instead).
+    pub thread_slots: u32,
 }
 
 /// Which entry program probes which function. The return program is the same for all.
@@ -128,6 +131,12 @@ impl Probes {
                 &u32::from(settings.unwind_tables),
                 true,
             )
+            .override_global(
+                abi::GLOBAL_THREAD_SLOTS_MASK,
+                &(settings.thread_slots.max(1) - 1),
+                true,
+            )
+            .map_max_entries(abi::THREAD_SLOTS_MAP, settings.thread_slots.max(1))
             .map_max_entries(abi::EVENTS_MAP, settings.ring_buffer_bytes)
             // Only one unwinder's tables cost kernel memory.
             .map_max_entries(

@@ -413,6 +413,63 @@ fn frees_on_another_thread_match_their_allocations() {
     );
 }
 
+/// With one or two per-thread slots in the kernel, threads must take a slot over
+/// (compare-and-swap when idle) or fall back to the hash map while another thread's call holds
+/// it: eight threads allocating and freeing at once still give the exact counts of the default.
+#[test]
+fn threads_sharing_one_kernel_slot_are_counted_exactly() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("record", "thread-slots");
+    let sample = build_sample(&scratch, "threads_free_elsewhere.c");
+    // The default size first: its frees of blocks allocated before the probes saw them (the
+    // dynamic loader's) are the reference for the others.
+    let mut reference_unmatched = None;
+    for slots in ["65536", "1", "2"] {
+        let trace = scratch.path(&format!("slots-{slots}.trace"));
+        let output = record_launch(
+            &trace,
+            &["--thread-slots", slots],
+            &[sample.to_str().expect("utf-8 path")],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let records = read_trace(&trace);
+        let facts = TraceFacts::from_records(&records);
+        assert_eq!(facts.lost, 0, "--thread-slots {slots}");
+        let mallocs_200 = records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Record::Alloc {
+                        size: 200,
+                        api: AllocApi::Malloc,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(mallocs_200, 8000, "--thread-slots {slots}");
+        let live_200 = facts
+            .live
+            .values()
+            .filter(|(size, api, _, _)| *size == 200 && *api == AllocApi::Malloc)
+            .count();
+        assert_eq!(
+            live_200, 0,
+            "--thread-slots {slots}: 200-byte blocks left allocated"
+        );
+        let unmatched = *reference_unmatched.get_or_insert(facts.unmatched_frees);
+        assert_eq!(facts.unmatched_frees, unmatched, "--thread-slots {slots}");
+        assert!(facts.cross_thread_frees >= 8000, "--thread-slots {slots}");
+    }
+}
+
 #[test]
 fn fibonacci_leak_is_named_even_with_the_binary_deleted() {
     if !bpf_available() {

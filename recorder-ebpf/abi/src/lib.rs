@@ -98,6 +98,10 @@ pub struct PendingCall {
     pub old_address: u64,
     /// posix_memalign: where the result pointer is stored (`void **memptr`).
     pub result_slot: u64,
+    /// The thread owning the slot (kernel thread id), with [`OWNER_BUSY`] set while its call
+    /// is pending. Entries of [`THREAD_SLOTS_MAP`] change owner only from idle, by
+    /// compare-and-swap (64-bit: the BPF instruction set's generic CPU has no 32-bit one).
+    pub owner: u64,
     /// One of [`alloc_api`].
     pub api: u8,
     /// Probed functions entered by a tail call from this one at the same stack pointer (glibc's
@@ -105,24 +109,28 @@ pub struct PendingCall {
     /// `tail_calls` return-probe hits are skipped.
     pub tail_calls: u8,
     pub padding: u16,
-    /// The thread owning this slot of [`THREAD_SLOTS_MAP`] (kernel thread id).
-    pub tid: u32,
+    pub padding_wide: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<PendingCall>() == 40);
+/// [`PendingCall::owner`]: the owner's call is pending (its entry seen, its return not yet).
+pub const OWNER_BUSY: u64 = 1 << 32;
+
+const _: () = assert!(core::mem::size_of::<PendingCall>() == 48);
 
 /// Ring buffer of [`Event`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// `BPF_MAP_TYPE_STACK_TRACE` of user stacks, captured in the return probes.
 pub const STACKS_MAP: &str = "STACKS";
-/// Array of [`THREAD_SLOTS_CAPACITY`] [`PendingCall`]s indexed by thread id modulo the
-/// capacity, each owned by the thread in its `tid`; a slot with `entry_sp` 0 is idle (and
-/// another thread of the same index may take it).
+/// Array of [`PendingCall`]s indexed by thread id & [`GLOBAL_THREAD_SLOTS_MASK`], each owned
+/// by the thread in its `owner` word; an idle entry may be taken by another thread of the same
+/// index.
 pub const THREAD_SLOTS_MAP: &str = "THREAD_SLOTS";
-/// Entries of [`THREAD_SLOTS_MAP`] (a power of two).
+/// Default entries of [`THREAD_SLOTS_MAP`] (a power of two; 2.5 MiB of kernel memory).
 pub const THREAD_SLOTS_CAPACITY: u32 = 1 << 16;
+/// Global (`u32`): entries of [`THREAD_SLOTS_MAP`] minus one (its size is a power of two).
+pub const GLOBAL_THREAD_SLOTS_MASK: &str = "THREAD_SLOTS_MASK";
 /// LRU hash map `u64 pid_tgid -> PendingCall`: the slots of threads whose entry of
-/// [`THREAD_SLOTS_MAP`] another thread held busy; rewritten in place, `entry_sp` 0 is idle.
+/// [`THREAD_SLOTS_MAP`] another thread held busy; rewritten in place.
 pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
 /// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
 pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";
