@@ -24,6 +24,7 @@
 #
 # Usage: bench/record.sh [OUTPUT_DIR]   (default: target/bench-record)
 # Environment: PAIRS (default 2000000), RUNS (default 3; 0: the profiling pass only), PROFILE (default 1),
+#   DEPTH (default 0: the workload's own 6-frame stacks; N: every pair N calls deeper),
 #   RECORD_ARGS (extra memtrail-record options for the no-stacks and stacks modes),
 #   BASELINE (another memtrail-record binary, timed and profiled as the extra mode "baseline",
 #   with stacks).
@@ -31,6 +32,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 pairs="${PAIRS:-2000000}"
 runs="${RUNS:-3}"
+depth="${DEPTH:-0}"
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --manifest-path "$repo/Cargo.toml" --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}"
 out="${1:-$target_dir/bench-record}"
@@ -59,7 +61,7 @@ if [[ -n $baseline && ! -x $baseline ]]; then
 fi
 
 echo "machine: $(nproc) cores, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pairs: $pairs, rounds: $runs"
+echo "pairs: $pairs, rounds: $runs, extra stack depth: $depth"
 
 lost_file="$out/lost.txt"
 : >"$lost_file"
@@ -71,13 +73,13 @@ run_mode() {
     rm -f "$trace" "$out"/heaptrack.*
     start=$(date +%s%N)
     case "$mode" in
-        bare) "${cpu[@]}" "$out/workload" "$n" >/dev/null ;;
-        floor) "${as_root[@]}" "${cpu[@]}" "$record" -q --probes-only -o "$trace" -- "$out/workload" "$n" >/dev/null ;;
+        bare) "${cpu[@]}" "$out/workload" "$n" "$depth" >/dev/null ;;
+        floor) "${as_root[@]}" "${cpu[@]}" "$record" -q --probes-only -o "$trace" -- "$out/workload" "$n" "$depth" >/dev/null ;;
         # Not -q: the summary line on stderr says how many events were recorded and lost.
-        no-stacks) "${as_root[@]}" "${cpu[@]}" "$record" --no-stacks "${record_args[@]}" -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
-        stacks) "${as_root[@]}" "${cpu[@]}" "$record" "${record_args[@]}" -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
-        baseline) "${as_root[@]}" "${cpu[@]}" "$baseline" -o "$trace" -- "$out/workload" "$n" >/dev/null 2>"$out/record.log" ;;
-        heaptrack) "${cpu[@]}" heaptrack -o "$out/heaptrack" "$out/workload" "$n" >"$out/heaptrack.log" 2>&1 ;;
+        no-stacks) "${as_root[@]}" "${cpu[@]}" "$record" --no-stacks "${record_args[@]}" -o "$trace" -- "$out/workload" "$n" "$depth" >/dev/null 2>"$out/record.log" ;;
+        stacks) "${as_root[@]}" "${cpu[@]}" "$record" "${record_args[@]}" -o "$trace" -- "$out/workload" "$n" "$depth" >/dev/null 2>"$out/record.log" ;;
+        baseline) "${as_root[@]}" "${cpu[@]}" "$baseline" -o "$trace" -- "$out/workload" "$n" "$depth" >/dev/null 2>"$out/record.log" ;;
+        heaptrack) "${cpu[@]}" heaptrack -o "$out/heaptrack" "$out/workload" "$n" "$depth" >"$out/heaptrack.log" 2>&1 ;;
     esac
     end=$(date +%s%N)
     if [[ $n -gt 0 && ( $mode == stacks || $mode == no-stacks || $mode == baseline ) ]]; then
@@ -171,7 +173,7 @@ for mode in "${profile_modes[@]}"; do
         stacks) args=(-q "${record_args[@]}") ;;
         baseline) binary="$baseline" args=(-q) ;;
     esac
-    "${as_root[@]}" "$binary" "${args[@]}" -o "$out/profile.trace" -- "$out/workload" "$pairs" >/dev/null &
+    "${as_root[@]}" "$binary" "${args[@]}" -o "$out/profile.trace" -- "$out/workload" "$pairs" "$depth" >/dev/null &
     launcher=$!
     rec_pid=""
     while [[ -z $rec_pid ]] && kill -0 "$launcher" 2>/dev/null; do

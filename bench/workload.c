@@ -9,7 +9,8 @@
  * constant each (so the compiler cannot fold identical functions together).
  *
  * Build: gcc -O2 -g -fno-omit-frame-pointer bench/workload.c -o workload
- * Usage: workload [PAIRS]   Prints "pairs=N kept=K".
+ * Usage: workload [PAIRS [DEPTH]]   Prints "pairs=N kept=K". DEPTH (default 0) runs the pairs
+ * that many extra calls deep (frames of about 128 bytes), for benchmarks of deep stacks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,7 @@ NOINLINE static void *session_new(size_t n) { return path7(n); }
 NOINLINE static void *queue_push(size_t n) { return path8(n); }
 NOINLINE static void *registry_add(size_t n) { return path9(n); }
 
-int main(int argc, char **argv) {
-    long pairs = argc > 1 ? atol(argv[1]) : 5000000;
+NOINLINE static long run_pairs(long pairs) {
     long kept = 0, slot = 0;
     for (long i = 0; i < pairs; i++) {
         size_t n = next_size();
@@ -88,6 +88,21 @@ int main(int argc, char **argv) {
     }
     for (int s = 0; s < RING; s++)
         free(ring[s]);
+    return kept;
+}
+
+/* Runs the pairs `depth` calls deeper, each frame about 128 bytes: deep stacks for unwinding. */
+NOINLINE static long run_deeper(long pairs, int depth) {
+    volatile char frame[96];
+    frame[0] = (char)depth;
+    long kept = depth > 0 ? run_deeper(pairs, depth - 1) : run_pairs(pairs);
+    return kept + frame[0] * 0; /* used after the call: not a tail call */
+}
+
+int main(int argc, char **argv) {
+    long pairs = argc > 1 ? atol(argv[1]) : 5000000;
+    int depth = argc > 2 ? atoi(argv[2]) : 0;
+    long kept = depth > 0 ? run_deeper(pairs, depth) : run_pairs(pairs);
     printf("pairs=%ld kept=%ld\n", pairs, kept);
     return 0;
 }

@@ -747,12 +747,14 @@ fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
     Some(row)
 }
 
-/// Bytes of user stack copied by one read while unwinding. A `bpf_probe_read_user` costs far
-/// more than the bytes it copies (measured here: about 180 ns for 256 bytes, 200 ns for 1 KiB),
-/// and the frames of a typical stack lie within a few hundred bytes of each other, so the walk
-/// copies a window of the stack and reads the saved registers from it (one read per stack
-/// instead of one or two per frame).
-const WINDOW_BYTES: u64 = 1024;
+/// Bytes of user stack copied by the first read of a walk, and by each later one. A
+/// `bpf_probe_read_user` costs far more than the bytes it copies (measured here: about 180 ns
+/// for 256 bytes, 200 ns for 1 KiB), so the walk copies a window of the stack and reads the
+/// saved registers from it: one read for the frames of a typical allocating call path (within
+/// 1 KiB of the stack pointer), and big ones for deep stacks (a 40-frame stack of
+/// 128-byte frames spans 5 KiB).
+const FIRST_WINDOW_BYTES: u64 = 1024;
+const WINDOW_BYTES: u64 = 4096;
 const WINDOW_WORDS: usize = WINDOW_BYTES as usize / 8;
 
 /// A copy of `len` bytes of the user stack starting at `start` (8-byte aligned).
@@ -763,25 +765,34 @@ struct StackWindow {
     words: [u64; WINDOW_WORDS],
 }
 
-/// Copies the user stack from `address` (rounded down to 8 bytes) into `window`: a whole
-/// window, or up to the end of `address`'s page when the window would run past the end of
-/// the stack mapping.
+/// Copies the user stack from `address` (rounded down to 8 bytes) into `window`: `FIRST_WINDOW_BYTES`
+/// when the window is empty (the walk's first read), else `WINDOW_BYTES`; or up to the end of
+/// `address`'s page when the read would run past the end of the stack mapping.
 #[inline(always)]
 fn refill_window(window: &mut StackWindow, address: u64) -> bool {
     let start = address & !7;
+    let wanted = if window.len == 0 {
+        FIRST_WINDOW_BYTES
+    } else {
+        WINDOW_BYTES
+    };
     window.start = start;
     let words = window.words.as_mut_ptr() as *mut c_void;
     let source = start as *const c_void;
-    let read = unsafe { read_user_bytes(words, WINDOW_BYTES as u32, source) };
+    let read = if wanted == FIRST_WINDOW_BYTES {
+        unsafe { read_user_bytes(words, FIRST_WINDOW_BYTES as u32, source) }
+    } else {
+        unsafe { read_user_bytes(words, WINDOW_BYTES as u32, source) }
+    };
     if read == 0 {
-        window.len = WINDOW_BYTES;
+        window.len = wanted;
         return true;
     }
     let to_page_end = 4096 - (start & 4095);
-    let len = if to_page_end < WINDOW_BYTES {
+    let len = if to_page_end < wanted {
         to_page_end
     } else {
-        WINDOW_BYTES
+        wanted
     };
     if len < 16 {
         window.len = 0;
