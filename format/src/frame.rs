@@ -314,6 +314,12 @@ const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
 pub fn inflate_frame(frame: &RawFrame, out: &mut Vec<u8>) -> Result<(), FormatError> {
     let raw_len = frame.header.raw_len as usize;
     let bad = |what: String| FormatError::corrupt(frame.offset, what);
+    // `FrameHeader::parse` refuses such lengths; a frame built by hand may still claim one.
+    if raw_len > MAX_RAW_PAYLOAD {
+        return Err(bad(format!(
+            "frame claims {raw_len} uncompressed bytes, more than the {MAX_RAW_PAYLOAD} byte limit"
+        )));
+    }
     // One byte of room past the promised length, so that a longer stream is noticed rather
     // than silently cut. `resize` zeroes only what grows past the previous frame's length:
     // the inflater overwrites the rest.

@@ -119,6 +119,24 @@ fn a_length_other_than_the_header_says_is_corruption() {
 }
 
 #[test]
+fn a_length_past_the_limit_is_refused_before_any_allocation() {
+    let mut out = Vec::new();
+    let huge = frame(deflate(b"abc", 6), 0);
+    let huge = RawFrame {
+        header: FrameHeader {
+            raw_len: u32::MAX,
+            ..huge.header
+        },
+        ..huge
+    };
+    match inflate_frame(&huge, &mut out) {
+        Err(FormatError::Corrupt { what, .. }) => assert!(what.contains("limit"), "{what}"),
+        other => panic!("a 4 GiB frame was not refused: {other:?}"),
+    }
+    assert_eq!(out.capacity(), 0);
+}
+
+#[test]
 fn a_stream_cut_short_is_corruption() {
     let raw = sample(8, 50_000);
     let stored = deflate(&raw, 6);
