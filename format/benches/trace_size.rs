@@ -387,7 +387,8 @@ fn default_trace(w: &Workload) -> Vec<u8> {
 }
 
 /// `--profile-decode`: decode the default trace `--passes` times (5), through the reader and
-/// through the frame API (`--only reader` or `--only frames`: one of them), for `perf record`
+/// through the frame API (`--only reader` or `--only frames`: one of them; `--only inflate`
+/// or `--only inflate-flate2`: inflating only), for `perf record`
 /// or `valgrind --tool=callgrind`. With `--trace FILE`, the trace is read from FILE if it
 /// exists (no synthesis: profiles show decoding only), and written there otherwise.
 fn profile_decode(scale: u64) {
@@ -404,7 +405,16 @@ fn profile_decode(scale: u64) {
         }
     };
     // `--only reader` or `--only frames`: one path, so that an instruction count is its own.
+    // `--only inflate` or `--only inflate-flate2`: the frames' inflating alone, with the
+    // reader's inflater or with flate2's (the writer's backend).
     let only = arg_value("--only");
+    if let Some(inflater) = only.as_deref().and_then(Inflater::from_arg) {
+        for _ in 0..passes {
+            let speed = inflate_speed(&bytes, inflater);
+            println!("inflate: {speed:.1} M events/s ({})", inflater.name());
+        }
+        return;
+    }
     let (with_reader, with_frames) = (
         only.as_deref() != Some("frames"),
         only.as_deref() != Some("reader"),
@@ -605,9 +615,88 @@ fn main() {
          median {median:.1} M events/s; target >= 25 M events/s on one core: {}",
         if best >= 25.0 { "met" } else { "NOT met" }
     );
+    // The reader's inflater against flate2's on the same frames, alternating, best of three
+    // passes each: what choosing fdeflate for reading buys (flate2 still writes).
+    let (mut reader_inflate, mut flate2_inflate) = (0f64, 0f64);
+    for _ in 0..3 {
+        reader_inflate = reader_inflate.max(inflate_speed(&trace, Inflater::Reader));
+        flate2_inflate = flate2_inflate.max(inflate_speed(&trace, Inflater::Flate2));
+    }
+    println!(
+        "inflating alone (best of 3): {reader_inflate:.1} M events/s with {}, {flate2_inflate:.1} \
+         with {} ({:.0}% more time)",
+        Inflater::Reader.name(),
+        Inflater::Flate2.name(),
+        (reader_inflate / flate2_inflate - 1.0) * 100.0
+    );
     if quick {
         println!("(--quick: the 8,000 stack records weigh 10x more per event than in a full run)");
     }
+}
+
+/// Which inflater `inflate_speed` measures.
+#[derive(Clone, Copy)]
+enum Inflater {
+    /// `frame::inflate_frame`, what the reader uses (fdeflate).
+    Reader,
+    /// flate2's `Decompress` with the backend this bench was built with.
+    Flate2,
+}
+
+impl Inflater {
+    fn from_arg(arg: &str) -> Option<Inflater> {
+        match arg {
+            "inflate" => Some(Inflater::Reader),
+            "inflate-flate2" => Some(Inflater::Flate2),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Inflater::Reader => "fdeflate (the reader's)",
+            Inflater::Flate2 if cfg!(feature = "miniz") => "flate2/miniz_oxide",
+            Inflater::Flate2 => "flate2/zlib-rs",
+        }
+    }
+}
+
+/// Inflates every frame of `trace` once, in M events (of the whole trace) per CPU second.
+fn inflate_speed(trace: &[u8], inflater: Inflater) -> f64 {
+    let body = &trace[memtrail_format::frame::FILE_HEADER_LEN..];
+    let frames: Vec<RawFrame> = FrameReader::new(Cursor::new(body))
+        .map(|f| f.expect("frame"))
+        .collect();
+    let mut events = 0u64;
+    let mut scratch = Vec::new();
+    for frame in &frames {
+        decode_frame(frame, &mut scratch, |r| {
+            count_as_the_analyzer(&mut events, r)
+        })
+        .expect("decode");
+    }
+    let t = cpu_seconds();
+    for frame in &frames {
+        match inflater {
+            Inflater::Reader => {
+                memtrail_format::frame::inflate_frame(frame, &mut scratch).expect("inflate")
+            }
+            Inflater::Flate2 => {
+                scratch.clear();
+                scratch.reserve(frame.header.raw_len as usize + 1);
+                let status = flate2::Decompress::new(false)
+                    .decompress_vec(
+                        &frame.payload,
+                        &mut scratch,
+                        flate2::FlushDecompress::Finish,
+                    )
+                    .expect("inflate");
+                assert_eq!(status, flate2::Status::StreamEnd, "flate2 stopped early");
+            }
+        }
+        std::hint::black_box(&scratch);
+    }
+    events as f64 / (cpu_seconds() - t) / 1e6
 }
 
 /// Passes of the closing decode-speed measurement.
