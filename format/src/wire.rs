@@ -32,7 +32,7 @@ pub const ADDRESS_WINDOW: usize = 4096;
 /// Slots of the per-frame table that predicts an allocation's size from its stack.
 pub const SIZE_SLOTS: usize = 4096;
 /// Slots of the writer's table that finds recent addresses (a writer-side choice only).
-const ADDRESS_SLOTS: usize = 16384;
+const ADDRESS_SLOTS: usize = 8192;
 /// Per-thread predictions live in this many slots, chosen by `thread % THREAD_SLOTS`.
 pub const THREAD_SLOTS: usize = 64;
 /// Length of each thread slot's list of blocks it allocated and of blocks it freed.
@@ -258,8 +258,14 @@ pub(crate) struct FrameEncoder {
     prev_thread: u32,
     /// Sequence number of the next address occurrence.
     address_seq: u64,
-    /// Direct-mapped: hash(address) -> (address, sequence number of its last occurrence).
-    recent: Vec<(u64, u64)>,
+    /// Direct-mapped: hash(address) -> low 32 bits of the sequence number of the last address
+    /// with that hash. 32 KiB, and `window` 32 KiB, where pairs of (address, sequence number)
+    /// took 256 KiB: this lookup is made for every address, and in a recorder the ring buffer
+    /// streams through the caches between two of them.
+    recent: Vec<u32>,
+    /// The last `ADDRESS_WINDOW` addresses, at `sequence number % ADDRESS_WINDOW` (the
+    /// decoder's window): what proves a `recent` candidate is the address.
+    window: Vec<u64>,
     /// Direct-mapped: stack % SIZE_SLOTS -> (stack + 1, its last size); 0 = empty.
     sizes: Vec<(u64, u64)>,
     threads: Vec<ThreadSlot>,
@@ -335,7 +341,8 @@ fn push_varint(column: &mut Vec<u8>, v: u64) {
 }
 
 fn address_slot(address: u64) -> usize {
-    (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize % ADDRESS_SLOTS
+    (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - ADDRESS_SLOTS.trailing_zeros())) as usize
+        % ADDRESS_SLOTS
 }
 
 impl FrameEncoder {
@@ -347,7 +354,8 @@ impl FrameEncoder {
             prev_time: 0,
             prev_thread: 0,
             address_seq: 0,
-            recent: vec![(0, u64::MAX); ADDRESS_SLOTS],
+            recent: vec![0; ADDRESS_SLOTS],
+            window: vec![0; ADDRESS_WINDOW],
             sizes: vec![(0, 0); SIZE_SLOTS],
             threads: vec![ThreadSlot::default(); THREAD_SLOTS],
             filters: vec![Default::default(); THREAD_SLOTS],
@@ -384,8 +392,8 @@ impl FrameEncoder {
     fn address(&mut self, address: u64, role: Role) -> std::io::Result<()> {
         let seq = self.address_seq;
         let slot = address_slot(address);
-        let (seen, at) = self.recent[slot];
-        let back = seq.wrapping_sub(at);
+        // How far back the last address with this hash was.
+        let back = u64::from((seq as u32).wrapping_sub(self.recent[slot]));
         let bucket = filter_bucket(address);
         // The list an address is looked up in is the other side's (see `ThreadSlot::list`).
         let (searched, pushed) = match role {
@@ -406,7 +414,12 @@ impl FrameEncoder {
             list.take(i);
             filters[searched].0[bucket] -= 1;
             push_varint(&mut self.columns[ADDRESSES], 2 * i as u64 + 1);
-        } else if seen == address && at != u64::MAX && back >= 1 && back <= ADDRESS_WINDOW as u64 {
+        } else if (1..=(ADDRESS_WINDOW as u64).min(seq)).contains(&back)
+            && self.window[(seq - back) as usize % ADDRESS_WINDOW] == address
+        {
+            // Only the window is trusted: a slot may be stale (from an earlier frame, or its
+            // 32 bits wrapped), but an equal address `back` places back within this frame is
+            // a valid reference whatever put it there.
             push_varint(&mut self.columns[ADDRESSES], 2 * back);
         } else {
             push_varint(&mut self.columns[ADDRESSES], 0u64);
@@ -426,7 +439,8 @@ impl FrameEncoder {
         }
         filters[pushed].0[bucket] += 1;
         t.remember(role, address);
-        self.recent[slot] = (address, seq);
+        self.recent[slot] = seq as u32;
+        self.window[seq as usize % ADDRESS_WINDOW] = address;
         self.address_seq += 1;
         Ok(())
     }
@@ -609,6 +623,7 @@ impl FrameEncoder {
         let time_unit = self.time_unit;
         let columns = std::mem::take(&mut self.columns);
         let recent = std::mem::take(&mut self.recent);
+        let window = std::mem::take(&mut self.window);
         let sizes = std::mem::take(&mut self.sizes);
         let threads = std::mem::take(&mut self.threads);
         let filters = std::mem::take(&mut self.filters);
@@ -616,12 +631,14 @@ impl FrameEncoder {
         *self = FrameEncoder {
             columns,
             recent,
+            window,
             sizes,
             threads,
             filters,
             ..FrameEncoder::new_empty(time_unit)
         };
-        self.recent.fill((0, u64::MAX));
+        // `recent` and `window` need no reset: a reference is only made to an equal address
+        // of this frame's window.
         self.sizes.fill((0, 0));
         for t in self.threads.iter_mut() {
             t.reset();
@@ -644,6 +661,7 @@ impl FrameEncoder {
             prev_thread: 0,
             address_seq: 0,
             recent: Vec::new(),
+            window: Vec::new(),
             sizes: Vec::new(),
             threads: Vec::new(),
             filters: Vec::new(),
