@@ -345,6 +345,24 @@ fn address_slot(address: u64) -> usize {
         % ADDRESS_SLOTS
 }
 
+/// How far back `address` was among the frame's last `ADDRESS_WINDOW` addresses, if the
+/// `recent` table still knows (`seq`: the address's own sequence number). Only the window is
+/// trusted: a slot may be stale (from an earlier frame, or its 32 bits wrapped), but an equal
+/// address `back` places back within this frame is a valid reference whatever put it there.
+#[inline(always)]
+fn recent_reference(
+    recent: &[u32],
+    window: &[u64],
+    address: u64,
+    slot: usize,
+    seq: u64,
+) -> Option<u64> {
+    let back = u64::from((seq as u32).wrapping_sub(recent[slot]));
+    ((1..=(ADDRESS_WINDOW as u64).min(seq)).contains(&back)
+        && window[(seq - back) as usize % ADDRESS_WINDOW] == address)
+        .then_some(back)
+}
+
 impl FrameEncoder {
     pub(crate) fn new(time_unit: u64) -> FrameEncoder {
         FrameEncoder {
@@ -392,8 +410,6 @@ impl FrameEncoder {
     fn address(&mut self, address: u64, role: Role) -> std::io::Result<()> {
         let seq = self.address_seq;
         let slot = address_slot(address);
-        // How far back the last address with this hash was.
-        let back = u64::from((seq as u32).wrapping_sub(self.recent[slot]));
         let bucket = filter_bucket(address);
         // The list an address is looked up in is the other side's (see `ThreadSlot::list`).
         let (searched, pushed) = match role {
@@ -414,12 +430,8 @@ impl FrameEncoder {
             list.take(i);
             filters[searched].0[bucket] -= 1;
             push_varint(&mut self.columns[ADDRESSES], 2 * i as u64 + 1);
-        } else if (1..=(ADDRESS_WINDOW as u64).min(seq)).contains(&back)
-            && self.window[(seq - back) as usize % ADDRESS_WINDOW] == address
+        } else if let Some(back) = recent_reference(&self.recent, &self.window, address, slot, seq)
         {
-            // Only the window is trusted: a slot may be stale (from an earlier frame, or its
-            // 32 bits wrapped), but an equal address `back` places back within this frame is
-            // a valid reference whatever put it there.
             push_varint(&mut self.columns[ADDRESSES], 2 * back);
         } else {
             push_varint(&mut self.columns[ADDRESSES], 0u64);
