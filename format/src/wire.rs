@@ -383,6 +383,7 @@ impl FrameEncoder {
     }
 
     /// Bytes the payload would have if finished now (within a few bytes of preamble).
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.columns.iter().map(Vec::len).sum::<usize>() + 64
     }
