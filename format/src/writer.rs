@@ -48,6 +48,11 @@ pub struct TraceWriter<W: Write> {
     encoder: FrameEncoder,
     raw: Vec<u8>,
     compressed: Vec<u8>,
+    /// The DEFLATE state, reset between frames rather than made anew: a new one allocates
+    /// (and the kernel zeroes) a few hundred KiB per frame.
+    deflate: flate2::Compress,
+    /// Frame header and compressed payload, handed to the output in one write.
+    frame: Vec<u8>,
     strings: HashMap<String, u32>,
     bytes_written: u64,
     records_in_frame: u64,
@@ -80,6 +85,8 @@ impl<W: Write> TraceWriter<W> {
             encoder: FrameEncoder::new(u64::from(meta.time_resolution_ns.max(1))),
             raw: Vec::with_capacity(options.frame_bytes + 4096),
             compressed: Vec::new(),
+            deflate: flate2::Compress::new(Compression::new(options.level.min(9)), false),
+            frame: Vec::new(),
             strings: HashMap::new(),
             bytes_written: header.len() as u64,
             records_in_frame: 0,
@@ -199,7 +206,8 @@ impl<W: Write> TraceWriter<W> {
     fn write_frame(&mut self) -> Result<(), FormatError> {
         self.encoder.finish_into(&mut self.raw)?;
         self.compressed.clear();
-        let mut c = flate2::Compress::new(Compression::new(self.options.level), false);
+        let c = &mut self.deflate;
+        c.reset();
         self.compressed.reserve(self.raw.len() / 2 + 1024);
         loop {
             let status = c
@@ -227,13 +235,14 @@ impl<W: Write> TraceWriter<W> {
             .as_mut()
             .ok_or_else(|| FormatError::Poisoned("writer already finished".into()))?;
         // Header and payload in one buffer and one write_all: fewer partial frames on a crash.
-        let mut frame = Vec::with_capacity(20 + self.compressed.len());
+        let frame = &mut self.frame;
+        frame.clear();
         frame.extend_from_slice(&header.to_bytes());
         frame.extend_from_slice(&self.compressed);
-        if let Err(e) = inner.write_all(&frame) {
+        if let Err(e) = inner.write_all(frame) {
             return Err(self.fail(e));
         }
-        self.bytes_written += frame.len() as u64;
+        self.bytes_written += self.frame.len() as u64;
         self.raw.clear();
         self.records_in_frame = 0;
         Ok(())
