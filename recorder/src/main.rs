@@ -465,7 +465,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         )?;
         if !target.is_child() {
             // Tables before probes: the first events already unwind completely.
-            loader.refresh();
+            loader.refresh_from_proc();
         }
         Some(loader)
     } else {
@@ -579,7 +579,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     if let Some(loader) = unwinder.as_mut()
         && !target.is_child()
     {
-        loader.refresh(); // libraries loaded while the probes were being attached
+        loader.refresh_from_proc(); // libraries loaded while the probes were being attached
     }
     let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options, unwinder);
     if target.is_child() {

@@ -77,14 +77,16 @@ impl ModuleTable {
         self.modules.get(id as usize)
     }
 
-    /// Re-reads `/proc/PID/maps`; returns the ids of modules seen for the first time.
-    /// Fails only if the maps file cannot be read (the process is gone).
-    pub fn refresh(&mut self) -> std::io::Result<Vec<u32>> {
+    /// The target's executable mappings, read from `/proc/PID/maps` now. Fails only if the
+    /// maps file cannot be read (the process is gone).
+    pub fn read_exec_mappings(&self) -> std::io::Result<Vec<ExecMapping>> {
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
-        Ok(self.apply(&parse_exec_mappings(&maps)))
+        Ok(parse_exec_mappings(&maps))
     }
 
-    fn apply(&mut self, mappings: &[ExecMapping]) -> Vec<u32> {
+    /// Takes in the target's current executable mappings; returns the ids of modules seen for
+    /// the first time.
+    pub fn apply(&mut self, mappings: &[ExecMapping]) -> Vec<u32> {
         let mut new_modules = Vec::new();
         for mapping in mappings {
             let id = match self.by_path.get(&mapping.path) {

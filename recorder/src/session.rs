@@ -208,15 +208,17 @@ impl Recording {
         monotonic_now_ns().saturating_sub(self.start_monotonic_ns)
     }
 
-    /// Re-reads the target's maps and writes a Module record for each new module; gives
-    /// the unwinder the tables of new modules.
+    /// Re-reads the target's maps (once, for both tables: a big process's maps file takes
+    /// a while to read and parse) and writes a Module record for each new module; gives the
+    /// unwinder the tables of new modules.
     fn refresh_modules(&mut self) -> Result<(), SessionError> {
-        if let Some(unwinder) = self.unwinder.as_mut() {
-            unwinder.refresh();
-        }
-        let Ok(new_ids) = self.modules.refresh() else {
+        let Ok(mappings) = self.modules.read_exec_mappings() else {
             return Ok(()); // the process is gone: keep what is known
         };
+        if let Some(unwinder) = self.unwinder.as_mut() {
+            unwinder.refresh(&mappings);
+        }
+        let new_ids = self.modules.apply(&mappings);
         for id in new_ids {
             let Some(module) = self.modules.module(id) else {
                 continue;

@@ -142,15 +142,19 @@ impl UnwindLoader {
         })
     }
 
-    /// Re-reads the target's mappings, loads the tables of modules not seen before and
-    /// rewrites the kernel's mapping list if it changed. Quietly does nothing if the process
-    /// is gone.
-    pub fn refresh(&mut self) {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) else {
-            return;
-        };
+    /// `refresh` with the mappings read from `/proc/PID/maps` now; quietly does nothing if the
+    /// process is gone.
+    pub fn refresh_from_proc(&mut self) {
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) {
+            self.refresh(&parse_exec_mappings(&maps));
+        }
+    }
+
+    /// Takes in the target's current executable mappings, loads the tables of modules not
+    /// seen before and rewrites the kernel's mapping list if it changed.
+    pub fn refresh(&mut self, mappings: &[ExecMapping]) {
         let mut wanted = Vec::new();
-        for mapping in parse_exec_mappings(&maps) {
+        for mapping in mappings {
             let key = (
                 mapping.start,
                 mapping.end,
@@ -160,7 +164,7 @@ impl UnwindLoader {
             let entry = match self.seen.get(&key) {
                 Some(entry) => *entry,
                 None => {
-                    let entry = self.mapping_entry(&mapping);
+                    let entry = self.mapping_entry(mapping);
                     self.seen.insert(key, entry);
                     entry
                 }
