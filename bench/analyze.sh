@@ -8,8 +8,8 @@
 # time (user + sys, all threads: the machine may be busy) for the best run, the median, peak
 # RSS, and memtrail's ratios to heaptrack_print. Events are allocations + frees: memtrail's from
 # `memtrail info --json`, heaptrack's from the summary heaptrack prints when recording
-# (allocations, leaked allocations), else from the workload's known count. The target (issue 4): >= 2x heaptrack_print's events/s,
-# peak RSS no higher.
+# (allocations, leaked allocations), else from the workload's known count. The target (issue 4):
+# >= 2x heaptrack_print's events/s (judged on the medians), peak RSS no higher.
 #
 # Usage: bench/analyze.sh [OUTPUT_DIR]   (default: target/bench-analyze)
 # Environment: PAIRS (default 5000000), RUNS (default 5), REUSE=1 keeps traces already in
@@ -114,8 +114,10 @@ h = res["heaptrack"]
 print()
 for label, name in [("memtrail leaks", "leaks"), ("memtrail leaks --json", "json")]:
     m = res[name]
-    speed, rss = m[0] / h[0], m[2] / h[2]
+    # Judged on the medians: one lucky (or unlucky) run of either tool on a shared machine
+    # moves the best-run ratio by a quarter.
+    speed, best_speed, rss = m[1] / h[1], m[0] / h[0], m[2] / h[2]
     ok = "target met" if speed >= 2 and rss <= 1 else "target NOT met"
-    print(f"{label:24} {speed:.2f}x heaptrack_print's events/s (median {m[1] / h[1]:.2f}x), "
+    print(f"{label:24} {speed:.2f}x heaptrack_print's events/s in medians (best runs {best_speed:.2f}x), "
           f"{rss:.2f}x its peak RSS: {ok} (>= 2x, <= 1x)")
 EOF
