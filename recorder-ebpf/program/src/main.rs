@@ -747,15 +747,17 @@ fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
     Some(row)
 }
 
-/// Bytes of user stack copied by the first read of a walk, and by each later one. A
-/// `bpf_probe_read_user` costs far more than the bytes it copies (measured here: about 180 ns
-/// for 256 bytes, 200 ns for 1 KiB), so the walk copies a window of the stack and reads the
-/// saved registers from it: one read for the frames of a typical allocating call path (within
-/// 1 KiB of the stack pointer), and big ones for deep stacks (a 40-frame stack of
-/// 128-byte frames spans 5 KiB).
+/// Bytes of user stack copied by the first read of a walk. A `bpf_probe_read_user` costs far
+/// more than the bytes it copies (measured here: about 180 ns for 256 bytes, 200 ns for 1 KiB),
+/// so the walk copies a window of the stack and reads the saved registers from it: one read
+/// for the frames of a typical allocating call path (within 1 KiB of the stack pointer).
 const FIRST_WINDOW_BYTES: u64 = 1024;
+/// Later reads copy up to the end of the page (at most this much): never past it, since a read
+/// that runs off the top of the main thread's stack faults, and a faulting read costs several
+/// times a successful one.
 const WINDOW_BYTES: u64 = 4096;
 const WINDOW_WORDS: usize = WINDOW_BYTES as usize / 8;
+const PAGE_BYTES: u64 = 4096;
 
 /// A copy of `len` bytes of the user stack starting at `start` (8-byte aligned).
 #[repr(C)]
@@ -765,39 +767,33 @@ struct StackWindow {
     words: [u64; WINDOW_WORDS],
 }
 
-/// Copies the user stack from `address` (rounded down to 8 bytes) into `window`: `FIRST_WINDOW_BYTES`
-/// when the window is empty (the walk's first read), else `WINDOW_BYTES`; or up to the end of
-/// `address`'s page when the read would run past the end of the stack mapping.
+/// Copies the user stack from `address` (rounded down to 8 bytes) into `window`: the walk's
+/// first read takes `FIRST_WINDOW_BYTES` (or, if that runs off the stack, up to the end of the
+/// page); later ones take the rest of `address`'s page, or the next page too when fewer than
+/// 16 bytes are left in it (a frame crossing pages: both are in use).
 #[inline(always)]
 fn refill_window(window: &mut StackWindow, address: u64) -> bool {
     let start = address & !7;
-    let wanted = if window.len == 0 {
-        FIRST_WINDOW_BYTES
-    } else {
-        WINDOW_BYTES
-    };
+    let first = window.len == 0;
     window.start = start;
     let words = window.words.as_mut_ptr() as *mut c_void;
     let source = start as *const c_void;
-    let read = if wanted == FIRST_WINDOW_BYTES {
-        unsafe { read_user_bytes(words, FIRST_WINDOW_BYTES as u32, source) }
-    } else {
-        unsafe { read_user_bytes(words, WINDOW_BYTES as u32, source) }
-    };
-    if read == 0 {
-        window.len = wanted;
+    if first && unsafe { read_user_bytes(words, FIRST_WINDOW_BYTES as u32, source) } == 0 {
+        window.len = FIRST_WINDOW_BYTES;
         return true;
     }
-    let to_page_end = 4096 - (start & 4095);
-    let len = if to_page_end < wanted {
+    let to_page_end = PAGE_BYTES - (start & (PAGE_BYTES - 1));
+    let len = if to_page_end >= 16 {
         to_page_end
     } else {
-        wanted
+        to_page_end + PAGE_BYTES
     };
-    if len < 16 {
-        window.len = 0;
-        return false;
-    }
+    // Bounded for the verifier (len <= 4096 + 8 before this, and the buffer holds 4096).
+    let len = if len > WINDOW_BYTES {
+        WINDOW_BYTES
+    } else {
+        len
+    };
     let read = unsafe { read_user_bytes(words, len as u32, source) };
     window.len = if read == 0 { len } else { 0 };
     read == 0
