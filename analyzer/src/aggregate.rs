@@ -5,36 +5,9 @@
 //! (which address is live: `replay.rs`), symbol names (`symbols.rs`) or output formats
 //! (`render/`). Memory is proportional to the number of distinct stacks, never to events.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use polars::prelude::{Column, DataFrame, PolarsResult};
 
-/// A fast hasher for integer keys (addresses, stack ids). Keys come from the trace, which an
-/// attacker could shape to collide; that can only make the analysis slower, never wrong.
-#[derive(Default, Clone, Copy)]
-pub struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        // Fold the high half in so that page-aligned addresses spread over the table.
-        let x = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = x ^ (x >> 29);
-    }
-}
-
-pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+pub use memtrail_format::IntMap;
 
 /// Width of a curve bucket before any doubling.
 pub const BASE_BUCKET_NS: u64 = 1 << 10;

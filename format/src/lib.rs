@@ -2,7 +2,8 @@
 //!
 //! This crate owns the bytes of a trace file and nothing else: the records (`record`), how
 //! each is encoded (`wire`), the checksummed frames that carry them (`frame`), and the
-//! streaming [`TraceWriter`] and [`TraceReader`]. It must not know about eBPF, symbolization
+//! streaming [`TraceWriter`] and [`TraceReader`]; and [`IntMap`], the map both programs key by
+//! the ids and addresses records carry. It must not know about eBPF, symbolization
 //! or analysis, and it must never panic or allocate without a cap on bytes it reads:
 //! every length from a file is checked against the limits in `wire` and `frame`.
 //!
@@ -10,6 +11,7 @@
 
 mod error;
 pub mod frame;
+mod int_map;
 mod reader;
 mod record;
 mod wire;
@@ -17,6 +19,7 @@ mod writer;
 
 pub use error::{FormatError, Truncation};
 pub use frame::{FileHeader, FrameReader, RawFrame};
+pub use int_map::{IntHasher, IntMap};
 pub use reader::{TraceReader, decode_frame};
 pub use record::*;
 pub use wire::{MAX_LIST, MAX_RAW_PAYLOAD, MAX_STRING};

@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -18,8 +17,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{
-    AllocApi, EndTotals, FormatError, FreeApi, LostReason, Module, NO_MODULE, NO_STRING, Record,
-    Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
+    AllocApi, EndTotals, FormatError, FreeApi, IntMap, LostReason, Module, NO_MODULE, NO_STRING,
+    Record, Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
 };
 
 use crate::anon_mappings::AnonMappings;
@@ -30,49 +29,6 @@ use crate::rss::sample_rss;
 use crate::symbols::SymbolResolver;
 use crate::target::{ExitStatus, Target};
 use crate::unwind_loader::{UnwindLoader, UnwindStats};
-
-/// The hasher of the maps looked up for every event. Their keys are ids our own eBPF programs
-/// hand out (kernel stack ids, hashes of table-unwound stacks) and trace stack ids, not
-/// strings an attacker picks; SipHash's resistance to chosen keys (the std default) cost about
-/// 5% of the recorder's CPU time here. A multiply-rotate mix per word (as in rustc's FxHasher).
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0xf135_7aea_2e62_a9c5);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiply leaves the high bits the best mixed; the table takes its bucket from
-        // the low ones: fold the high half in.
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
-/// A map for the per-event lookups (see `IdHasher`).
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Set by the SIGINT/SIGTERM handler.
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -130,7 +86,7 @@ pub struct Recording {
     stack_depth: usize,
     modules: ModuleTable,
     /// (event stack kind, kernel stack id or table-unwound stack hash) -> trace stack id.
-    kernel_stacks: IdMap<(u8, u64), u32>,
+    kernel_stacks: IntMap<(u8, u64), u32>,
     /// Unwinder and frames -> trace stack id (stacks equal after truncation share one id).
     stacks_by_frames: HashMap<(Unwinder, Vec<(u32, u64)>), u32>,
     /// Loads unwind tables and hands out table-unwound stacks (`--unwind dwarf|auto`).
@@ -149,7 +105,7 @@ pub struct Recording {
     /// stacks) back blocks reported otherwise, or are its own bookkeeping, and are skipped.
     allocator_path: String,
     /// Trace stack id -> module of its first frame (the function that called the allocator).
-    caller_module: IdMap<u32, u32>,
+    caller_module: IntMap<u32, u32>,
     pub allocator_internal_mmaps: u64,
 }
 
@@ -187,7 +143,7 @@ impl Recording {
             start_monotonic_ns,
             stack_depth: options.stack_depth,
             modules: ModuleTable::new(pid),
-            kernel_stacks: IdMap::default(),
+            kernel_stacks: IntMap::default(),
             stacks_by_frames: HashMap::new(),
             unknown_stack: None,
             next_stack_id: 0,
@@ -199,7 +155,7 @@ impl Recording {
             page_size: options.page_size,
             unrecorded_munmaps: 0,
             allocator_path: options.allocator_path.clone(),
-            caller_module: IdMap::default(),
+            caller_module: IntMap::default(),
             allocator_internal_mmaps: 0,
         }
     }
@@ -794,32 +750,4 @@ fn record_loop(
 /// True when stderr is a terminal (for the live status line).
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::hash::BuildHasher;
-
-    /// The keys the recorder sees most (small consecutive kernel stack ids, one kind) must
-    /// spread over both ends of the hash: the table's buckets come from the low bits and its
-    /// per-entry tags from the top seven.
-    #[test]
-    fn id_hasher_spreads_consecutive_ids() {
-        let build = BuildHasherDefault::<IdHasher>::default();
-        let hashes: Vec<u64> = (0..4096u64)
-            .map(|id| build.hash_one((abi::STACK_FRAME_POINTER, id)))
-            .collect();
-        let low: HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
-        let top: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
-        assert!(low.len() > 2400, "{} distinct buckets of 4096", low.len());
-        assert_eq!(top.len(), 128, "top seven bits");
-        let mut map = IdMap::default();
-        for (i, &id) in [7u64, 1 << 40, 7].iter().enumerate() {
-            map.insert((abi::STACK_TABLES, id), i as u32);
-        }
-        assert_eq!(map.len(), 2);
-        assert_eq!(map.get(&(abi::STACK_TABLES, 7)), Some(&2));
-        assert_eq!(map.get(&(abi::STACK_FRAME_POINTER, 7)), None);
-    }
 }
