@@ -783,37 +783,43 @@ fn refill_window(window: &mut StackWindow, address: u64) -> bool {
         return true;
     }
     let to_page_end = PAGE_BYTES - (start & (PAGE_BYTES - 1));
-    let len = if to_page_end >= 16 {
+    // Fewer than 16 bytes left: the frame crosses into the next page, read 4 KiB. The upper
+    // bound is for the verifier (it holds already).
+    let len = if (16..=WINDOW_BYTES).contains(&to_page_end) {
         to_page_end
     } else {
-        to_page_end + PAGE_BYTES
-    };
-    // Bounded for the verifier (len <= 4096 + 8 before this, and the buffer holds 4096).
-    let len = if len > WINDOW_BYTES {
         WINDOW_BYTES
-    } else {
-        len
     };
     let read = unsafe { read_user_bytes(words, len as u32, source) };
     window.len = if read == 0 { len } else { 0 };
     read == 0
 }
 
-/// The two user words at `address`, from the window (refilled there when it does not hold them).
+/// Where the `bytes` bytes at `address` start in `window.words`, refilling the window there
+/// when it does not hold them; `None` when they cannot come from a window (unaligned, or the
+/// read failed), for the caller to read them directly.
 #[inline(always)]
-fn window_pair(window: &mut StackWindow, address: u64) -> Option<[u64; 2]> {
-    let mut offset = address.wrapping_sub(window.start);
+fn window_index(window: &mut StackWindow, address: u64, bytes: u64) -> Option<usize> {
     if address & 7 != 0 {
-        return read_user_pair(address);
+        return None;
     }
-    if offset >= window.len || window.len - offset < 16 {
+    let mut offset = address.wrapping_sub(window.start);
+    if offset >= window.len || window.len - offset < bytes {
         if !refill_window(window, address) {
-            return read_user_pair(address);
+            return None;
         }
         offset = 0;
     }
     // Masked so the verifier sees the bound (offset < len <= WINDOW_BYTES already holds).
-    let index = (offset >> 3) as usize & (WINDOW_WORDS - 1);
+    Some((offset >> 3) as usize & (WINDOW_WORDS - 1))
+}
+
+/// The two user words at `address`, from the window.
+#[inline(always)]
+fn window_pair(window: &mut StackWindow, address: u64) -> Option<[u64; 2]> {
+    let Some(index) = window_index(window, address, 16) else {
+        return read_user_pair(address);
+    };
     if index + 1 >= WINDOW_WORDS {
         return None;
     }
@@ -823,18 +829,10 @@ fn window_pair(window: &mut StackWindow, address: u64) -> Option<[u64; 2]> {
 /// The user word at `address`, from the window.
 #[inline(always)]
 fn window_u64(window: &mut StackWindow, address: u64) -> Option<u64> {
-    let mut offset = address.wrapping_sub(window.start);
-    if address & 7 != 0 {
-        return read_user_u64(address);
+    match window_index(window, address, 8) {
+        Some(index) => Some(window.words[index]),
+        None => read_user_u64(address),
     }
-    if offset >= window.len || window.len - offset < 8 {
-        if !refill_window(window, address) {
-            return read_user_u64(address);
-        }
-        offset = 0;
-    }
-    let index = (offset >> 3) as usize & (WINDOW_WORDS - 1);
-    Some(window.words[index])
 }
 
 /// The executable mapping containing `ip`, by binary search over the sorted mappings.
