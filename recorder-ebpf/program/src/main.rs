@@ -317,17 +317,27 @@ fn busy_slot(pid_tgid: u64) -> Option<*mut PendingCall> {
     (owner_of(slot) == u64::from(pid_tgid as u32) | OWNER_BUSY).then_some(slot)
 }
 
-/// Writes the fields of `call` into `slot` (whose owner word says this thread holds it busy)
-/// one by one: a struct store compiles to a byte-loop `memset` for the zero fields.
+/// The fields of a call that its entry probe records (the slot's owner word aside).
+#[derive(Clone, Copy)]
+struct CallEntry {
+    entry_sp: u64,
+    size: u64,
+    old_address: u64,
+    result_slot: u64,
+    api: u8,
+}
+
+/// Writes `call` into `slot` (whose owner word says this thread holds it busy) field by
+/// field: building a whole `PendingCall` compiles to a byte-loop `memset` for its zero fields.
 #[inline(always)]
-fn store_call(slot: *mut PendingCall, call: &PendingCall) {
+fn store_call(slot: *mut PendingCall, call: CallEntry) {
     unsafe {
         core::ptr::write_volatile(&mut (*slot).entry_sp, call.entry_sp);
         core::ptr::write_volatile(&mut (*slot).size, call.size);
         core::ptr::write_volatile(&mut (*slot).old_address, call.old_address);
         core::ptr::write_volatile(&mut (*slot).result_slot, call.result_slot);
         core::ptr::write_volatile(&mut (*slot).api, call.api);
-        core::ptr::write_volatile(&mut (*slot).tail_calls, call.tail_calls);
+        core::ptr::write_volatile(&mut (*slot).tail_calls, 0);
         core::ptr::write_volatile(&mut (*slot).padding, 0);
         core::ptr::write_volatile(&mut (*slot).padding_wide, 0);
     }
@@ -394,17 +404,13 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
         return 0;
     };
     let sp = stack_pointer(ctx);
-    let tid = pid_tgid as u32;
-    let call = PendingCall {
+    let owner = u64::from(pid_tgid as u32) | OWNER_BUSY;
+    let call = CallEntry {
         entry_sp: sp,
         size,
         old_address,
         result_slot,
         api,
-        tail_calls: 0,
-        padding: 0,
-        padding_wide: 0,
-        owner: u64::from(tid) | OWNER_BUSY,
     };
     if let Some(outer) = busy_slot(pid_tgid) {
         let outer_sp = unsafe { (*outer).entry_sp };
@@ -417,7 +423,7 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
             return 0;
         }
         // Stale (its return was never seen): replaced, the slot stays this thread's.
-        store_call(outer, &call);
+        store_call(outer, call);
         return 0;
     }
     // No call pending: take this thread's array entry if it is idle (whoever owned it last),
@@ -425,19 +431,30 @@ fn enter(ctx: &ProbeContext, api: u8, size: u64, old_address: u64, result_slot: 
     // gets it and only the holder writes the other fields.
     if let Some(entry) = array_slot(pid_tgid) {
         let current = owner_of(entry);
-        if current & OWNER_BUSY == 0 && swap_owner(entry, current, call.owner) {
-            store_call(entry, &call);
+        if current & OWNER_BUSY == 0 && swap_owner(entry, current, owner) {
+            store_call(entry, call);
             return 0;
         }
     }
     // Held by another thread's call: this thread's slot in the hash map.
     match PENDING_CALLS.get_ptr_mut(&pid_tgid) {
         Some(slot) => {
-            store_call(slot, &call);
-            set_owner(slot, call.owner);
+            store_call(slot, call);
+            set_owner(slot, owner);
         }
         None => {
-            if PENDING_CALLS.insert(&pid_tgid, &call, 0).is_err() {
+            let pending = PendingCall {
+                entry_sp: call.entry_sp,
+                size: call.size,
+                old_address: call.old_address,
+                result_slot: call.result_slot,
+                api: call.api,
+                tail_calls: 0,
+                padding: 0,
+                padding_wide: 0,
+                owner,
+            };
+            if PENDING_CALLS.insert(&pid_tgid, &pending, 0).is_err() {
                 count_lost(LOST_PENDING_TABLE_FULL);
             }
         }
