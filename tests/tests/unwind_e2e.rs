@@ -496,3 +496,38 @@ fn fibonacci_built_with_plain_o2_is_found_with_its_caller() {
         .collect();
     assert_eq!(names[..2], ["fibonacci", "child"], "{first}");
 }
+
+#[test]
+fn callers_reaching_malloc_with_the_same_registers_get_their_own_stacks() {
+    if !bpf_available() {
+        return;
+    }
+    // The in-kernel unwinder remembers walks by their starting registers and checks the stack
+    // words they read; here two paths start from the same registers thousands of times each,
+    // alternately, and differ only one frame up.
+    let rounds = 2000;
+    for (name, flags) in [
+        ("fp", ["-O2", "-g", "-fno-omit-frame-pointer"]),
+        ("no_fp", ["-O2", "-g", "-fomit-frame-pointer"]),
+    ] {
+        let scratch = Scratch::new("unwind_e2e", &format!("same_depth_{name}"));
+        let binary = compile(&scratch, "gcc", "same_depth_callers.c", &flags);
+        let command = [binary.to_str().expect("utf-8 path"), "2000"];
+        let recorded = record(&scratch, "dwarf", &command);
+        for (size, caller) in [(1111, "via_left"), (2222, "via_right")] {
+            let count = recorded
+                .records
+                .iter()
+                .filter(|r| matches!(r, Record::Alloc { size: s, .. } if *s == size))
+                .count();
+            assert_eq!(count, rounds, "{name}: allocations of {size} bytes");
+            // One stack for all of them (stack_of_size checks), and the right one.
+            let names = recorded.names(recorded.stack_of_size(size));
+            assert_eq!(
+                names[..3],
+                ["allocate", caller, "main"],
+                "{name}, {size} bytes: {names:?}"
+            );
+        }
+    }
+}

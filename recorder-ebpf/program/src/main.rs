@@ -36,6 +36,12 @@
 //! `UNWIND_MAPPINGS` for the module, of its rows in `UNWIND_ROWS` for the CFA rule (rows derived
 //! from the module's DWARF CFI by user space), then the return address at CFA - 8 and the saved
 //! rbp. The frames are hashed and stored once in `DWARF_STACKS`; the event carries the hash.
+//! The stack is copied in windows (few user reads), rows are cached per CPU by return address,
+//! and a finished walk is remembered by its starting registers (`WALK_MEMO`): when a walk
+//! from the same registers finds the same values in the stack words the remembered one read,
+//! its stack is reused without walking.
+//! Per-CPU walk state is taken by compare-and-swap (`WALK_CLAIMS`): on a fully preemptible
+//! kernel another thread's probe can run on this CPU in the middle of a walk.
 //!
 //! Layouts, names and constants come from `memtrail-ebpf-abi`; user space sets the globals at
 //! load time. x86-64 only (reads `rsp` from `pt_regs`).
@@ -47,7 +53,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
-use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext,
@@ -123,10 +129,16 @@ static UNWIND_STATE: Array<u32> = Array::with_max_entries(2, 0);
 static DWARF_STACKS: HashMap<u64, DwarfStack> = HashMap::with_max_entries(STACKS_CAPACITY, 0);
 
 #[map(name = "UNWIND_SCRATCH")]
-static UNWIND_SCRATCH: PerCpuArray<DwarfStack> = PerCpuArray::with_max_entries(1, 0);
+static UNWIND_SCRATCH: PerCpuArray<DwarfStack> = PerCpuArray::with_max_entries(WALK_LEVELS, 0);
 
 #[map(name = "UNWIND_WINDOW")]
-static UNWIND_WINDOW: PerCpuArray<StackWindow> = PerCpuArray::with_max_entries(1, 0);
+static UNWIND_WINDOW: PerCpuArray<StackWindow> = PerCpuArray::with_max_entries(WALK_LEVELS, 0);
+
+#[map(name = "WALK_CLAIMS")]
+static WALK_CLAIMS: PerCpuArray<u64> = PerCpuArray::with_max_entries(WALK_LEVELS, 0);
+
+#[map(name = "WALK_MEMO")]
+static WALK_MEMO: PerCpuArray<WalkMemo> = PerCpuArray::with_max_entries(WALK_MEMO_ENTRIES, 0);
 
 #[map(name = "UNWIND_ROW_CACHE")]
 static UNWIND_ROW_CACHE: PerCpuArray<RowCacheEntry> =
@@ -244,8 +256,9 @@ fn take_sample(pid_tgid: u64, size: u64, sample_bytes: u64) -> bool {
 #[inline(always)]
 fn count_lost(reason: u32) {
     if let Some(counter) = LOST_COUNTERS.get_ptr_mut(reason) {
-        // Per-CPU slot: no other writer while this program runs on this CPU.
-        unsafe { *counter += 1 };
+        // Atomic although per CPU: on a fully preemptible kernel another thread's probe can
+        // run on this CPU in the middle of this one.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, 1) };
     }
 }
 
@@ -707,8 +720,126 @@ struct UnwindCursor {
     bp: u64,
     stack: *mut DwarfStack,
     window: *mut StackWindow,
+    /// The memo entry this walk is recorded into (null: not recorded).
+    memo: *mut WalkMemo,
     /// `UNWIND_STATE`'s generation when the walk began (see [`RowCacheEntry`]).
     generation: u32,
+    /// Stack words recorded into `memo` so far; `TRAIL_OFF` once the walk cannot be memoized.
+    trail: u32,
+    /// The walk's level (see [`claim_walk_level`]); only level 0 uses the per-CPU caches.
+    level: u32,
+}
+
+/// Per-CPU sets of walk state (window, scratch stack): a walk takes the first free level.
+/// Programs here run with migration disabled but, on a fully preemptible kernel, another
+/// thread's probe can run on the same CPU in the middle of a walk; it then takes level 1
+/// instead of overwriting the first walk's window. A third nested walk gets no stack (counted).
+const WALK_LEVELS: u32 = 2;
+
+/// Takes the first free walk level of this CPU; `release_walk_level` gives it back.
+#[inline(always)]
+fn claim_walk_level() -> Option<(u32, *mut u64)> {
+    for level in 0..WALK_LEVELS {
+        let claim = WALK_CLAIMS.get_ptr_mut(level)?;
+        // SAFETY: a map value, an aligned u64.
+        let (_, taken) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::Acquire }, { AtomicOrdering::Relaxed }>(
+                claim, 0, 1,
+            )
+        };
+        if taken {
+            return Some((level, claim));
+        }
+    }
+    None
+}
+
+#[inline(always)]
+fn release_walk_level(claim: *mut u64) {
+    unsafe { core::ptr::write_volatile(claim, 0) };
+}
+
+/// Entries of the per-CPU walk memo (a power of two).
+const WALK_MEMO_ENTRIES: u32 = 512;
+/// Stack words one memoized walk may have used (a usual frame uses two).
+const WALK_MEMO_WORDS: usize = 64;
+/// [`UnwindCursor::trail`] of a walk that is not memoized.
+const TRAIL_OFF: u32 = u32::MAX;
+
+/// A finished walk, to be recognized when it recurs: a walk is a function of the registers it
+/// starts from, the unwind tables (their generation) and the stack words it reads, so a walk
+/// from the same registers that finds the same values at the same places in the copied stack
+/// ends in the same stack, and only those words need checking (a few ns each where a walk
+/// step costs ~30 ns). Allocations recur from the same call sites at the same stack depth,
+/// so most walks are recognized. Only walks that used their first window alone are memoized.
+#[repr(C)]
+struct WalkMemo {
+    /// The starting registers; `ip` 0: empty.
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    /// Where the walk's window began.
+    window_start: u64,
+    /// The stack's key in `DWARF_STACKS`.
+    hash: u64,
+    generation: u32,
+    /// Valid entries of `indexes` and `values`.
+    words: u32,
+    /// Word indexes in the window, and the values the walk found there.
+    indexes: [u16; WALK_MEMO_WORDS],
+    values: [u64; WALK_MEMO_WORDS],
+}
+
+#[inline(always)]
+fn walk_memo_slot(ip: u64, sp: u64, bp: u64) -> u32 {
+    let mixed = (ip ^ sp.rotate_left(17) ^ bp.rotate_left(41)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((mixed >> 40) as u32) & (WALK_MEMO_ENTRIES - 1)
+}
+
+/// The key of the stack a memoized walk from these registers found, if `memo` holds one and
+/// the stack words it read are unchanged (copied into `window`, which the walk then reuses).
+#[inline(always)]
+fn recall_walk(
+    memo: &WalkMemo,
+    window: &mut StackWindow,
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    generation: u32,
+) -> Option<u64> {
+    if memo.ip != ip || memo.sp != sp || memo.bp != bp || memo.generation != generation {
+        return None;
+    }
+    let words = memo.words as usize;
+    if !refill_window(window, memo.window_start) {
+        return None;
+    }
+    for i in 0..WALK_MEMO_WORDS {
+        if i >= words {
+            break;
+        }
+        let index = memo.indexes[i] as u64;
+        if index * 8 >= window.len
+            || window.words[index as usize & (WINDOW_WORDS - 1)] != memo.values[i]
+        {
+            return None;
+        }
+    }
+    Some(memo.hash)
+}
+
+/// Records for the memo that the walk used the window word at `index`.
+#[inline(always)]
+fn note_word(cursor: &mut UnwindCursor, index: usize, value: u64) {
+    let n = cursor.trail as usize;
+    if n >= WALK_MEMO_WORDS || cursor.memo.is_null() {
+        cursor.trail = TRAIL_OFF;
+        return;
+    }
+    let memo = unsafe { &mut *cursor.memo };
+    memo.indexes[n] = index as u16;
+    memo.values[n] = value;
+    cursor.trail += 1;
 }
 
 /// Entries of the per-CPU row cache (a power of two).
@@ -732,7 +863,11 @@ const KNOWN_STACKS_ENTRIES: u32 = 4096;
 /// The row for return address `ip`: from the cache, or searched and then cached. `None`
 /// when `ip` is in no known executable mapping.
 #[inline(always)]
-fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
+fn row_for(ip: u64, generation: u32, level: u32) -> Option<UnwindRow> {
+    if level != 0 {
+        // A walk nested in another on this CPU: the cache is the outer walk's.
+        return search_row(ip);
+    }
     let slot = ((ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32) & (ROW_CACHE_ENTRIES - 1);
     let entry = UNWIND_ROW_CACHE.get_ptr_mut(slot)?;
     unsafe {
@@ -740,21 +875,7 @@ fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
             return Some((*entry).row);
         }
     }
-    let mapping = find_mapping(ip)?;
-    // Every ip here is a return address: the call instruction is the byte before, and its
-    // row holds the state after the call (the return address may already be past the end
-    // of the function for a call that does not return).
-    let pc = ip.wrapping_sub(1).wrapping_sub(mapping.bias);
-    // No table, or an address before the module's first row: the frame-pointer rule.
-    let row = find_row(&mapping, pc).unwrap_or(UnwindRow {
-        pc: 0,
-        cfa_offset: 16,
-        rbp_offset: -16,
-        cfa_kind: CFA_FRAME_POINTER,
-        rbp_kind: RBP_AT_CFA,
-    });
-    // The address last: a program preempted in the middle (another thread's probe on this
-    // CPU) leaves an entry that cannot match.
+    let row = search_row(ip)?;
     unsafe {
         core::ptr::write_volatile(&mut (*entry).ip, 0);
         core::ptr::write_volatile(&mut (*entry).row, row);
@@ -762,6 +883,25 @@ fn row_for(ip: u64, generation: u32) -> Option<UnwindRow> {
         core::ptr::write_volatile(&mut (*entry).ip, ip);
     }
     Some(row)
+}
+
+/// The row for return address `ip`, by binary search of the mappings and of the module's
+/// rows. `None` when `ip` is in no known executable mapping.
+#[inline(always)]
+fn search_row(ip: u64) -> Option<UnwindRow> {
+    let mapping = find_mapping(ip)?;
+    // Every ip here is a return address: the call instruction is the byte before, and its
+    // row holds the state after the call (the return address may already be past the end
+    // of the function for a call that does not return).
+    let pc = ip.wrapping_sub(1).wrapping_sub(mapping.bias);
+    // No table, or an address before the module's first row: the frame-pointer rule.
+    Some(find_row(&mapping, pc).unwrap_or(UnwindRow {
+        pc: 0,
+        cfa_offset: 16,
+        rbp_offset: -16,
+        cfa_kind: CFA_FRAME_POINTER,
+        rbp_kind: RBP_AT_CFA,
+    }))
 }
 
 /// Bytes of user stack copied by the first read of a walk. A `bpf_probe_read_user` costs far
@@ -812,17 +952,24 @@ fn refill_window(window: &mut StackWindow, address: u64) -> bool {
     read == 0
 }
 
-/// Where the `bytes` bytes at `address` start in `window.words`, refilling the window there
-/// when it does not hold them; `None` when they cannot come from a window (unaligned, or the
-/// read failed), for the caller to read them directly.
+/// Where the `bytes` bytes at `address` start in the cursor's window, refilling the window
+/// there when it does not hold them; `None` when they cannot come from a window (unaligned,
+/// or the read failed), for the caller to read them directly. A walk that needs more than
+/// its first window is not memoized.
 #[inline(always)]
-fn window_index(window: &mut StackWindow, address: u64, bytes: u64) -> Option<usize> {
+fn window_index(cursor: &mut UnwindCursor, address: u64, bytes: u64) -> Option<usize> {
+    let window = unsafe { &mut *cursor.window };
     if address & 7 != 0 {
+        cursor.trail = TRAIL_OFF;
         return None;
     }
     let mut offset = address.wrapping_sub(window.start);
     if offset >= window.len || window.len - offset < bytes {
+        if window.len != 0 {
+            cursor.trail = TRAIL_OFF;
+        }
         if !refill_window(window, address) {
+            cursor.trail = TRAIL_OFF;
             return None;
         }
         offset = 0;
@@ -833,21 +980,29 @@ fn window_index(window: &mut StackWindow, address: u64, bytes: u64) -> Option<us
 
 /// The two user words at `address`, from the window.
 #[inline(always)]
-fn window_pair(window: &mut StackWindow, address: u64) -> Option<[u64; 2]> {
-    let Some(index) = window_index(window, address, 16) else {
+fn window_pair(cursor: &mut UnwindCursor, address: u64) -> Option<[u64; 2]> {
+    let Some(index) = window_index(cursor, address, 16) else {
         return read_user_pair(address);
     };
     if index + 1 >= WINDOW_WORDS {
         return None;
     }
-    Some([window.words[index], window.words[index + 1]])
+    let window = unsafe { &*cursor.window };
+    let pair = [window.words[index], window.words[index + 1]];
+    note_word(cursor, index, pair[0]);
+    note_word(cursor, index + 1, pair[1]);
+    Some(pair)
 }
 
 /// The user word at `address`, from the window.
 #[inline(always)]
-fn window_u64(window: &mut StackWindow, address: u64) -> Option<u64> {
-    match window_index(window, address, 8) {
-        Some(index) => Some(window.words[index]),
+fn window_u64(cursor: &mut UnwindCursor, address: u64) -> Option<u64> {
+    match window_index(cursor, address, 8) {
+        Some(index) => {
+            let value = unsafe { (*cursor.window).words[index] };
+            note_word(cursor, index, value);
+            Some(value)
+        }
         None => read_user_u64(address),
     }
 }
@@ -917,7 +1072,6 @@ fn read_user_pair(address: u64) -> Option<[u64; 2]> {
 unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     let cursor = unsafe { &mut *(context as *mut UnwindCursor) };
     let stack = unsafe { &mut *cursor.stack };
-    let window = unsafe { &mut *cursor.window };
     if cursor.ip == 0 {
         return 1; // the outermost frame returned to nothing: complete
     }
@@ -933,7 +1087,7 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
         stack.flags |= DWARF_STACK_TRUNCATED;
         1
     };
-    let Some(row) = row_for(cursor.ip, cursor.generation) else {
+    let Some(row) = row_for(cursor.ip, cursor.generation, cursor.level) else {
         return truncated(stack);
     };
     let offset = row.cfa_offset as i64 as u64;
@@ -969,7 +1123,7 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
     if row.rbp_kind == RBP_AT_CFA && row.cfa_kind != CFA_PLT && row.rbp_offset == -16 {
         // The usual frame (`push %rbp` right after the call): saved rbp and return address
         // are adjacent, one user read for both.
-        let Some([saved_bp, return_address]) = window_pair(window, cfa - 16) else {
+        let Some([saved_bp, return_address]) = window_pair(cursor, cfa - 16) else {
             return truncated(stack);
         };
         cursor.bp = saved_bp;
@@ -977,13 +1131,13 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
         cursor.ip = return_address;
         return 0;
     }
-    let Some(return_address) = window_u64(window, cfa - 8) else {
+    let Some(return_address) = window_u64(cursor, cfa - 8) else {
         return truncated(stack);
     };
     cursor.bp = match row.rbp_kind {
         RBP_SAME => cursor.bp,
         RBP_AT_CFA if row.cfa_kind != CFA_PLT => {
-            match window_u64(window, cfa.wrapping_add(row.rbp_offset as i64 as u64)) {
+            match window_u64(cursor, cfa.wrapping_add(row.rbp_offset as i64 as u64)) {
                 Some(bp) => bp,
                 None => return truncated(stack),
             }
@@ -1000,22 +1154,52 @@ unsafe extern "C" fn unwind_step(_index: u64, context: *mut c_void) -> c_long {
 /// it in `DWARF_STACKS` (once per distinct stack) and returns its key.
 #[inline(always)]
 fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
+    let (level, claim) = claim_walk_level()?;
+    let key = walk_stack(ctx, level);
+    release_walk_level(claim);
+    key
+}
+
+/// [`unwind_with_tables`] with this CPU's walk state of `level`.
+#[inline(always)]
+fn walk_stack(ctx: &RetProbeContext, level: u32) -> Option<u64> {
     let regs = ctx.as_ptr() as *const aya_ebpf::bindings::pt_regs;
-    let stack = UNWIND_SCRATCH.get_ptr_mut(0)?;
-    let window = UNWIND_WINDOW.get_ptr_mut(0)?;
-    let mut cursor = unsafe {
-        UnwindCursor {
-            ip: (*regs).rip,
-            sp: (*regs).rsp,
-            bp: (*regs).rbp,
-            stack,
-            window,
-            generation: *UNWIND_STATE.get(1)?,
+    let (ip, sp, bp) = unsafe { ((*regs).rip, (*regs).rsp, (*regs).rbp) };
+    let stack = UNWIND_SCRATCH.get_ptr_mut(level)?;
+    let window = UNWIND_WINDOW.get_ptr_mut(level)?;
+    let generation = *UNWIND_STATE.get(1)?;
+    // Nothing copied yet: the first read fills the window.
+    unsafe { (*window).len = 0 };
+    let mut memo: *mut WalkMemo = core::ptr::null_mut();
+    if level == 0
+        && let Some(entry) = WALK_MEMO.get_ptr_mut(walk_memo_slot(ip, sp, bp))
+    {
+        if let Some(hash) = recall_walk(
+            unsafe { &*entry },
+            unsafe { &mut *window },
+            ip,
+            sp,
+            bp,
+            generation,
+        ) {
+            return Some(hash);
         }
+        // Rewritten by this walk (emptied until it is complete).
+        unsafe { (*entry).ip = 0 };
+        memo = entry;
+    }
+    let mut cursor = UnwindCursor {
+        ip,
+        sp,
+        bp,
+        stack,
+        window,
+        memo,
+        generation,
+        trail: if memo.is_null() { TRAIL_OFF } else { 0 },
+        level,
     };
     unsafe {
-        // Nothing copied yet: the first read fills the window from the stack pointer up.
-        (*window).len = 0;
         (*stack).depth = 0;
         (*stack).flags = 0;
         bpf_loop(
@@ -1039,18 +1223,28 @@ fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
     let hash = if hash == 0 { 1 } else { hash };
     // Stored before (by this CPU): nothing to do. Otherwise look, and store it if missing.
     let known = KNOWN_STACKS.get_ptr_mut((hash as u32) & (KNOWN_STACKS_ENTRIES - 1))?;
-    if unsafe { *known } == hash {
-        return Some(hash);
-    }
-    if DWARF_STACKS.get_ptr(&hash).is_none() {
-        // BPF_NOEXIST: another CPU may have stored the same stack meanwhile; that is fine.
-        if let Err(error) = DWARF_STACKS.insert(&hash, stack, BPF_NOEXIST as u64)
-            && error != -17
-        {
-            return None;
+    if unsafe { *known } != hash {
+        if DWARF_STACKS.get_ptr(&hash).is_none() {
+            // BPF_NOEXIST: another CPU may have stored the same stack meanwhile; that is fine.
+            if let Err(error) = DWARF_STACKS.insert(&hash, stack, BPF_NOEXIST as u64)
+                && error != -17
+            {
+                return None;
+            }
         }
+        unsafe { *known = hash };
     }
-    unsafe { *known = hash };
+    if cursor.trail != TRAIL_OFF && !memo.is_null() {
+        // The registers last: the entry is valid once they match.
+        let memo = unsafe { &mut *memo };
+        memo.window_start = unsafe { (*window).start };
+        memo.hash = hash;
+        memo.generation = generation;
+        memo.words = cursor.trail;
+        memo.sp = sp;
+        memo.bp = bp;
+        memo.ip = ip;
+    }
     Some(hash)
 }
 
