@@ -66,11 +66,23 @@ echo "pairs: $pairs, rounds: $runs, extra stack depth: $depth"
 lost_file="$out/lost.txt"
 : >"$lost_file"
 
+# The recorder leaves detaching its probes to a helper process that outlives it by ~2 s (the
+# kernel retires uprobes one by one, ~100 ms each); a recording started meanwhile waits for it
+# while attaching, which would add a random delay to the next mode's time.
+wait_for_detach() {
+    local names=(memtrail-record)
+    [[ -n $baseline ]] && names+=("$(basename "$baseline")")
+    for name in "${names[@]}"; do
+        while pgrep -x "${name:0:15}" >/dev/null; do sleep 0.05; done
+    done
+}
+
 # Runs one mode with N pairs; prints the wall time and the CPU time (user + sys of the
 # whole process tree: target, recorder or heaptrack's helpers), in ns.
 run_mode() {
     local mode="$1" n="$2" start end trace="$out/$1.trace" cpu=(/usr/bin/time -f "%U %S" -o "$out/cpu.txt")
     rm -f "$trace" "$out"/heaptrack.*
+    wait_for_detach
     start=$(date +%s%N)
     case "$mode" in
         bare) "${cpu[@]}" "$out/workload" "$n" "$depth" >/dev/null ;;
@@ -173,6 +185,7 @@ for mode in "${profile_modes[@]}"; do
         stacks) args=(-q "${record_args[@]}") ;;
         baseline) binary="$baseline" args=(-q) ;;
     esac
+    wait_for_detach
     "${as_root[@]}" "$binary" "${args[@]}" -o "$out/profile.trace" -- "$out/workload" "$pairs" "$depth" >/dev/null &
     launcher=$!
     rec_pid=""
