@@ -726,6 +726,8 @@ struct UnwindCursor {
     generation: u32,
     /// Stack words recorded into `memo` so far; `TRAIL_OFF` once the walk cannot be memoized.
     trail: u32,
+    /// Words of the window from its start up to the last one recorded into `memo`.
+    reach: u32,
     /// The walk's level (see [`claim_walk_level`]); only level 0 uses the per-CPU caches.
     level: u32,
 }
@@ -785,6 +787,9 @@ struct WalkMemo {
     generation: u32,
     /// Valid entries of `indexes` and `values`.
     words: u32,
+    /// Bytes of stack from `window_start` that hold them (what a check copies).
+    extent: u32,
+    padding: u32,
     /// Word indexes in the window, and the values the walk found there.
     indexes: [u16; WALK_MEMO_WORDS],
     values: [u64; WALK_MEMO_WORDS],
@@ -811,9 +816,19 @@ fn recall_walk(
         return None;
     }
     let words = memo.words as usize;
-    if !refill_window(window, memo.window_start) {
+    // Only the bytes the checked words are in: a smaller copy costs a little less and
+    // displaces less of the cache.
+    let extent = u64::from(memo.extent);
+    if extent == 0 || extent > FIRST_WINDOW_BYTES {
         return None;
     }
+    let buffer = window.words.as_mut_ptr() as *mut c_void;
+    let source = memo.window_start as *const c_void;
+    if unsafe { read_user_bytes(buffer, extent as u32, source) } != 0 {
+        return None;
+    }
+    window.start = memo.window_start;
+    window.len = extent;
     for i in 0..WALK_MEMO_WORDS {
         if i >= words {
             break;
@@ -840,6 +855,7 @@ fn note_word(cursor: &mut UnwindCursor, index: usize, value: u64) {
     memo.indexes[n] = index as u16;
     memo.values[n] = value;
     cursor.trail += 1;
+    cursor.reach = cursor.reach.max(index as u32 + 1);
 }
 
 /// Entries of the per-CPU row cache (a power of two).
@@ -1197,6 +1213,7 @@ fn walk_stack(ctx: &RetProbeContext, level: u32) -> Option<u64> {
         memo,
         generation,
         trail: if memo.is_null() { TRAIL_OFF } else { 0 },
+        reach: 0,
         level,
     };
     unsafe {
@@ -1241,6 +1258,9 @@ fn walk_stack(ctx: &RetProbeContext, level: u32) -> Option<u64> {
         memo.hash = hash;
         memo.generation = generation;
         memo.words = cursor.trail;
+        // Whole cache lines, and never more than the window held.
+        let extent = (u64::from(cursor.reach) * 8).div_ceil(64) * 64;
+        memo.extent = extent.min(unsafe { (*window).len }) as u32;
         memo.sp = sp;
         memo.bp = bp;
         memo.ip = ip;
