@@ -761,10 +761,11 @@ fn release_walk_level(claim: *mut u64) {
     unsafe { core::ptr::write_volatile(claim, 0) };
 }
 
-/// Entries of the per-CPU walk memo (a power of two).
-const WALK_MEMO_ENTRIES: u32 = 512;
-/// Stack words one memoized walk may have used (a usual frame uses two).
-const WALK_MEMO_WORDS: usize = 64;
+/// Entries of the per-CPU walk memo (a power of two). An entry is 536 bytes, per CPU: 134 KiB
+/// a CPU, 17 MiB on a 128-CPU machine.
+const WALK_MEMO_ENTRIES: u32 = 256;
+/// Stack words one memoized walk may have used (a usual frame uses two: 24 such frames).
+const WALK_MEMO_WORDS: usize = 48;
 /// [`UnwindCursor::trail`] of a walk that is not memoized.
 const TRAIL_OFF: u32 = u32::MAX;
 
@@ -794,6 +795,8 @@ struct WalkMemo {
     indexes: [u16; WALK_MEMO_WORDS],
     values: [u64; WALK_MEMO_WORDS],
 }
+
+const _: () = assert!(core::mem::size_of::<WalkMemo>() == 536);
 
 #[inline(always)]
 fn walk_memo_slot(ip: u64, sp: u64, bp: u64) -> u32 {
