@@ -23,14 +23,14 @@
 # when bpftool is installed). Polling /proc costs a little CPU, so this pass is not timed.
 #
 # Usage: bench/record.sh [OUTPUT_DIR]   (default: target/bench-record)
-# Environment: PAIRS (default 2000000), RUNS (default 3; 0: the profiling pass only), PROFILE (default 1),
+# Environment: PAIRS (default 5000000, as issue 3 asks), RUNS (default 3; 0: the profiling pass only), PROFILE (default 1),
 #   DEPTH (default 0: the workload's own 6-frame stacks; N: every pair N calls deeper),
 #   RECORD_ARGS (extra memtrail-record options for the no-stacks and stacks modes),
 #   BASELINE (another memtrail-record binary, timed and profiled as the extra mode "baseline",
 #   with stacks).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-pairs="${PAIRS:-2000000}"
+pairs="${PAIRS:-5000000}"
 runs="${RUNS:-3}"
 depth="${DEPTH:-0}"
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --manifest-path "$repo/Cargo.toml" --format-version 1 --no-deps \
