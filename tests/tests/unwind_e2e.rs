@@ -512,7 +512,8 @@ fn callers_reaching_malloc_with_the_same_registers_get_their_own_stacks() {
     ] {
         let scratch = Scratch::new("unwind_e2e", &format!("same_depth_{name}"));
         let binary = compile(&scratch, "gcc", "same_depth_callers.c", &flags);
-        let command = [binary.to_str().expect("utf-8 path"), "2000"];
+        let rounds_arg = rounds.to_string();
+        let command = [binary.to_str().expect("utf-8 path"), rounds_arg.as_str()];
         let recorded = record(&scratch, "dwarf", &command);
         for (size, caller) in [(1111, "via_left"), (2222, "via_right")] {
             let count = recorded
