@@ -532,3 +532,88 @@ fn callers_reaching_malloc_with_the_same_registers_get_their_own_stacks() {
         }
     }
 }
+
+#[test]
+fn every_allocation_of_the_benchmark_workload_gets_its_call_paths_stack() {
+    if !bpf_available() {
+        return;
+    }
+    // bench/workload.c allocates once per iteration i through path (i % 10), each path its
+    // own function called from its own caller, all at the same depth: thousands of walks
+    // from ten starting points, most of them recognized by the unwinder's memo. Every
+    // allocation, in order, must carry its own path's frames. Paths 5-9 are tail-called by
+    // their callers (`return pathN(n)`), which leave no frame.
+    const CALLERS: [&str; 5] = [
+        "request_parse",
+        "request_headers",
+        "response_build",
+        "log_format",
+        "json_encode",
+    ];
+    let pairs = 20_000;
+    for (name, frame_pointers, depth) in [
+        ("fp", "-fno-omit-frame-pointer", 0),
+        ("no_fp_deep", "-fomit-frame-pointer", 12),
+    ] {
+        let scratch = Scratch::new("unwind_e2e", &format!("workload_{name}"));
+        let binary = scratch.path("workload");
+        let status = Command::new("gcc")
+            .args(["-O2", "-g", frame_pointers, "-o"])
+            .arg(&binary)
+            .arg(repo_root().join("bench").join("workload.c"))
+            .status()
+            .expect("run gcc");
+        assert!(status.success(), "gcc failed on bench/workload.c");
+        let arguments = [pairs.to_string(), depth.to_string()];
+        let command = [
+            binary.to_str().expect("utf-8 path"),
+            arguments[0].as_str(),
+            arguments[1].as_str(),
+        ];
+        let recorded = record(&scratch, "dwarf", &command);
+        let stacks: Vec<u32> = recorded
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Alloc { stack, .. } => Some(*stack),
+                _ => None,
+            })
+            .collect();
+        // Then the C library allocates stdout's buffer for the final printf.
+        assert!(
+            stacks.len() >= pairs,
+            "{name}: {} allocations",
+            stacks.len()
+        );
+        let mut checked = HashMap::new();
+        for (i, stack) in stacks[..pairs].iter().enumerate() {
+            let path = i % 10;
+            // A stack id is checked once per path; a second id for a path, or an id shared
+            // by two paths, is a wrong stack.
+            if let Some(previous) = checked.insert(*stack, path) {
+                assert_eq!(
+                    previous, path,
+                    "{name}: allocation {i} has path {previous}'s stack"
+                );
+                continue;
+            }
+            let names = recorded.names(&recorded.stacks[stack]);
+            // gcc may suffix static functions it specializes ("path3.isra.0").
+            let mut expected = vec![format!("path{path}")];
+            expected.extend(CALLERS.get(path).map(|caller| caller.to_string()));
+            expected.push("run_pairs".to_owned());
+            // run_deeper(depth) down to run_deeper(0), which calls run_pairs.
+            let deeper = if depth > 0 { depth + 1 } else { 0 };
+            expected.extend(std::iter::repeat_n("run_deeper".to_owned(), deeper));
+            expected.push("main".to_owned());
+            let base_names: Vec<&str> = names
+                .iter()
+                .map(|n| n.split('.').next().unwrap_or_default())
+                .collect();
+            let matches =
+                base_names.len() > expected.len() && base_names[..expected.len()] == expected[..];
+            assert!(matches, "{name}: allocation {i} (path {path}): {names:?}");
+        }
+        assert_eq!(checked.len(), 10, "{name}: one stack per path");
+    }
+}
