@@ -825,13 +825,9 @@ fn recall_walk(
     if extent == 0 || extent > FIRST_WINDOW_BYTES {
         return None;
     }
-    let buffer = window.words.as_mut_ptr() as *mut c_void;
-    let source = memo.window_start as *const c_void;
-    if unsafe { read_user_bytes(buffer, extent as u32, source) } != 0 {
+    if !copy_stack(window, memo.window_start, extent) {
         return None;
     }
-    window.start = memo.window_start;
-    window.len = extent;
     for i in 0..WALK_MEMO_WORDS {
         if i >= words {
             break;
@@ -950,12 +946,7 @@ struct StackWindow {
 #[inline(always)]
 fn refill_window(window: &mut StackWindow, address: u64) -> bool {
     let start = address & !7;
-    let first = window.len == 0;
-    window.start = start;
-    let words = window.words.as_mut_ptr() as *mut c_void;
-    let source = start as *const c_void;
-    if first && unsafe { read_user_bytes(words, FIRST_WINDOW_BYTES as u32, source) } == 0 {
-        window.len = FIRST_WINDOW_BYTES;
+    if window.len == 0 && copy_stack(window, start, FIRST_WINDOW_BYTES) {
         return true;
     }
     let to_page_end = PAGE_BYTES - (start & (PAGE_BYTES - 1));
@@ -966,7 +957,16 @@ fn refill_window(window: &mut StackWindow, address: u64) -> bool {
     } else {
         WINDOW_BYTES
     };
-    let read = unsafe { read_user_bytes(words, len as u32, source) };
+    copy_stack(window, start, len)
+}
+
+/// Copies `len` bytes (at most `WINDOW_BYTES`) of user stack from `start` into `window`; on
+/// failure the window is left empty.
+#[inline(always)]
+fn copy_stack(window: &mut StackWindow, start: u64, len: u64) -> bool {
+    let words = window.words.as_mut_ptr() as *mut c_void;
+    let read = unsafe { read_user_bytes(words, len as u32, start as *const c_void) };
+    window.start = start;
     window.len = if read == 0 { len } else { 0 };
     read == 0
 }
