@@ -125,6 +125,11 @@ struct Cli {
     #[arg(long, hide = true)]
     no_stacks: bool,
 
+    /// Capture no stacks, but copy the top 256 bytes of the user stack at every allocation:
+    /// the one read a remembered stack still costs (a lower bound, for the benchmark).
+    #[arg(long, hide = true, conflicts_with = "no_stacks")]
+    stack_read_only: bool,
+
     /// Entries of the kernel's per-thread slot array (a power of two): threads whose ids
     /// collide modulo it while one of them is inside an allocator call fall back to a hash
     /// map. A small value exercises that path (tests).
@@ -441,7 +446,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let unwind_tables = !cli.no_stacks
+    let stackless = cli.no_stacks || cli.stack_read_only;
+    let unwind_tables = !stackless
         && !cli.probes_only
         && use_unwind_tables(cli.unwind, cli.pid, executable.as_deref());
     let probe_settings = LoadSettings {
@@ -450,7 +456,13 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         ring_buffer_bytes: cli.ring_buffer_size,
         stop_at_exit: target.is_child(),
         sample_bytes: cli.sample_bytes.unwrap_or(0),
-        capture_stacks: !cli.no_stacks,
+        capture_stacks: if cli.stack_read_only {
+            memtrail_ebpf_abi::CAPTURE_READ_ONLY
+        } else if cli.no_stacks {
+            memtrail_ebpf_abi::CAPTURE_NONE
+        } else {
+            memtrail_ebpf_abi::CAPTURE_STACKS
+        },
         probes_only: cli.probes_only,
         unwind_tables,
         unwind_rows: memtrail_ebpf_abi::UNWIND_ROWS_CAPACITY,
@@ -519,7 +531,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         ("stack_depth".to_owned(), cli.stack_depth.to_string()),
         (
             "unwind".to_owned(),
-            if cli.no_stacks {
+            if stackless {
                 "none"
             } else if unwind_tables {
                 "dwarf"
@@ -540,6 +552,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
     if cli.no_stacks {
         extra.push(("stacks".to_owned(), "none".to_owned()));
+    }
+    if cli.stack_read_only {
+        extra.push(("stacks".to_owned(), "none (stack read only)".to_owned()));
     }
     if !placement.aliases.is_empty() {
         extra.push(("probe_aliases".to_owned(), placement.aliases.join(",")));

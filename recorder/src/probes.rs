@@ -52,7 +52,9 @@ pub struct LoadSettings {
     pub stop_at_exit: bool,
     /// 0: every allocation; N: on average one per N bytes allocated (see the eBPF program).
     pub sample_bytes: u64,
-    pub capture_stacks: bool,
+    /// Which stacks the return program captures: `abi::CAPTURE_STACKS` (the default),
+    /// `abi::CAPTURE_NONE`, or `abi::CAPTURE_READ_ONLY` (the benchmark's lower bound).
+    pub capture_stacks: u32,
     /// Attach programs that do nothing on the same attach points (measures the probes' cost).
     pub probes_only: bool,
     /// Unwind stacks in the program from loaded CFI tables instead of the kernel's
@@ -115,11 +117,7 @@ impl Probes {
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
             .override_global(abi::GLOBAL_SAMPLE_BYTES, &settings.sample_bytes, true)
-            .override_global(
-                abi::GLOBAL_CAPTURE_STACKS,
-                &u32::from(settings.capture_stacks),
-                true,
-            )
+            .override_global(abi::GLOBAL_CAPTURE_STACKS, &settings.capture_stacks, true)
             .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
             .override_global(
                 abi::GLOBAL_STOP_AT_EXIT,

@@ -1033,3 +1033,32 @@ fn probes_only_attaches_programs_that_record_nothing() {
     assert!(facts.free_calls.is_empty());
     assert_eq!(facts.exit_code, Some(Some(0)));
 }
+
+/// The benchmark's stackless modes (`--no-stacks`, and `--stack-read-only`, which also copies
+/// each allocation's user stack) record the same events as a normal recording, exactly, and
+/// no stack: what they measure is the cost of the same events.
+#[test]
+fn stackless_bench_modes_record_every_event_and_no_stack() {
+    if !bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("record", "stackless");
+    let sample = build_sample(&scratch, "alloc_counts.c");
+    for mode in ["--no-stacks", "--stack-read-only"] {
+        let trace = scratch.path(&format!("{}.trace", mode.trim_start_matches('-')));
+        let output = record_launch(&trace, &[mode], &[sample.to_str().expect("utf-8 path")]);
+        assert!(
+            output.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let facts = TraceFacts::from_records(&read_trace(&trace));
+        assert_alloc_counts_sample(&facts);
+        // Every event refers to the one stack without frames (the unknown stack).
+        assert!(
+            facts.stacks.len() == 1 && facts.stacks.values().all(Vec::is_empty),
+            "{mode}: stacks were recorded: {:?}",
+            facts.stacks
+        );
+    }
+}

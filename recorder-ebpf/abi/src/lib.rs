@@ -193,9 +193,20 @@ pub const GLOBAL_WAKEUP_THRESHOLD: &str = "WAKEUP_THRESHOLD";
 /// bytes allocated (per thread, an exponentially distributed byte countdown with mean N, as
 /// jemalloc samples), and only the frees and reallocs of sampled blocks.
 pub const GLOBAL_SAMPLE_BYTES: &str = "SAMPLE_BYTES";
-/// Global (`u32`): 0 captures no stacks (every event carries [`STACK_NONE`] and no loss is
-/// counted for it); for measuring the cost of stack capture.
+/// Global (`u32`): [`CAPTURE_STACKS`] (the default) captures a stack with every allocation;
+/// [`CAPTURE_NONE`] and [`CAPTURE_READ_ONLY`] capture none (every event carries
+/// [`STACK_NONE`] and no loss is counted for it), for measuring what stack capture costs.
 pub const GLOBAL_CAPTURE_STACKS: &str = "CAPTURE_STACKS";
+/// [`GLOBAL_CAPTURE_STACKS`]: no stacks.
+pub const CAPTURE_NONE: u32 = 0;
+/// [`GLOBAL_CAPTURE_STACKS`]: a stack with every allocation.
+pub const CAPTURE_STACKS: u32 = 1;
+/// [`GLOBAL_CAPTURE_STACKS`], for the benchmark: no stacks, but every allocation copies
+/// [`STACK_READ_ONLY_BYTES`] of its user stack, the one read a recognized walk still makes
+/// to verify it (the lower bound of any stack that is checked against the memory it came from).
+pub const CAPTURE_READ_ONLY: u32 = 2;
+/// Bytes [`CAPTURE_READ_ONLY`] copies (a typical recognized walk checks a few hundred).
+pub const STACK_READ_ONLY_BYTES: u64 = 256;
 
 /// Global (`u32`): when 1, `exit_entry` stops the traced process with SIGSTOP as it enters
 /// `exit()`, so the recorder can read its mappings before they are gone (launch mode, where

@@ -71,15 +71,15 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
 use memtrail_ebpf_abi::{
-    CFA_END, CFA_FRAME_POINTER, CFA_PLT, CFA_RBP, CFA_RSP, DEFAULT_RING_BUFFER_BYTES,
-    DWARF_STACK_TRUNCATED, DWARF_STACK_USED_FRAME_POINTERS, DwarfStack, EVENT_ALLOC, EVENT_FREE,
-    EVENT_REALLOC, Event, LOST_COUNTER_COUNT, LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL,
-    LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL, LOST_STACK_UNAVAILABLE, MAP_ANONYMOUS,
-    OWNER_BUSY, PENDING_CALLS_CAPACITY, PendingCall, RBP_AT_CFA, RBP_SAME,
+    CAPTURE_NONE, CAPTURE_READ_ONLY, CFA_END, CFA_FRAME_POINTER, CFA_PLT, CFA_RBP, CFA_RSP,
+    DEFAULT_RING_BUFFER_BYTES, DWARF_STACK_TRUNCATED, DWARF_STACK_USED_FRAME_POINTERS, DwarfStack,
+    EVENT_ALLOC, EVENT_FREE, EVENT_REALLOC, Event, LOST_COUNTER_COUNT, LOST_MISSING_ENTRY,
+    LOST_PENDING_TABLE_FULL, LOST_RING_BUFFER_FULL, LOST_SAMPLE_TABLE_FULL, LOST_STACK_UNAVAILABLE,
+    MAP_ANONYMOUS, OWNER_BUSY, PENDING_CALLS_CAPACITY, PendingCall, RBP_AT_CFA, RBP_SAME,
     SAMPLE_COUNTDOWN_CAPACITY, SAMPLED_BLOCKS_CAPACITY, STACK_FRAME_POINTER, STACK_NONE,
-    STACK_TABLES, STACKS_CAPACITY, THREAD_SLOTS_CAPACITY, UNWIND_MAPPING_SEARCH_STEPS,
-    UNWIND_MAPPINGS_CAPACITY, UNWIND_MAX_FRAMES, UNWIND_ROW_SEARCH_STEPS, UNWIND_ROWS_CAPACITY,
-    UnwindMapping, UnwindRow, alloc_api, free_api,
+    STACK_READ_ONLY_BYTES, STACK_TABLES, STACKS_CAPACITY, THREAD_SLOTS_CAPACITY,
+    UNWIND_MAPPING_SEARCH_STEPS, UNWIND_MAPPINGS_CAPACITY, UNWIND_MAX_FRAMES,
+    UNWIND_ROW_SEARCH_STEPS, UNWIND_ROWS_CAPACITY, UnwindMapping, UnwindRow, alloc_api, free_api,
 };
 
 /// A pending call at most this many bytes above the current stack pointer is an outer allocator
@@ -678,7 +678,11 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         });
         return 0;
     }
-    let (stack_kind, stack_key) = if unsafe { core::ptr::read_volatile(&CAPTURE_STACKS) } == 0 {
+    let capture = unsafe { core::ptr::read_volatile(&CAPTURE_STACKS) };
+    let (stack_kind, stack_key) = if capture == CAPTURE_NONE {
+        (STACK_NONE, 0)
+    } else if capture == CAPTURE_READ_ONLY {
+        read_stack_only(&ctx);
         (STACK_NONE, 0)
     } else if unsafe { core::ptr::read_volatile(&UNWIND_TABLES) } != 0 {
         match unwind_with_tables(&ctx) {
@@ -710,6 +714,17 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
         padding: 0,
     });
     0
+}
+
+/// The benchmark's lower bound for a verified stack: copies the top `STACK_READ_ONLY_BYTES`
+/// of the user stack, as a recognized walk's one check does, and keeps nothing. Bench-only
+/// (no walk runs in such a recording, so no walk state needs claiming).
+#[inline(always)]
+fn read_stack_only(ctx: &RetProbeContext) {
+    if let Some(window) = UNWIND_WINDOW.get_ptr_mut(0) {
+        let start = stack_pointer(ctx) & !7;
+        copy_stack(unsafe { &mut *window }, start, STACK_READ_ONLY_BYTES);
+    }
 }
 
 /// Where the walk is: the registers of the frame being unwound, and where it writes.
