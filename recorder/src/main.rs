@@ -184,9 +184,9 @@ fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Pat
         UnwindMode::Auto => {
             let mut files: Vec<PathBuf> = executable.map(Path::to_path_buf).into_iter().collect();
             if let Some(pid) = pid
-                && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                && let Ok(mappings) = modules::read_exec_mappings(pid)
             {
-                let mut paths: Vec<String> = modules::parse_exec_mappings(&maps)
+                let mut paths: Vec<String> = mappings
                     .into_iter()
                     .map(|m| m.path)
                     .filter(|p| p.starts_with('/'))
@@ -446,7 +446,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let stackless = cli.no_stacks || cli.stack_read_only;
+    let capture_stacks = if cli.stack_read_only {
+        memtrail_ebpf_abi::CAPTURE_READ_ONLY
+    } else if cli.no_stacks {
+        memtrail_ebpf_abi::CAPTURE_NONE
+    } else {
+        memtrail_ebpf_abi::CAPTURE_STACKS
+    };
+    let stackless = capture_stacks != memtrail_ebpf_abi::CAPTURE_STACKS;
     let unwind_tables = !stackless
         && !cli.probes_only
         && use_unwind_tables(cli.unwind, cli.pid, executable.as_deref());
@@ -456,13 +463,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         ring_buffer_bytes: cli.ring_buffer_size,
         stop_at_exit: target.is_child(),
         sample_bytes: cli.sample_bytes.unwrap_or(0),
-        capture_stacks: if cli.stack_read_only {
-            memtrail_ebpf_abi::CAPTURE_READ_ONLY
-        } else if cli.no_stacks {
-            memtrail_ebpf_abi::CAPTURE_NONE
-        } else {
-            memtrail_ebpf_abi::CAPTURE_STACKS
-        },
+        capture_stacks,
         probes_only: cli.probes_only,
         unwind_tables,
         unwind_rows: memtrail_ebpf_abi::UNWIND_ROWS_CAPACITY,

@@ -19,6 +19,13 @@ pub struct ExecMapping {
     pub path: String,
 }
 
+/// Process `pid`'s executable mappings, read from `/proc/PID/maps` now. Fails only if the
+/// maps file cannot be read (the process is gone).
+pub fn read_exec_mappings(pid: u32) -> std::io::Result<Vec<ExecMapping>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(parse_exec_mappings(&maps))
+}
+
 /// Parses the executable, file-backed (or vdso) lines of a maps file.
 pub fn parse_exec_mappings(maps: &str) -> Vec<ExecMapping> {
     maps.lines()
@@ -77,11 +84,9 @@ impl ModuleTable {
         self.modules.get(id as usize)
     }
 
-    /// The target's executable mappings, read from `/proc/PID/maps` now. Fails only if the
-    /// maps file cannot be read (the process is gone).
+    /// The target's executable mappings, read now (see [`read_exec_mappings`]).
     pub fn read_exec_mappings(&self) -> std::io::Result<Vec<ExecMapping>> {
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
-        Ok(parse_exec_mappings(&maps))
+        read_exec_mappings(self.pid)
     }
 
     /// Takes in the target's current executable mappings; returns the ids of modules seen for

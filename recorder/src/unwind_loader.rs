@@ -15,7 +15,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use memtrail_ebpf_abi as abi;
 
 use crate::elf_file::build_id_of;
-use crate::modules::{ExecMapping, parse_exec_mappings};
+use crate::modules::{ExecMapping, read_exec_mappings};
 use crate::unwind_tables::{build_unwind_table, mapping_bias};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +145,8 @@ impl UnwindLoader {
     /// `refresh` with the mappings read from `/proc/PID/maps` now; quietly does nothing if the
     /// process is gone.
     pub fn refresh_from_proc(&mut self) {
-        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)) {
-            self.refresh(&parse_exec_mappings(&maps));
+        if let Ok(mappings) = read_exec_mappings(self.pid) {
+            self.refresh(&mappings);
         }
     }
 
