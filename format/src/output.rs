@@ -12,11 +12,11 @@
 //! know anything about records. Every operation on the output goes through one descriptor of
 //! its directory, so the directory cannot be swapped between the steps.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -216,18 +216,9 @@ impl OutputFile {
         &self.path
     }
 
-    /// The name of the temporary file (in the final path's directory) until published.
-    pub fn temp_name(&self) -> OsString {
-        OsString::from_vec(self.temp_name.as_bytes().to_vec())
-    }
-
     /// The file being written.
     pub fn file(&self) -> &File {
         &self.file
-    }
-
-    pub fn is_published(&self) -> bool {
-        self.published
     }
 
     /// What is at the final name now, if anything: its kind (a symbolic link not followed),
