@@ -43,7 +43,8 @@ pub fn analyze_counting(
     options: ReplayOptions,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<Analysis> {
-    let file = std::fs::File::open(path).map_err(|e| Error::trace(path, e.into()))?;
+    // A regular file only: a FIFO or a device is refused without blocking.
+    let file = memtrail_format::open_input(path).map_err(|e| Error::trace(path, e))?;
     // No buffer: the frame reader asks for whole headers and payloads (two reads a frame), so
     // a buffer would only add a copy of the file.
     let input = CountingReader::new(file, bytes_read);

@@ -3,8 +3,7 @@
 //!
 //! Owns the glue only. Must not compute (that is `report.rs`) or format (that is `render/`).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use crate::cli::{
 };
 use crate::diff::{self, Diff, DiffOptions, Normalize};
 use crate::error::{Error, Result};
+use crate::files::{check_inputs_and_outputs, write_file, write_output};
 use crate::progress::Progress;
 use crate::render::{self, export::TableFormat};
 use crate::replay::ReplayOptions;
@@ -33,6 +33,7 @@ pub enum Outcome {
 
 /// Runs `cli`, writing the report to `out` and each warning to `warn`.
 pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result<Outcome> {
+    check_files(cli)?;
     let done = match &cli.command {
         Command::Diff(args) => return diff_command(args, out, warn),
         Command::Compare(args) => return compare_command(args, out, warn),
@@ -136,10 +137,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
                 ExportFormat::Csv => TableFormat::Csv,
                 ExportFormat::Json => TableFormat::Json,
             };
-            let file = File::create(&args.output).map_err(|e| Error::write(&args.output, e))?;
-            let mut w = BufWriter::new(file);
-            render::export::write(&mut df, format, &mut w)?;
-            w.flush().map_err(|e| Error::write(&args.output, e))?;
+            write_output(&args.output, |w| {
+                Ok(render::export::write(&mut df, format, w)?)
+            })?;
             let _ = writeln!(
                 out,
                 "wrote {} rows to {}",
@@ -193,6 +193,13 @@ fn compare_command(
     warn: &mut dyn FnMut(&str),
 ) -> Result<Outcome> {
     let traces = expand_traces(&args.traces, &args.baseline)?;
+    let inputs: Vec<&Path> = std::iter::once(args.baseline.as_path())
+        .chain(traces.iter().map(|t| t.as_path()))
+        .collect();
+    check_inputs_and_outputs(
+        &inputs,
+        &args.output.as_deref().into_iter().collect::<Vec<_>>(),
+    )?;
     if args.format == ExportFormat::Parquet && args.output.is_none() {
         return Err(Error::Invalid(
             "Parquet is a binary format: name the output file with -o OUT.parquet".into(),
@@ -214,10 +221,7 @@ fn compare_command(
     };
     match &args.output {
         Some(path) => {
-            let file = File::create(path).map_err(|e| Error::write(path, e))?;
-            let mut w = BufWriter::new(file);
-            render::export::write(&mut df, format, &mut w)?;
-            w.flush().map_err(|e| Error::write(path, e))?;
+            write_output(path, |w| Ok(render::export::write(&mut df, format, w)?))?;
             emit(
                 out,
                 &format!(
@@ -397,12 +401,26 @@ fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
     out.write_all(text.as_bytes()).map_err(Error::Stdout)
 }
 
-fn write_file(
-    path: &Path,
-    f: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::write(path, e))?;
-    let mut w = BufWriter::new(file);
-    f(&mut w).map_err(|e| Error::write(path, e))?;
-    w.flush().map_err(|e| Error::write(path, e))
+/// Before any analysis: every input must be a regular file, and no output may be an input
+/// (`compare` checks its own, once its directories are expanded).
+fn check_files(cli: &Cli) -> Result<()> {
+    let (inputs, outputs): (Vec<&Path>, Vec<Option<&Path>>) = match &cli.command {
+        Command::Info(args) => (vec![&args.file], vec![]),
+        Command::Leaks(args) => (vec![&args.replay.file], vec![]),
+        Command::Flamegraph(args) => (vec![&args.replay.file], vec![Some(&args.output)]),
+        Command::Lifetimes(args) => (vec![&args.replay.file], vec![args.svg.as_deref()]),
+        Command::Timeline(args) => (vec![&args.replay.file], vec![args.svg.as_deref()]),
+        Command::Export(args) => (vec![&args.replay.file], vec![Some(&args.output)]),
+        Command::Diff(args) => (
+            vec![&args.base, &args.new],
+            vec![args.flamegraph.as_deref()],
+        ),
+        Command::Report(args) => (
+            args.traces.iter().map(|t| t.as_path()).collect(),
+            vec![Some(&args.output)],
+        ),
+        Command::Compare(_) => return Ok(()),
+    };
+    let outputs: Vec<&Path> = outputs.into_iter().flatten().collect();
+    check_inputs_and_outputs(&inputs, &outputs)
 }

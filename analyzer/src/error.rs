@@ -37,6 +37,21 @@ pub enum Error {
     /// The inputs make the request impossible (an unknown stack id, a function not found...).
     #[error("{0}")]
     Invalid(String),
+
+    /// An output path names one of the command's own input traces.
+    #[error(
+        "{} is the input trace {}: memtrail never writes over its input; name another output file",
+        output.display(),
+        input.display()
+    )]
+    OutputIsInput { output: PathBuf, input: PathBuf },
+
+    /// Something that a written file must not replace is at an output path.
+    #[error(
+        "cannot write {}: it is {what}; memtrail replaces only files and symbolic links to files (never following a link): name a file",
+        path.display()
+    )]
+    OutputNotAFile { path: PathBuf, what: String },
 }
 
 impl Error {

@@ -34,6 +34,9 @@ pub enum FormatError {
     #[error("cannot write a record of {size} bytes: a frame holds at most {limit} bytes")]
     RecordTooLarge { size: usize, limit: usize },
 
+    #[error("not a trace file: it is {0}, and memtrail reads traces from regular files only")]
+    NotARegularFile(crate::output::FileKind),
+
     #[error(
         "cannot write: the trace writer failed earlier ({0}); the file holds what was written before"
     )]

@@ -104,8 +104,10 @@ pub struct TraceReader<R> {
 }
 
 impl TraceReader<BufReader<File>> {
+    /// Opens a trace file (a regular file: a FIFO or a device is refused, see
+    /// [`crate::open_input`]).
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader<BufReader<File>>, FormatError> {
-        let file = File::open(path)?;
+        let file = crate::output::open_input(path)?;
         TraceReader::new(BufReader::with_capacity(256 << 10, file))
     }
 }

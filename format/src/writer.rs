@@ -5,7 +5,6 @@
 //! boundary or inside the last frame, and every earlier frame stays readable.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use flate2::Compression;
 
 use crate::error::FormatError;
 use crate::frame::{FRAME_RECORDS_DEFLATE, FileHeader, FrameHeader};
+use crate::output::OutputFile;
 use crate::record::{Record, TraceMeta};
 use crate::wire::{FrameEncoder, MAX_RAW_PAYLOAD};
 
@@ -249,12 +249,15 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
-impl TraceWriter<File> {
-    /// Creates (or truncates) `path` with mode 0600: a trace reveals what a process does.
+impl TraceWriter<OutputFile> {
+    /// Starts a trace at `path`: written into a new temporary file (mode 0600) beside it,
+    /// which [`TraceWriter::publish`] or [`TraceWriter::finish_sync`] renames over `path`.
+    /// Whatever is at `path` is not followed, written through or looked at; dropped before
+    /// it is published, the writer removes its temporary file.
     pub fn create(
         path: impl AsRef<Path>,
         meta: &TraceMeta,
-    ) -> Result<TraceWriter<File>, FormatError> {
+    ) -> Result<TraceWriter<OutputFile>, FormatError> {
         TraceWriter::create_with_options(path, meta, WriterOptions::default())
     }
 
@@ -262,21 +265,28 @@ impl TraceWriter<File> {
         path: impl AsRef<Path>,
         meta: &TraceMeta,
         options: WriterOptions,
-    ) -> Result<TraceWriter<File>, FormatError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        TraceWriter::with_options(file, meta, options)
+    ) -> Result<TraceWriter<OutputFile>, FormatError> {
+        TraceWriter::with_options(OutputFile::create(path)?, meta, options)
     }
 
-    /// Flushes the last frame and fsyncs the file, so the trace survives a host crash.
+    /// Puts the trace at its final name now, with everything written so far (a trace being
+    /// recorded: from here on it is readable there, as far as it has been flushed). Later
+    /// records go on into the same file.
+    pub fn publish(&mut self) -> Result<(), FormatError> {
+        self.flush()?;
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| FormatError::Poisoned("writer already finished".into()))?;
+        inner.publish()?;
+        Ok(())
+    }
+
+    /// Flushes the last frame, fsyncs the file and publishes it if that was not done yet,
+    /// so the complete trace is at its final name and survives a host crash.
     pub fn finish_sync(self) -> Result<(), FormatError> {
         let file = self.finish()?;
-        file.sync_all()?;
+        file.commit()?;
         Ok(())
     }
 }

@@ -1,9 +1,14 @@
 //! `memtrail-record`: traces every allocation and free of a process into a memtrail trace.
 //!
 //! This file owns the command line, the order of the setup steps (checks, output file,
-//! target, probes, release) and turning failures into one-line messages and exit codes.
+//! target, probes, release, publishing the trace) and turning failures into one-line messages
+//! and exit codes (0 or the launched command's own status; 126/127 when it cannot be run or
+//! found, as `env` and `timeout` do; 128+N when a signal N stopped the recording; 1 for the
+//! recorder's own errors).
 //! The work itself lives in the modules:
 //! - `target`: launching a command held before exec, or checking a running PID;
+//! - `output`: which existing file at `-o` may be replaced (the trace goes into a temporary
+//!   file that is renamed over it once the target has started);
 //! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
 //!   `elf_file` for where);
 //! - `session`: the recording loop and every record written;
@@ -15,6 +20,7 @@ mod anon_mappings;
 mod elf_file;
 mod free_probe;
 mod modules;
+mod output;
 mod probes;
 mod rss;
 mod session;
@@ -25,7 +31,7 @@ mod unwind_loader;
 mod unwind_tables;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -34,7 +40,7 @@ use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
 
 use crate::probes::{LoadSettings, Probes, error_chain};
 use crate::session::{Recording, STOP_REQUESTED, SessionOptions};
-use crate::target::Target;
+use crate::target::{Target, TargetError};
 
 /// Record every allocation and free of a process (eBPF uprobes on the allocator) into a
 /// memtrail trace file, for `memtrail` to analyze here or elsewhere.
@@ -49,9 +55,17 @@ struct Cli {
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
     pid: Option<u32>,
 
-    /// Trace file to write (created with mode 0600).
+    /// Trace file to write: a new file with mode 0600, put in place once the target runs.
+    /// An existing memtrail trace there is replaced; any other file or a symbolic link only
+    /// with --force.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+
+    /// Replace whatever file or symbolic link is at the output path (by rename: never
+    /// following the link or writing into the file). Never a directory, FIFO or device, nor
+    /// the program being traced.
+    #[arg(long)]
+    force: bool,
 
     /// Stop after this long: seconds (60, 2.5) or with a unit (500ms, 10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = suspects::parse_duration)]
@@ -257,7 +271,11 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(error) => {
             eprintln!("memtrail-record: {}", one_line(&error));
-            std::process::exit(1);
+            let code = error
+                .downcast_ref::<TargetError>()
+                .and_then(TargetError::exec_exit_code)
+                .unwrap_or(1);
+            std::process::exit(code);
         }
     }
 }
@@ -375,7 +393,11 @@ fn command_line_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
+/// The signal that stopped the recording (0: none), for the exit status 128 + N.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::Relaxed);
     STOP_REQUESTED.store(true, Ordering::Relaxed);
 }
 
@@ -409,6 +431,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     if let Some(pid) = cli.pid {
         Target::existing(pid)?;
     }
+    // The trace's temporary file, before anything else happens: this proves the directory is
+    // writable and settles what is at the output path (see `output`). Dropped on any error
+    // below, it is removed and the path keeps what it had.
+    let program = match cli.pid {
+        Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/exe"))),
+        None => resolve_command(&cli.command[0]),
+    };
+    let output_file = output::open_output(&cli.output, cli.force, program.as_deref())?;
     // Allocator library: chosen before the target runs anything.
     let (library, library_name) = match &cli.lib {
         Some(lib) => {
@@ -581,8 +611,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         level: cli.compression_level,
         ..WriterOptions::default()
     };
-    let writer = TraceWriter::create_with_options(&cli.output, &meta, writer_options)
-        .with_context(|| format!("cannot create {}", cli.output.display()))?;
+    let writer = TraceWriter::with_options(output_file, &meta, writer_options)
+        .with_context(|| format!("cannot write {}", cli.output.display()))?;
 
     let options = SessionOptions {
         allocator_path: library_name.clone(),
@@ -597,10 +627,16 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     {
         loader.refresh_from_proc(); // libraries loaded while the probes were being attached
     }
-    let recording = Recording::new(writer, start_monotonic_ns, target.pid, &options, unwinder);
+    let mut recording = Recording::new(writer, start_monotonic_ns, target.pid, &options, unwinder);
     if target.is_child() {
         target.release(&cli.command[0])?;
     }
+    // The target runs (exec succeeded, or the probes are on the running process): the trace
+    // takes its final name now, and is readable there from here on, even if the recorder is
+    // killed.
+    recording
+        .publish()
+        .with_context(|| format!("cannot put the trace at {}", cli.output.display()))?;
     if !cli.quiet {
         eprintln!(
             "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
@@ -626,9 +662,12 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
     probes.detach_in_background();
     Ok(match summary.exit {
+        // Stopped by a signal (Ctrl-C, SIGTERM from `timeout` or a service manager): the shell
+        // convention, 128 + the signal's number, whatever the target did meanwhile.
+        _ if summary.stop == session::StopReason::Signal => {
+            128 + STOP_SIGNAL.load(Ordering::Relaxed).max(0)
+        }
         Some(status) if target.is_child() => status.as_exit_code(),
-        // Stopped by Ctrl-C/SIGTERM: the shell convention for "interrupted".
-        _ if summary.stop == session::StopReason::Signal => 130,
         _ => 0,
     })
 }

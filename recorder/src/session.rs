@@ -7,7 +7,6 @@
 //! probes (see `probes`), or decide how the target is started (see `target`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -18,7 +17,7 @@ use aya::maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{
     AllocApi, EndTotals, FormatError, FreeApi, IntMap, LostReason, Module, NO_MODULE, NO_STRING,
-    Record, Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
+    OutputFile, Record, Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
 };
 
 use crate::anon_mappings::AnonMappings;
@@ -30,7 +29,7 @@ use crate::symbols::SymbolResolver;
 use crate::target::{ExitStatus, Target};
 use crate::unwind_loader::{UnwindLoader, UnwindStats};
 
-/// Set by the SIGINT/SIGTERM handler.
+/// Set by the SIGINT/SIGTERM handler (which also keeps the signal's number, for the exit code).
 pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -81,7 +80,7 @@ pub struct Summary {
 
 /// A trace being recorded: the writer plus everything interned so far.
 pub struct Recording {
-    writer: TraceWriter<File>,
+    writer: TraceWriter<OutputFile>,
     start_monotonic_ns: u64,
     stack_depth: usize,
     modules: ModuleTable,
@@ -130,8 +129,14 @@ fn lost_reason(counter: usize) -> LostReason {
 }
 
 impl Recording {
+    /// Renames the trace over its final name (it was written into a temporary file until
+    /// the target started): from now on it is readable there, as far as it is flushed.
+    pub fn publish(&mut self) -> Result<(), FormatError> {
+        self.writer.publish()
+    }
+
     pub fn new(
-        writer: TraceWriter<File>,
+        writer: TraceWriter<OutputFile>,
         start_monotonic_ns: u64,
         pid: u32,
         options: &SessionOptions,

@@ -7,7 +7,8 @@
 //! Launch protocol: the child is forked with two close-on-exec pipes. It blocks reading the
 //! "go" pipe until the recorder has attached its probes (scoped to the child's PID), then
 //! `execvp`s. If exec fails, the child writes its errno into the "exec error" pipe; a pipe that
-//! closes empty means exec succeeded.
+//! closes empty means exec succeeded. That errno is what tells "not found" (127) from "cannot
+//! be run" (126) in the recorder's exit status.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -25,6 +26,27 @@ pub enum TargetError {
         command: String,
         source: std::io::Error,
     },
+    /// `execvp` failed in the child: the command was not found, or cannot be run.
+    #[error("cannot run {command}: {source}")]
+    Exec {
+        command: String,
+        source: std::io::Error,
+    },
+}
+
+impl TargetError {
+    /// The exit status `env` and `timeout` give for the same failure: 127 when the command
+    /// was not found, 126 when it was found but cannot be run (permission denied, not
+    /// executable, a directory, a bad interpreter); `None` for failures before the exec.
+    pub fn exec_exit_code(&self) -> Option<i32> {
+        match self {
+            TargetError::Exec { source, .. } => Some(match source.raw_os_error() {
+                Some(libc::ENOENT) => 127,
+                _ => 126,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// How the target ended.
@@ -146,7 +168,7 @@ impl Target {
             let n = unsafe { libc::read(err_read.as_raw_fd(), (&raw mut errno).cast(), 4) };
             if n == 4 {
                 self.reap_blocking();
-                return Err(TargetError::Spawn {
+                return Err(TargetError::Exec {
                     command: command.to_owned(),
                     source: std::io::Error::from_raw_os_error(errno),
                 });
