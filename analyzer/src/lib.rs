@@ -14,6 +14,7 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod diff;

@@ -40,7 +40,8 @@ pub fn folded(a: &Analysis, metric: Metric) -> Vec<String> {
         }
         let frames = a.symbols.resolve(row.stack_id);
         let names: Vec<String> = frames.iter().rev().map(|f| clean(&f.function)).collect();
-        *merged.entry(names.join(";")).or_default() += v;
+        let sum = merged.entry(names.join(";")).or_default();
+        *sum = sum.saturating_add(v);
     }
     merged
         .into_iter()
