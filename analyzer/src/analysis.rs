@@ -83,6 +83,9 @@ pub fn analyze_from<R: std::io::Read + Send>(
     if let Some(e) = replay.check_budget() {
         return Err(over(e));
     }
+    if let Some(e) = replay.charge_finish() {
+        return Err(over(e));
+    }
     charge_report_frames(&symbols, &mut replay);
     if let Some(e) = replay.budget().exceeded() {
         return Err(over(e));

@@ -343,7 +343,7 @@ fn describe(claims: &[Claim; KINDS]) -> String {
         .filter(|(_, c)| c.count > 0)
         .map(|(k, c)| (c.bytes, k.describe(c.count)))
         .collect();
-    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
     let parts: Vec<String> = parts.into_iter().take(3).map(|(_, s)| s).collect();
     match parts.as_slice() {
         [] => "nothing".into(),
@@ -379,7 +379,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -754,6 +754,21 @@ impl Replay {
         }
     }
 
+    /// Charges what [`Replay::finish`] adds: a row for every block still live when allocation
+    /// rows are collected. Returns the budget's refusal, if any.
+    pub fn charge_finish(&mut self) -> Option<&Exceeded> {
+        if let Some(rows) = &self.rows {
+            let n = (rows.len() + self.live.heap.len() + self.live.maps.len()) as u64;
+            self.budget.set(
+                Kind::AllocationRows,
+                n,
+                n.saturating_mul(cost::ALLOCATION_ROW),
+                0,
+            );
+        }
+        self.budget.exceeded()
+    }
+
     /// Makes room for `extra` more allocation rows beyond a full vector (at least doubling it)
     /// if the budget allows; false when refused.
     #[cold]
