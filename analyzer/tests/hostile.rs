@@ -90,7 +90,7 @@ fn deep_stacks_keep_1024_frames() {
     }
     let folded = render::flamegraph::folded(&a, Metric::Unfreed);
     assert_eq!(folded.len(), 1);
-    assert!(folded[0].starts_with("[64512 outer frames not shown];deep+0x3ff0;"));
+    assert!(folded[0].starts_with("[64512 outer frames not shown];deep+0xf0;"));
 }
 
 #[test]
