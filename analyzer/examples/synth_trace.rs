@@ -3,6 +3,10 @@
 //! `cargo run --release -p memtrail --example synth_trace -- OUT.trace [ALLOCATIONS [STACKS]]`
 //! (default 5,000,000 allocations, 99% of them freed, from 8,000 (STACKS) symbolized stacks of depth
 //! 8-12, sizes 16-4096 B, about 50,000 blocks live at a time).
+//!
+//! `... --example synth_trace -- --live-blocks OUT.trace [N]` writes N (default 10,000,000)
+//! allocations from the same stacks that are never freed: N blocks live at the end, for
+//! measuring the analyzer's memory per live block (`bench/analyze.sh --live-blocks`).
 
 use memtrail_format::{
     AllocApi, EndTotals, FreeApi, Module, Record, Stack, StackFrame, Symbol, SymbolFrame,
@@ -23,11 +27,13 @@ impl Rng {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let keep_all = args.next_if_eq("--live-blocks").is_some();
     let out = args
         .next()
-        .ok_or("usage: synth_trace OUT.trace [ALLOCATIONS]")?;
-    let n: u64 = args.next().map_or(Ok(5_000_000), |s| s.parse())?;
+        .ok_or("usage: synth_trace [--live-blocks] OUT.trace [ALLOCATIONS [STACKS]]")?;
+    let default_n = if keep_all { 10_000_000 } else { 5_000_000 };
+    let n: u64 = args.next().map_or(Ok(default_n), |s| s.parse())?;
     let stacks: u32 = args.next().map_or(Ok(8000), |s| s.parse())?;
     let meta = TraceMeta {
         tool_version: "synthetic".into(),
@@ -102,6 +108,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             api: AllocApi::Malloc,
         })?;
         allocs += 1;
+        if keep_all {
+            continue;
+        }
         if rng.below(100) != 0 {
             live.push(address);
         }

@@ -188,7 +188,7 @@ impl LogHistogram {
             self.counts.resize(other.counts.len(), 0);
         }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
         self.min = if self.total == 0 {
             other.min
@@ -196,7 +196,7 @@ impl LogHistogram {
             self.min.min(other.min)
         };
         self.max = self.max.max(other.max);
-        self.total += other.total;
+        self.total = self.total.saturating_add(other.total);
     }
 
     pub fn max(&self) -> Option<u64> {
@@ -210,9 +210,9 @@ impl LogHistogram {
             return None;
         }
         let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen = seen.saturating_add(c);
             if seen >= rank {
                 return Some(Self::bounds(i).1.clamp(self.min, self.max));
             }
@@ -398,7 +398,8 @@ impl StackAgg {
         }
         self.pending = true;
         self.pending_t = now;
-        self.pending_v = self.live_bytes as i64;
+        // Curves are i64: a sum past i64::MAX stays there (flagged by the replay).
+        self.pending_v = self.live_bytes.min(i64::MAX as u64) as i64;
     }
 
     fn flush(&mut self, shift: u32) {
@@ -415,6 +416,10 @@ const DIRECT_IDS: u32 = 1 << 22;
 /// The per-stack accumulators, stored densely in first-seen order and found by stack id
 /// through a flat table (ids are small integers interned by the recorder), with a hash map
 /// for ids too large for it.
+///
+/// The replay sets how many stacks it may hold (its memory budget); a new stack past that is
+/// refused: counted into the first stack instead and remembered ([`StackAggs::refused`]), and
+/// the replay stops with a budget error at its next check.
 #[derive(Debug, Clone, Default)]
 pub struct StackAggs {
     aggs: Vec<StackAgg>,
@@ -422,6 +427,9 @@ pub struct StackAggs {
     /// Stack id -> dense index + 1 (0: not seen).
     direct: Vec<u32>,
     sparse: IntMap<u32, u32>,
+    /// The most stacks allowed; no limit when `None`.
+    max_stacks: Option<usize>,
+    refused: bool,
 }
 
 impl StackAggs {
@@ -442,6 +450,10 @@ impl StackAggs {
             return i;
         }
         let i = self.aggs.len();
+        if i > 0 && self.max_stacks.is_some_and(|m| i >= m) {
+            self.refused = true;
+            return 0;
+        }
         self.aggs.push(StackAgg::new());
         self.ids.push(stack);
         if stack < DIRECT_IDS {
@@ -482,6 +494,11 @@ impl StackAggs {
 
     pub fn is_empty(&self) -> bool {
         self.aggs.is_empty()
+    }
+
+    /// True once a new stack was refused for lack of memory budget.
+    pub fn refused(&self) -> bool {
+        self.refused
     }
 
     /// (stack id, accumulators), in the order stacks were first seen.
@@ -562,7 +579,7 @@ impl Aggregates {
     /// counts (`CurveMode::Max`), so it is written when the bucket changes.
     #[inline]
     fn heap_point(&mut self, now: u64) {
-        let v = self.live_bytes as i64;
+        let v = self.live_bytes.min(i64::MAX as u64) as i64;
         let w = self.global_shift + BASE_BUCKET_NS.trailing_zeros();
         if self.heap_pending && (now >> w) == (self.heap_pending_t >> w) {
             self.heap_pending_max = self.heap_pending_max.max(v);
@@ -651,6 +668,21 @@ impl Aggregates {
 
     pub fn stack_shift(&self) -> u32 {
         self.stack_shift
+    }
+
+    /// Distinct stacks so far.
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Allows `more` new stacks beyond those held now (see [`StackAggs`]).
+    pub fn allow_stacks(&mut self, more: usize) {
+        self.stacks.max_stacks = Some(self.stacks.len().saturating_add(more));
+    }
+
+    /// True once a new stack was refused (see [`StackAggs`]).
+    pub fn refused_stack(&self) -> bool {
+        self.stacks.refused
     }
 
     pub fn global_shift(&self) -> u32 {

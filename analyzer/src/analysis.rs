@@ -1,7 +1,9 @@
 //! One analysis: a trace file read once, front to back, into a replay and a symbol table.
 //!
 //! Owns the reading loop (records to the symbol table or the replay), the metadata, the
-//! truncation warning and the sampling scale. Must not format output or decide verdicts.
+//! truncation and saturation warnings and the sampling scale, and the memory budget's checks
+//! outside the replay: names (strings, modules, stacks, symbols) as they arrive, and the frames
+//! the reports will resolve. Must not format output or decide verdicts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use memtrail_format::{FileHeader, Record, TraceMeta, Truncation};
 
 use crate::aggregate::StackRow;
+use crate::budget::{Kind, cost};
 use crate::error::{Error, Result};
 use crate::progress::CountingReader;
 use crate::replay::{Replay, ReplayOptions, ReplayOutput};
@@ -71,10 +74,24 @@ pub fn analyze_from<R: std::io::Read + Send>(
     let summary = read_records(input, threads, &mut sink).map_err(|e| Error::trace(path, e))?;
     let Sink {
         symbols,
-        replay,
+        mut replay,
         meta,
     } = sink;
-    Ok(Analysis {
+    let over = |e: &crate::budget::Exceeded| Error::MemoryLimit {
+        path: path.to_owned(),
+        exceeded: e.clone(),
+    };
+    if let Some(e) = replay.check_budget() {
+        return Err(over(e));
+    }
+    if let Some(e) = replay.charge_finish() {
+        return Err(over(e));
+    }
+    charge_report_frames(&symbols, &mut replay);
+    if let Some(e) = replay.budget().exceeded() {
+        return Err(over(e));
+    }
+    let mut analysis = Analysis {
         path: path.to_owned(),
         header: summary.header,
         has_meta: meta.is_some(),
@@ -84,7 +101,25 @@ pub fn analyze_from<R: std::io::Read + Send>(
         truncation: summary.truncation,
         records: summary.records,
         skipped_unknown_frames: summary.skipped_unknown_frames,
-    })
+    };
+    analysis.replay.stats.saturated |= analysis.scaled_totals_saturate();
+    Ok(analysis)
+}
+
+/// Charges the frames the reports resolve for every stack the replay saw (a `Frame` each, and
+/// its names twice: in the frame and in the text built from it).
+fn charge_report_frames(symbols: &SymbolTable, replay: &mut Replay) {
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    for (&id, _) in replay.aggregates().stacks.iter() {
+        let (f, b) = symbols.resolved_size(id);
+        frames = frames.saturating_add(f);
+        bytes = bytes
+            .saturating_add(f.saturating_mul(cost::REPORT_FRAME))
+            .saturating_add(b.saturating_mul(2));
+    }
+    replay
+        .budget_mut()
+        .set(Kind::ReportFrames, frames, bytes, 0);
 }
 
 /// Events to the replay, other timed records too, the rest to the symbol table.
@@ -105,15 +140,81 @@ impl RecordSink for &mut Sink {
             self.replay.record(&record);
             return;
         }
+        if !charge_names(self.replay.budget_mut(), &record) {
+            return;
+        }
         match self.symbols.take(record) {
             Some(Record::Meta(m)) if self.meta.is_none() => self.meta = Some(*m),
             _ => {}
         }
     }
+
+    fn stopped(&mut self) -> bool {
+        self.replay.check_budget().is_some()
+    }
+}
+
+/// Charges what the symbol table keeps of a name record (see `SymbolTable::take`); false when
+/// refused. A record that replaces an earlier one (same id) is charged again: the budget
+/// counts what the trace declares.
+fn charge_names(budget: &mut crate::budget::Budget, record: &Record) -> bool {
+    use crate::symbols::{MAX_INLINED_FRAMES, MAX_REPORT_FRAMES};
+    let strings = |n: usize| (n as u64, n as u64 + cost::NAME_RECORD);
+    let (kind, (count, bytes)) = match record {
+        Record::String { value, .. } => (Kind::StringBytes, strings(value.len())),
+        Record::Module(m) => (Kind::StringBytes, strings(m.path.len())),
+        Record::Meta(m) => {
+            let text = m
+                .command_line
+                .iter()
+                .chain(m.extra.iter().flat_map(|(k, v)| [k, v]));
+            (Kind::StringBytes, strings(text.map(String::len).sum()))
+        }
+        Record::Stack(s) => {
+            let n = s.frames.len().min(MAX_REPORT_FRAMES) as u64;
+            (
+                Kind::StackFrames,
+                (n, n * cost::STACK_FRAME + cost::NAME_RECORD),
+            )
+        }
+        Record::Symbol(s) => {
+            let n = s.frames.len().min(MAX_INLINED_FRAMES) as u64;
+            (
+                Kind::SymbolFrames,
+                (n, n * cost::SYMBOL_FRAME + cost::NAME_RECORD),
+            )
+        }
+        _ => return true,
+    };
+    budget.exceeded().is_none() && budget.add(kind, count, bytes)
 }
 
 impl Analysis {
-    /// Warnings every report shows on stderr: truncation, lost events, skipped frames.
+    /// True when a total the reports add up across stacks (scaled for sampling) would pass
+    /// 2^64 - 1: the reports' sums saturate there.
+    fn scaled_totals_saturate(&self) -> bool {
+        let mut sums = [0u64; 4];
+        let mut saturated = false;
+        for row in &self.replay.rows {
+            let k = self.scale(row);
+            for (sum, v) in sums.iter_mut().zip([
+                row.unfreed_bytes,
+                row.unfreed_allocations,
+                row.allocated_bytes,
+                row.allocations,
+            ]) {
+                // A scaled value past u64::MAX saturates in the float-to-integer conversion.
+                let scaled = v as f64 * k;
+                let (s, wrapped) = sum.overflowing_add(self.scaled(row, v));
+                *sum = s;
+                saturated |= wrapped || scaled >= u64::MAX as f64;
+            }
+        }
+        saturated
+    }
+
+    /// Warnings every report shows on stderr: truncation, lost events, skipped frames,
+    /// saturated totals.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let name = self.path.display();
@@ -131,6 +232,11 @@ impl Analysis {
                 "{name}: the recorder lost {} events ({}); counts are lower bounds and some frees may be missing",
                 s.lost_events,
                 reasons.join(", ")
+            ));
+        }
+        if s.saturated {
+            w.push(format!(
+                "{name}: some sizes or counts in the trace add up past 2^64 - 1 (a crafted or corrupt trace?); totals stop there and are lower bounds"
             ));
         }
         if self.skipped_unknown_frames > 0 {

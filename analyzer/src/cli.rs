@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::budget::MemoryLimit;
 use crate::diff::Threshold;
-use crate::units::parse_duration;
+use crate::units::{parse_bytes, parse_duration};
 
 /// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
 /// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB,
@@ -53,6 +54,28 @@ fn duration(s: &str) -> Result<u64, String> {
     parse_duration(s)
 }
 
+fn bytes(s: &str) -> Result<u64, String> {
+    parse_bytes(s)
+}
+
+/// The memory budget of every command that reads traces.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct MemoryArgs {
+    /// The most memory the analysis may hold for what a trace declares (live blocks, stacks,
+    /// frames, names), e.g. 512M or 8G; past it the command stops with an error instead of
+    /// exhausting the machine. Default: half of the available memory (or of the cgroup's
+    /// memory.max when lower).
+    #[arg(long, value_name = "SIZE", value_parser = bytes)]
+    pub memory_limit: Option<u64>,
+}
+
+impl MemoryArgs {
+    pub fn limit(&self) -> MemoryLimit {
+        self.memory_limit
+            .map_or_else(MemoryLimit::of_this_machine, MemoryLimit::from_flag)
+    }
+}
+
 /// Options of every command that replays a trace.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
@@ -61,6 +84,8 @@ pub struct ReplayArgs {
     /// Replay only up to this time since the start of the trace (e.g. 10s, 1500ms).
     #[arg(long, value_name = "TIME", value_parser = duration)]
     pub at: Option<u64>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +95,8 @@ pub struct InfoArgs {
     /// Print a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -227,6 +254,8 @@ pub struct CompareOptions {
     /// PCT% (10%). Given twice (1M and 10%), a stack must pass both.
     #[arg(long, value_name = "BYTES|PCT%", value_parser = Threshold::parse)]
     pub fail_on_growth: Vec<Threshold>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -290,4 +319,6 @@ pub struct ReportArgs {
     /// With two traces: compare unfreed bytes per second of activity instead of totals.
     #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
     pub normalize: NormalizeArg,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }

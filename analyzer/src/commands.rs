@@ -39,7 +39,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
         Command::Compare(args) => return compare_command(args, out, warn),
         Command::Report(args) => return report_command(args, out, warn),
         Command::Info(args) => {
-            let a = load(&args.file, ReplayOptions::default(), warn)?;
+            let options = ReplayOptions {
+                memory_limit: args.memory.limit(),
+                ..ReplayOptions::default()
+            };
+            let a = load(&args.file, options, warn)?;
             let text = if args.json {
                 render::json::info(&a)
             } else {
@@ -252,6 +256,7 @@ fn report_command(
         min_age: args.min_age,
         normalize: args.normalize,
         fail_on_growth: Vec::new(),
+        memory: args.memory,
     };
     let all = report::Selection::default();
     let html = match args.traces.as_slice() {
@@ -302,6 +307,7 @@ fn load_compared(path: &Path, o: &CompareOptions, warn: &mut dyn FnMut(&str)) ->
         path,
         ReplayOptions {
             min_age_ns: o.min_age,
+            memory_limit: o.memory.limit(),
             ..ReplayOptions::default()
         },
         warn,
@@ -392,6 +398,7 @@ fn load_with(
             at_ns: r.at,
             min_age_ns,
             collect_allocations,
+            memory_limit: r.memory.limit(),
         },
         warn,
     )

@@ -18,6 +18,13 @@ pub enum Error {
         source: FormatError,
     },
 
+    /// The trace declares more than the memory limit allows (see [`crate::budget`]).
+    #[error("{}: {exceeded}", path.display())]
+    MemoryLimit {
+        path: PathBuf,
+        exceeded: crate::budget::Exceeded,
+    },
+
     /// An output file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {

@@ -15,6 +15,7 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod diff;

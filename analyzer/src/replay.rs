@@ -23,10 +23,14 @@ use memtrail_format::{AllocApi, EndTotals, FreeApi, Record};
 use crate::aggregate::{
     Aggregates, GLOBAL_CURVE_BUCKETS, IntMap, STACK_CURVE_BUCKETS, StackRow, TimeAxis,
 };
+use crate::budget::{Budget, Exceeded, Kind, MemoryLimit, cost};
 
 /// What to replay and what to keep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOptions {
+    /// The most memory the analysis may hold for what the trace declares (see [`crate::budget`]);
+    /// the default is half of what this machine (or cgroup) has available.
+    pub memory_limit: MemoryLimit,
     /// Stop the clock here: events after it are ignored, and "unfreed" means live at this time.
     pub at_ns: Option<u64>,
     /// Blocks younger than this at the end are not counted as unfreed (they may be freed soon).
@@ -54,24 +58,49 @@ struct Piece {
     split: u64,
 }
 
-/// Live heap blocks by address: an open-addressing table with linear probing, each slot the
-/// address and its block side by side (32 bytes), so a lookup usually reads one cache line.
+/// Live heap blocks by address: an open-addressing table with linear probing. A slot is 24
+/// bytes: the address, the allocation time, and the stack, API and size packed in one word
+/// (sizes that do not fit its 28 bits live in a side map, so every size stays exact), so a
+/// lookup usually reads one cache line and a live block costs 32-64 bytes at rest.
 /// Address 0 marks an empty slot (a zero address is never live). Deletion shifts the following
 /// entries back, so there are no tombstones and probes stay short.
+///
+/// The table does not grow by itself: the replay asks [`HeapTable::needs_growth`] after an
+/// insert and charges the bigger table to the memory budget before calling
+/// [`HeapTable::grow`].
 #[derive(Debug, Clone)]
 struct HeapTable {
-    slots: Box<[(u64, Live)]>,
+    slots: Box<[Slot]>,
     len: usize,
     /// log2 of the slot count.
     bits: u32,
+    /// Sizes of at least `SIZE_IN_SIDE_MAP` bytes, by address (rare: 256 MiB and more).
+    big_sizes: IntMap<u64, u64>,
 }
 
-const EMPTY_LIVE: Live = Live {
-    size: 0,
-    stack: 0,
+/// One slot: `packed` is the stack (bits 0-31), the API (bits 32-35) and the size (bits 36-63,
+/// `SIZE_IN_SIDE_MAP` meaning "in `big_sizes`").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    address: u64,
+    time: u64,
+    packed: u64,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    address: 0,
     time: 0,
-    api: AllocApi::Malloc,
+    packed: 0,
 };
+const API_SHIFT: u32 = 32;
+const SIZE_SHIFT: u32 = 36;
+/// The packed size that sends the lookup to `big_sizes`; smaller sizes are stored as they are.
+const SIZE_IN_SIDE_MAP: u64 = (1 << (64 - SIZE_SHIFT)) - 1;
+/// The table grows when more than 3/4 of its slots are used. Linear probing stays short up to
+/// there (2.5 probes a hit, 8.5 a miss at the very worst, half that on average over a
+/// doubling), and the blocks cost half of what a 1/2 maximum costs.
+const MAX_LOAD_NUM: usize = 3;
+const MAX_LOAD_DEN: usize = 4;
 
 impl Default for HeapTable {
     fn default() -> Self {
@@ -82,9 +111,10 @@ impl Default for HeapTable {
 impl HeapTable {
     fn with_bits(bits: u32) -> HeapTable {
         HeapTable {
-            slots: vec![(0, EMPTY_LIVE); 1 << bits].into_boxed_slice(),
+            slots: vec![EMPTY_SLOT; 1 << bits].into_boxed_slice(),
             len: 0,
             bits,
+            big_sizes: IntMap::default(),
         }
     }
 
@@ -106,7 +136,7 @@ impl HeapTable {
         let mask = self.mask();
         let mut i = self.home(address);
         loop {
-            let k = self.slots[i].0;
+            let k = self.slots[i].address;
             if k == address {
                 return (i, true);
             }
@@ -121,12 +151,54 @@ impl HeapTable {
         self.len
     }
 
-    fn get(&self, address: u64) -> Option<&Live> {
+    /// Bytes the table holds now.
+    fn bytes(&self) -> u64 {
+        (self.slots.len() * std::mem::size_of::<Slot>()) as u64
+            + self.big_sizes.capacity() as u64 * 24
+    }
+
+    /// Slots after the next [`HeapTable::grow`].
+    fn grown_slots(&self) -> usize {
+        self.slots.len() * 2
+    }
+
+    /// The block in slot `s`.
+    #[inline]
+    fn unpack(&self, s: &Slot) -> Live {
+        let mut size = s.packed >> SIZE_SHIFT;
+        if size == SIZE_IN_SIDE_MAP {
+            size = self.big_sizes.get(&s.address).copied().unwrap_or(size);
+        }
+        Live {
+            size,
+            stack: s.packed as u32,
+            time: s.time,
+            api: AllocApi::ALL[((s.packed >> API_SHIFT) & 0xf) as usize],
+        }
+    }
+
+    /// The slot for `block` at `address`, its size put in `big_sizes` if it does not fit.
+    #[inline]
+    fn pack(&mut self, address: u64, block: Live) -> Slot {
+        let size = if block.size >= SIZE_IN_SIDE_MAP {
+            self.big_sizes.insert(address, block.size);
+            SIZE_IN_SIDE_MAP
+        } else {
+            block.size
+        };
+        Slot {
+            address,
+            time: block.time,
+            packed: u64::from(block.stack) | (block.api as u64) << API_SHIFT | size << SIZE_SHIFT,
+        }
+    }
+
+    fn get(&self, address: u64) -> Option<Live> {
         if address == 0 {
             return None;
         }
         match self.slot(address) {
-            (i, true) => Some(&self.slots[i].1),
+            (i, true) => Some(self.unpack(&self.slots[i])),
             _ => None,
         }
     }
@@ -136,26 +208,45 @@ impl HeapTable {
     fn insert(&mut self, address: u64, block: Live) -> Option<Live> {
         debug_assert!(address != 0);
         let (i, found) = self.slot(address);
-        if found {
-            return Some(std::mem::replace(&mut self.slots[i].1, block));
+        let old = found.then(|| self.take_big(self.slots[i]));
+        self.slots[i] = self.pack(address, block);
+        if !found {
+            self.len += 1;
         }
-        self.slots[i] = (address, block);
-        self.len += 1;
-        if self.len * 2 > self.slots.len() {
-            self.grow();
-        }
-        None
+        old
     }
 
+    /// The block of an occupied slot, its size taken out of `big_sizes`.
+    #[inline]
+    fn take_big(&mut self, s: Slot) -> Live {
+        let mut live = self.unpack(&s);
+        if s.packed >> SIZE_SHIFT == SIZE_IN_SIDE_MAP {
+            live.size = self.big_sizes.remove(&s.address).unwrap_or(live.size);
+        }
+        live
+    }
+
+    /// True when the table holds more than its maximum load: grow it (or undo the insert).
+    #[inline(always)]
+    fn needs_growth(&self) -> bool {
+        self.len * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
+    }
+
+    /// Doubles the slots. The old table is released as soon as every entry moved.
     #[cold]
     fn grow(&mut self) {
-        let mut bigger = HeapTable::with_bits(self.bits + 1);
-        for &(k, v) in self.slots.iter().filter(|(k, _)| *k != 0) {
-            let (i, _) = bigger.slot(k);
-            bigger.slots[i] = (k, v);
+        let bits = self.bits + 1;
+        let mut slots = vec![EMPTY_SLOT; 1 << bits].into_boxed_slice();
+        let mask = slots.len() - 1;
+        for s in self.slots.iter().filter(|s| s.address != 0) {
+            let mut i = (s.address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize;
+            while slots[i].address != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = *s;
         }
-        bigger.len = self.len;
-        *self = bigger;
+        self.slots = slots;
+        self.bits = bits;
     }
 
     #[inline(always)]
@@ -167,14 +258,14 @@ impl HeapTable {
         if !found {
             return None;
         }
-        let removed = self.slots[i].1;
+        let removed = self.take_big(self.slots[i]);
         let mask = self.mask();
         // Backward-shift deletion: pull back every following entry whose home is not in
         // (i, j], so that no probe sequence crosses an empty slot.
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let k = self.slots[j].0;
+            let k = self.slots[j].address;
             if k == 0 {
                 break;
             }
@@ -184,16 +275,16 @@ impl HeapTable {
                 i = j;
             }
         }
-        self.slots[i].0 = 0;
+        self.slots[i].address = 0;
         self.len -= 1;
         Some(removed)
     }
 
-    fn iter(&self) -> impl Iterator<Item = (u64, &Live)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (u64, Live)> + '_ {
         self.slots
             .iter()
-            .filter(|(k, _)| *k != 0)
-            .map(|(k, v)| (*k, v))
+            .filter(|s| s.address != 0)
+            .map(|s| (s.address, self.unpack(s)))
     }
 }
 
@@ -212,7 +303,7 @@ impl LiveAllocations {
         self.heap.len()
     }
 
-    pub fn get(&self, address: u64) -> Option<&Live> {
+    pub fn get(&self, address: u64) -> Option<Live> {
         self.heap.get(address)
     }
 
@@ -262,6 +353,9 @@ pub struct ReplayStats {
     /// Time of the first and last alloc, free or realloc replayed.
     pub first_event_ns: Option<u64>,
     pub last_event_ns: u64,
+    /// A sum of sizes, counts or times from the trace reached 2^64 - 1 and stopped there
+    /// (saturated) instead of wrapping: totals shown are lower bounds.
+    pub saturated: bool,
 }
 
 /// One allocation, for `export --what allocations`.
@@ -304,6 +398,12 @@ pub struct ReplayOutput {
 
 /// The replay state machine. Feed it records in file order with [`Replay::record`] (or the event
 /// methods directly), then call [`Replay::finish`].
+///
+/// Everything it holds in proportion to what the trace declares (live blocks, stacks,
+/// mappings, RSS samples, allocation rows) is charged to its [`Budget`] before it grows. When
+/// a charge is refused the replay stops growing (events that would need more memory are
+/// dropped) and [`Replay::exceeded`] says why: the caller stops feeding it and reports the
+/// error; the output of such a replay is meaningless.
 #[derive(Debug, Default)]
 pub struct Replay {
     options: ReplayOptions,
@@ -312,14 +412,90 @@ pub struct Replay {
     stats: ReplayStats,
     now: u64,
     rows: Option<Vec<AllocationRow>>,
+    budget: Budget,
 }
 
 impl Replay {
     pub fn new(options: ReplayOptions) -> Replay {
-        Replay {
+        let mut r = Replay {
             options,
             rows: options.collect_allocations.then(Vec::new),
+            budget: Budget::new(options.memory_limit),
             ..Replay::default()
+        };
+        r.charge_heap(0);
+        r.allow_stacks();
+        r
+    }
+
+    /// The budget shared with the rest of the analysis (the symbol table charges it too).
+    pub fn budget_mut(&mut self) -> &mut Budget {
+        &mut self.budget
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Why the replay stopped growing, if it did (call [`Replay::check_budget`] first).
+    pub fn exceeded(&self) -> Option<&Exceeded> {
+        self.budget.exceeded()
+    }
+
+    /// Charges the live-block table at its current size, with `transient` bytes held for a
+    /// moment beside it; false when refused.
+    fn charge_heap(&mut self, transient: u64) -> bool {
+        let h = &self.live.heap;
+        self.budget
+            .set(Kind::LiveBlocks, h.len() as u64, h.bytes(), transient)
+    }
+
+    /// Lets the aggregates create as many new stacks as the budget has room for, charging the
+    /// ones created so far (stack creation itself is on the hot path: it only counts).
+    fn allow_stacks(&mut self) {
+        let n = self.aggs.stack_count() as u64;
+        if self
+            .budget
+            .set(Kind::Stacks, n, n.saturating_mul(cost::STACK), 0)
+        {
+            let room = self.budget.room() / cost::STACK;
+            self.aggs
+                .allow_stacks(usize::try_from(room).unwrap_or(usize::MAX));
+        }
+    }
+
+    /// Charges what grows without asking (new stacks only count on the hot path) and turns
+    /// a refused stack into the budget's error; the caller calls it between batches of
+    /// records, then [`Replay::exceeded`]. Cheap.
+    #[inline]
+    pub fn check_budget(&mut self) -> Option<&Exceeded> {
+        if self.budget.exceeded().is_none() {
+            if self.aggs.refused_stack() {
+                let n = self.aggs.stack_count() as u64 + 1;
+                self.budget
+                    .refuse(Kind::Stacks, n, n.saturating_mul(cost::STACK));
+            } else if self.budget.count(Kind::Stacks) != self.aggs.stack_count() as u64 {
+                self.allow_stacks();
+            }
+        }
+        self.budget.exceeded()
+    }
+
+    /// The live-block table is over its load: grow it if the budget allows, else take the
+    /// block just inserted out again (the replay is over budget and will be stopped).
+    #[cold]
+    #[inline(never)]
+    fn grow_heap(&mut self, address: u64) {
+        let h = &self.live.heap;
+        let grown = (h.grown_slots() * std::mem::size_of::<Slot>()) as u64
+            + h.big_sizes.capacity() as u64 * 24;
+        let old = h.bytes();
+        let len = h.len() as u64;
+        if self.budget.exceeded().is_none() && self.budget.set(Kind::LiveBlocks, len, grown, old) {
+            self.live.heap.grow();
+            self.allow_stacks();
+        } else {
+            self.live.heap.remove(address);
         }
     }
 
@@ -412,18 +588,36 @@ impl Replay {
         }
         match *record {
             Record::Lost { count, reason, .. } => {
-                self.stats.lost_events = self.stats.lost_events.saturating_add(count);
-                *self.stats.lost_by_reason.entry(reason.name()).or_default() += count;
+                let (total, o1) = self.stats.lost_events.overflowing_add(count);
+                let by_reason = self.stats.lost_by_reason.entry(reason.name()).or_default();
+                let (n, o2) = by_reason.overflowing_add(count);
+                *by_reason = if o2 { u64::MAX } else { n };
+                self.stats.lost_events = if o1 { u64::MAX } else { total };
+                self.stats.saturated |= o1 || o2;
             }
             Record::Rss {
                 time,
                 rss_bytes,
                 anon_bytes,
-            } => self.stats.rss.push(RssSample {
-                time_ns: time,
-                rss_bytes,
-                anon_bytes,
-            }),
+            } => {
+                let rss = &self.stats.rss;
+                if rss.len() == rss.capacity() {
+                    let (len, cap) = (rss.len() as u64, rss.capacity() as u64);
+                    let grown = (cap * 2).max(4) * cost::RSS_SAMPLE;
+                    if !self
+                        .budget
+                        .set(Kind::RssSamples, len + 1, grown, cap * cost::RSS_SAMPLE)
+                    {
+                        return;
+                    }
+                    self.allow_stacks();
+                }
+                self.stats.rss.push(RssSample {
+                    time_ns: time,
+                    rss_bytes,
+                    anon_bytes,
+                })
+            }
             Record::Exit { time, code, signal } => self.stats.exit = Some((time, code, signal)),
             _ => {}
         }
@@ -503,7 +697,7 @@ impl Replay {
             Some(len) => len,
             None => match self.live.maps.range(..=address).next_back() {
                 Some((&start, p)) if start.saturating_add(p.len) > address => {
-                    start + p.len - address
+                    start.saturating_add(p.len) - address
                 }
                 _ => 0,
             },
@@ -524,6 +718,8 @@ impl Replay {
         if let Some(old) = self.live.heap.insert(address, block) {
             self.stats.replaced_live += 1;
             self.released(now, address, old, true);
+        } else if self.live.heap.needs_growth() {
+            self.grow_heap(address);
         }
         self.aggs.alloc(now, stack, size);
     }
@@ -541,6 +737,12 @@ impl Replay {
         self.aggs
             .release(now, block.stack, block.size, block.time, whole);
         if whole && let Some(rows) = self.rows.as_mut() {
+            if rows.len() == rows.capacity() && !self.grow_rows(0) {
+                return;
+            }
+            let Some(rows) = self.rows.as_mut() else {
+                return;
+            };
             rows.push(AllocationRow {
                 address,
                 size: block.size,
@@ -552,10 +754,67 @@ impl Replay {
         }
     }
 
+    /// Charges what [`Replay::finish`] adds: a row for every block still live when allocation
+    /// rows are collected. Returns the budget's refusal, if any.
+    pub fn charge_finish(&mut self) -> Option<&Exceeded> {
+        if let Some(rows) = &self.rows {
+            let n = (rows.len() + self.live.heap.len() + self.live.maps.len()) as u64;
+            self.budget.set(
+                Kind::AllocationRows,
+                n,
+                n.saturating_mul(cost::ALLOCATION_ROW),
+                0,
+            );
+        }
+        self.budget.exceeded()
+    }
+
+    /// Makes room for `extra` more allocation rows beyond a full vector (at least doubling it)
+    /// if the budget allows; false when refused.
+    #[cold]
+    #[inline(never)]
+    fn grow_rows(&mut self, extra: usize) -> bool {
+        let Some(rows) = self.rows.as_mut() else {
+            return false;
+        };
+        let (len, cap) = (rows.len(), rows.capacity());
+        let want = (len + extra).max(cap * 2).max(1024);
+        if self.budget.exceeded().is_some()
+            || !self.budget.set(
+                Kind::AllocationRows,
+                len as u64 + 1,
+                want as u64 * cost::ALLOCATION_ROW,
+                cap as u64 * std::mem::size_of::<AllocationRow>() as u64,
+            )
+        {
+            return false;
+        }
+        rows.reserve_exact(want - len);
+        self.allow_stacks();
+        true
+    }
+
+    /// Charges the live mappings; false when refused (the caller then drops the new piece).
+    fn charge_maps(&mut self, more: usize) -> bool {
+        let n = (self.live.maps.len() + more) as u64;
+        if self.budget.exceeded().is_some()
+            || !self
+                .budget
+                .set(Kind::Mappings, n, n.saturating_mul(cost::MAPPING), 0)
+        {
+            return false;
+        }
+        self.allow_stacks();
+        true
+    }
+
     fn map(&mut self, now: u64, address: u64, len: u64, stack: u32) {
         // A mapping over live ones (MAP_FIXED) replaces them.
         if self.unmap_range(now, address, len) {
             self.stats.replaced_live += 1;
+        }
+        if !self.charge_maps(1) {
+            return;
         }
         self.live.maps.insert(
             address,
@@ -624,6 +883,9 @@ impl Replay {
                         }
                     }
                     self.released(now, *start, as_block(removed), false);
+                    if !self.charge_maps(2) {
+                        continue;
+                    }
                     for (s, len) in [l, r].into_iter().flatten() {
                         self.live.maps.insert(s, Piece { len, split, ..p });
                     }
@@ -640,7 +902,7 @@ impl Replay {
             options,
             live,
             mut aggs,
-            stats,
+            mut stats,
             mut rows,
             ..
         } = self;
@@ -660,6 +922,9 @@ impl Replay {
         let (heap_axis, heap_shift) =
             TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
 
+        if let Some(rows) = rows.as_mut() {
+            rows.reserve_exact(live.heap.len() + live.maps.len());
+        }
         // Unfreed (count, bytes) per stack, counting a split mapping once.
         let mut unfreed: IntMap<u32, (u64, u64)> = IntMap::default();
         let old_enough = |t: u64| active_end_ns.saturating_sub(t) >= options.min_age_ns;
@@ -713,6 +978,16 @@ impl Replay {
             })
             .collect();
         stack_rows.sort_by_key(|r| r.stack_id);
+        // The per-stack sums saturate on the hot path without a flag: a stack's allocated
+        // bytes bound all its others, and the process's live bytes (which feed the curves, at
+        // most i64::MAX) bound every stack's; saturation shows there.
+        let mut allocated = 0u64;
+        for r in &stack_rows {
+            let (sum, wrapped) = allocated.overflowing_add(r.allocated_bytes);
+            allocated = sum;
+            stats.saturated |= wrapped || r.allocated_bytes == u64::MAX;
+        }
+        stats.saturated |= aggs.peak_bytes > i64::MAX as u64;
 
         ReplayOutput {
             options,
@@ -739,6 +1014,7 @@ mod tests {
 
     #[test]
     fn heap_table_behaves_like_a_map() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
         let mut t = HeapTable::default();
         let mut m = std::collections::HashMap::new();
         let mut x = 7u64;
@@ -749,23 +1025,36 @@ mod tests {
             // Few distinct, aligned addresses, so inserts, replacements and removals mix and
             // the table grows and wraps around.
             let address = 0x5555_0000_0000 + ((x >> 33) % (1 << (8 + i / 40_000))) * 16;
+            // Some sizes too large for a slot: they go to the side map and come back exact.
+            let size = match i % 7 {
+                0 => SIZE_IN_SIDE_MAP + i,
+                1 => SIZE_IN_SIDE_MAP - 1,
+                2 => u64::MAX - i,
+                _ => i,
+            };
             let block = Live {
-                size: i,
-                stack: (i % 13) as u32,
-                time: i,
-                api: AllocApi::Malloc,
+                size,
+                stack: u32::MAX - (i % 13) as u32,
+                time: u64::MAX - i,
+                api: AllocApi::ALL[(i % 10) as usize],
             };
             if (x >> 20).is_multiple_of(3) {
                 assert_eq!(t.remove(address), m.remove(&address));
             } else {
                 assert_eq!(t.insert(address, block), m.insert(address, block));
+                if t.needs_growth() {
+                    t.grow();
+                }
             }
             assert_eq!(t.len(), m.len());
+            assert!(t.len() * MAX_LOAD_DEN <= t.slots.len() * MAX_LOAD_NUM);
             if i % 997 == 0 {
                 for (a, b) in &m {
-                    assert_eq!(t.get(*a), Some(b));
+                    assert_eq!(t.get(*a), Some(*b));
                 }
                 assert_eq!(t.iter().count(), m.len());
+                let big = m.values().filter(|b| b.size >= SIZE_IN_SIDE_MAP).count();
+                assert_eq!(t.big_sizes.len(), big);
             }
         }
         assert_eq!(t.get(0), None);

@@ -105,16 +105,15 @@ pub fn leaks(a: &Analysis, top: Option<usize>) -> LeakReport {
             .then(y.scaled.unfreed_bytes.cmp(&x.scaled.unfreed_bytes))
             .then(x.row.stack_id.cmp(&y.row.stack_id))
     });
-    let total_unfreed_bytes = candidates.iter().map(|c| c.scaled.unfreed_bytes).sum();
-    let total_unfreed_allocations = candidates
-        .iter()
-        .map(|c| c.scaled.unfreed_allocations)
-        .sum();
-    let leak_bytes = candidates
+    // Sums of sizes from the trace saturate (the analysis warns when they do).
+    let sum = |it: &mut dyn Iterator<Item = u64>| it.fold(0u64, u64::saturating_add);
+    let total_unfreed_bytes = sum(&mut candidates.iter().map(|c| c.scaled.unfreed_bytes));
+    let total_unfreed_allocations =
+        sum(&mut candidates.iter().map(|c| c.scaled.unfreed_allocations));
+    let leak_bytes = sum(&mut candidates
         .iter()
         .filter(|c| c.verdict == Verdict::Leak)
-        .map(|c| c.scaled.unfreed_bytes)
-        .sum();
+        .map(|c| c.scaled.unfreed_bytes));
     let candidates_total = candidates.len();
     if let Some(n) = top {
         candidates.truncate(n);
@@ -268,14 +267,14 @@ pub fn lifetimes(a: &Analysis, sel: &Selection) -> Result<Lifetimes> {
         histogram: LogHistogram::default(),
     };
     for r in rows {
-        out.allocations += r.allocations;
-        out.freed += r.frees;
-        out.never_freed += r.live_allocations;
+        out.allocations = out.allocations.saturating_add(r.allocations);
+        out.freed = out.freed.saturating_add(r.frees);
+        out.never_freed = out.never_freed.saturating_add(r.live_allocations);
         for (o, c) in out.classes.iter_mut().zip(r.lifetime_classes) {
-            *o += c;
+            *o = o.saturating_add(c);
         }
         for (o, c) in out.sizes.iter_mut().zip(&r.sizes) {
-            *o += c;
+            *o = o.saturating_add(*c);
         }
         out.histogram.merge(&r.lifetimes);
     }

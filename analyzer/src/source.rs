@@ -38,9 +38,14 @@ pub fn default_threads() -> usize {
 /// Where [`read_records`] delivers records. Events (alloc, free, realloc: nearly all records)
 /// come by reference, so that a record is never copied again after it was decoded; every
 /// other record comes by value.
+/// [`RecordSink::stopped`] is asked once per frame (one thread) or per chunk of records
+/// (several): true ends the reading early, as if the trace ended there.
 pub trait RecordSink {
     fn event(&mut self, record: &Record);
     fn other(&mut self, record: Record);
+    fn stopped(&mut self) -> bool {
+        false
+    }
 }
 
 /// Any `FnMut(Record)` is a sink (events are cloned: they own no heap memory).
@@ -124,6 +129,9 @@ pub fn read_records<R: Read + Send>(
         let mut scratch = Vec::new();
         for frame in &mut frames {
             decode_frame(&frame?, &mut scratch, |r| take.take(r))?;
+            if take.sink.stopped() {
+                break;
+            }
         }
         frames
     } else {
@@ -232,6 +240,9 @@ fn parallel<R: Read + Send, S: RecordSink>(
                     Ok(Msg::Records(mut chunk)) => {
                         take.take_chunk(&mut chunk);
                         let _ = recycle[i % workers].send(chunk);
+                        if take.sink.stopped() {
+                            break 'frames;
+                        }
                     }
                     Ok(Msg::Done(Ok(()))) => break,
                     Ok(Msg::Done(Err(e))) => {

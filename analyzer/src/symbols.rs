@@ -4,6 +4,11 @@
 //! [`Frame`]s (function, file, line, module basename, address), inlined frames expanded,
 //! innermost first. Must not do any accounting and must not guess names it was not given: an
 //! unsymbolized frame is shown as `module+0xoffset` (or the raw address).
+//!
+//! A stack keeps at most [`MAX_REPORT_FRAMES`] frames (the innermost) and a symbol at most
+//! [`MAX_INLINED_FRAMES`]: the recorder walks at most 127 frames, so only a crafted trace has
+//! more, and reports stay readable and small whatever a trace declares. A stack cut there
+//! resolves with a last frame `[N outer frames not shown]`.
 
 use memtrail_format::{NO_MODULE, NO_STRING, Record, StackFrame, SymbolFrame};
 
@@ -42,10 +47,18 @@ impl Frame {
     }
 }
 
+/// The most frames a stack keeps, and a report shows, innermost first (inlined frames
+/// count).
+pub const MAX_REPORT_FRAMES: usize = 1024;
+/// The most inlined frames a symbol keeps.
+pub const MAX_INLINED_FRAMES: usize = 256;
+
 #[derive(Debug, Clone)]
 struct StackEntry {
     frames: Vec<StackFrame>,
     truncated: bool,
+    /// Frames beyond `MAX_REPORT_FRAMES` that were not kept.
+    dropped: usize,
 }
 
 /// The names a trace carries.
@@ -71,17 +84,29 @@ impl SymbolTable {
                 None
             }
             Record::Stack(s) => {
+                let mut frames = s.frames;
+                let dropped = frames.len().saturating_sub(MAX_REPORT_FRAMES);
+                if dropped > 0 {
+                    frames.truncate(MAX_REPORT_FRAMES);
+                    frames.shrink_to_fit();
+                }
                 self.stacks.insert(
                     s.id,
                     StackEntry {
-                        frames: s.frames,
+                        frames,
                         truncated: s.truncated,
+                        dropped,
                     },
                 );
                 None
             }
             Record::Symbol(s) => {
-                self.symbols.insert((s.module, s.offset), s.frames);
+                let mut frames = s.frames;
+                if frames.len() > MAX_INLINED_FRAMES {
+                    frames.truncate(MAX_INLINED_FRAMES);
+                    frames.shrink_to_fit();
+                }
+                self.symbols.insert((s.module, s.offset), frames);
                 None
             }
             other => Some(other),
@@ -125,8 +150,42 @@ impl SymbolTable {
         Some(path.rsplit('/').next().unwrap_or(path).to_owned())
     }
 
-    /// The frames of `stack`, innermost first, inlined functions expanded. A stack id with no
-    /// stack record gives one frame named `[stack N]`.
+    /// What [`SymbolTable::resolve`] builds for `stack`, without building it: (frames, bytes of
+    /// names). For the memory budget.
+    pub fn resolved_size(&self, stack: u32) -> (u64, u64) {
+        let Some(entry) = self.stacks.get(&stack) else {
+            return (1, 16);
+        };
+        let (mut frames, mut bytes) = (0u64, 0u64);
+        for f in &entry.frames {
+            if frames >= MAX_REPORT_FRAMES as u64 {
+                break;
+            }
+            let module = if f.module == NO_MODULE {
+                0
+            } else {
+                self.modules.get(&f.module).map_or(0, String::len)
+            };
+            match self.symbols.get(&(f.module, f.offset)) {
+                Some(sym) if !sym.is_empty() => {
+                    for s in sym {
+                        let name = |id| self.string(id).map_or(0, str::len);
+                        frames += 1;
+                        bytes += (module + name(s.function) + name(s.file) + 20) as u64;
+                    }
+                }
+                _ => {
+                    frames += 1;
+                    bytes += (2 * module + 20) as u64;
+                }
+            }
+        }
+        (frames.min(MAX_REPORT_FRAMES as u64) + 1, bytes)
+    }
+
+    /// The frames of `stack`, innermost first, inlined functions expanded, at most
+    /// [`MAX_REPORT_FRAMES`] of them and a last one saying how many more there were. A stack
+    /// id with no stack record gives one frame named `[stack N]`.
     pub fn resolve(&self, stack: u32) -> Vec<Frame> {
         let Some(entry) = self.stacks.get(&stack) else {
             return vec![Frame {
@@ -138,13 +197,19 @@ impl SymbolTable {
                 inlined: false,
             }];
         };
-        let mut out = Vec::with_capacity(entry.frames.len());
-        for f in &entry.frames {
+        let mut out = Vec::with_capacity(entry.frames.len().min(MAX_REPORT_FRAMES) + 1);
+        let mut not_shown = entry.dropped;
+        for (k, f) in entry.frames.iter().enumerate() {
+            if out.len() >= MAX_REPORT_FRAMES {
+                not_shown += entry.frames.len() - k;
+                break;
+            }
             let module = self.module_name(f.module);
             match self.symbols.get(&(f.module, f.offset)) {
                 Some(sym) if !sym.is_empty() => {
                     let last = sym.len() - 1;
-                    for (i, s) in sym.iter().enumerate() {
+                    let room = MAX_REPORT_FRAMES - out.len();
+                    for (i, s) in sym.iter().enumerate().take(room) {
                         out.push(Frame {
                             function: self
                                 .string(s.function)
@@ -166,6 +231,16 @@ impl SymbolTable {
                     inlined: false,
                 }),
             }
+        }
+        if not_shown > 0 {
+            out.push(Frame {
+                function: format!("[{not_shown} outer frames not shown]"),
+                file: None,
+                line: None,
+                module: None,
+                address: 0,
+                inlined: false,
+            });
         }
         if out.is_empty() {
             out.push(Frame {

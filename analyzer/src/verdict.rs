@@ -59,7 +59,7 @@ pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Cla
     let start = start.min(curve.len().saturating_sub(1));
     let curve = &curve[start..];
     let n = curve.len();
-    let at = |i: usize| format_duration(((start + i) as u64 * bucket_ns).min(end_ns));
+    let at = |i: usize| format_duration(((start + i) as u64).saturating_mul(bucket_ns).min(end_ns));
     let end_value = curve.last().copied().unwrap_or(0).max(0);
     if n < 8 {
         return Classification {

@@ -595,3 +595,100 @@ fn an_empty_trace_gives_empty_reports_not_errors() {
         ]);
     }
 }
+
+#[path = "../../analyzer/tests/support/hostile.rs"]
+mod hostile;
+
+/// Runs `args`, expecting exit status 2 and one line on stderr; returns the line.
+fn exits_2_on_one_line(args: &[&str]) -> String {
+    let out = memtrail(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "memtrail {args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("memtrail: error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_trace_declaring_more_than_the_memory_limit_exits_2() {
+    let big = scratch("hostile-live-blocks.trace");
+    std::fs::write(&big, hostile::live_blocks(300_000)).unwrap();
+    let big = big.to_str().unwrap();
+    let stderr = exits_2_on_one_line(&["leaks", big, "--memory-limit", "4M"]);
+    assert!(
+        stderr.contains(&format!(
+            "{big}: the trace declares more than the memory limit allows: "
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" live blocks"), "{stderr}");
+    assert!(
+        stderr.contains("the limit is 4.00 MiB (--memory-limit); pass --memory-limit to raise it"),
+        "{stderr}"
+    );
+    // Every command that reads traces takes the flag (K/M/G as the other size flags).
+    let svg = scratch("hostile.svg");
+    let out = scratch("hostile.out");
+    let (svg, out) = (svg.to_str().unwrap(), out.to_str().unwrap());
+    for args in [
+        vec!["info", big, "--memory-limit", "4096K"],
+        vec!["flamegraph", big, "-o", svg, "--memory-limit", "4M"],
+        vec!["lifetimes", big, "--memory-limit", "4MiB"],
+        vec!["timeline", big, "--memory-limit", "4M"],
+        vec![
+            "export",
+            big,
+            "--format",
+            "csv",
+            "-o",
+            out,
+            "--memory-limit",
+            "4M",
+        ],
+        vec!["diff", big, big, "--memory-limit", "4M"],
+        vec!["compare", "--baseline", big, big, "--memory-limit", "4M"],
+        vec!["report", big, "-o", out, "--memory-limit", "0.004G"],
+    ] {
+        let stderr = exits_2_on_one_line(&args);
+        assert!(stderr.contains(" live blocks"), "{args:?}: {stderr}");
+    }
+    // With room the same trace is analyzed.
+    let (stdout, _) = ok(&[
+        "leaks",
+        big,
+        "--memory-limit",
+        "64M",
+        "--json",
+        "--min-age",
+        "0",
+    ]);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["total_unfreed_allocations"], 300_000);
+    // A bad size is a usage error.
+    exits_2_on_one_line_or_usage(&["leaks", big, "--memory-limit", "lots"]);
+}
+
+fn exits_2_on_one_line_or_usage(args: &[&str]) {
+    let out = memtrail(args);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--memory-limit"), "{stderr}");
+}
+
+#[test]
+fn sums_past_2_to_the_64_warn_and_saturate() {
+    let path = scratch("hostile-huge.trace");
+    std::fs::write(&path, hostile::huge_values()).unwrap();
+    let path = path.to_str().unwrap();
+    let (stdout, stderr) = ok(&["leaks", path, "--json"]);
+    assert!(
+        stderr.contains("add up past 2^64 - 1 (a crafted or corrupt trace?)"),
+        "{stderr}"
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["saturated"], true);
+    assert_eq!(v["total_unfreed_bytes"], u64::MAX);
+    let svg = scratch("hostile-huge.svg");
+    ok(&["flamegraph", path, "-o", svg.to_str().unwrap()]);
+    ok(&["info", path]);
+}

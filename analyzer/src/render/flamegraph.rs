@@ -40,12 +40,28 @@ pub fn folded(a: &Analysis, metric: Metric) -> Vec<String> {
         }
         let frames = a.symbols.resolve(row.stack_id);
         let names: Vec<String> = frames.iter().rev().map(|f| clean(&f.function)).collect();
-        *merged.entry(names.join(";")).or_default() += v;
+        let sum = merged.entry(names.join(";")).or_default();
+        *sum = sum.saturating_add(v);
     }
+    let shift = total_shift(merged.values().copied());
     merged
         .into_iter()
-        .map(|(stack, v)| format!("{stack} {v}"))
+        .map(|(stack, v)| format!("{stack} {}", v >> shift))
         .collect()
+}
+
+/// How far to shift every value right so that their sum fits a u64 (inferno adds them up):
+/// 0 unless the trace's sums saturated (the analysis warns then); widths keep their
+/// proportions.
+fn total_shift(values: impl Iterator<Item = u64> + Clone) -> u32 {
+    (0..64)
+        .find(|&k| {
+            values
+                .clone()
+                .try_fold(0u64, |sum, v| sum.checked_add(v >> k))
+                .is_some()
+        })
+        .unwrap_or(63)
 }
 
 /// Draws the flame graph SVG of `lines` into `out`.
@@ -101,9 +117,11 @@ pub fn diff_folded(d: &Diff) -> Vec<String> {
         e.0 = e.0.saturating_add(b);
         e.1 = e.1.saturating_add(n);
     }
+    let shift = total_shift(merged.values().map(|&(b, _)| b))
+        .max(total_shift(merged.values().map(|&(_, n)| n)));
     merged
         .into_iter()
-        .map(|(stack, (b, n))| format!("{stack} {b} {n}"))
+        .map(|(stack, (b, n))| format!("{stack} {} {}", b >> shift, n >> shift))
         .collect()
 }
 

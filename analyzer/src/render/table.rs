@@ -322,10 +322,10 @@ pub fn timeline(a: &Analysis) -> String {
         let _ = writeln!(o, "{:>12}  {:>12}  {:>12}", "time", "heap", "rss");
         for k in 0..10.min(n) {
             let i = if n <= 10 { k } else { (k * (n - 1)) / 9 };
-            let t = i as u64 * r.heap_axis.bucket_ns;
+            let t = (i as u64).saturating_mul(r.heap_axis.bucket_ns);
             let rss_at = rss
                 .iter()
-                .take_while(|s| s.time_ns <= t + r.heap_axis.bucket_ns)
+                .take_while(|s| s.time_ns <= t.saturating_add(r.heap_axis.bucket_ns))
                 .last()
                 .map_or_else(|| "-".to_owned(), |s| format_bytes(s.rss_bytes));
             let _ = writeln!(

@@ -1,0 +1,356 @@
+//! Crafted hostile traces: small files that declare a lot. Shared by `tests/hostile.rs` (which
+//! checks the analyzer's answers to them) and `examples/hostile_seeds.rs` (which writes them as
+//! fuzzer seeds under `analyzer/fuzz/seeds/`). Every generator is deterministic: the same
+//! arguments give the same bytes.
+
+#![allow(dead_code)]
+
+use memtrail_format::{
+    AllocApi, EndTotals, FreeApi, LostReason, MAX_LIST, MAX_STRING, Module, Record, Stack,
+    StackFrame, Symbol, SymbolFrame, TraceMeta, TraceWriter, Unwinder, WriterOptions,
+};
+
+/// A writer whose output depends only on the records: no time-based flushes, the largest
+/// frames and the strongest compression (hostile files are as small as they can be).
+pub fn writer() -> TraceWriter<Vec<u8>> {
+    let meta = TraceMeta {
+        tool_version: "hostile".into(),
+        command_line: vec!["hostile".into()],
+        page_size: 4096,
+        ..TraceMeta::default()
+    };
+    let options = WriterOptions {
+        frame_bytes: 8 << 20,
+        level: 9,
+        flush_interval: None,
+    };
+    TraceWriter::with_options(Vec::new(), &meta, options).expect("a writer on a Vec")
+}
+
+fn put(w: &mut TraceWriter<Vec<u8>>, r: Record) {
+    w.write(&r).expect("writing to a Vec");
+}
+
+fn end(mut w: TraceWriter<Vec<u8>>, time: u64) -> Vec<u8> {
+    put(
+        &mut w,
+        Record::End {
+            time,
+            totals: EndTotals::default(),
+        },
+    );
+    w.finish().expect("finishing a Vec")
+}
+
+fn alloc(w: &mut TraceWriter<Vec<u8>>, time: u64, address: u64, size: u64, stack: u32) {
+    put(
+        w,
+        Record::Alloc {
+            time,
+            thread: 1,
+            address,
+            size,
+            stack,
+            api: AllocApi::Malloc,
+        },
+    );
+}
+
+/// `stacks` stacks of `depth` frames each (at most `MAX_LIST`), each allocating one block
+/// that is never freed, so every stack is a leak candidate the reports resolve.
+pub fn deep_stacks(stacks: u32, depth: usize) -> Vec<u8> {
+    let mut w = writer();
+    put(
+        &mut w,
+        Record::Module(Box::new(Module {
+            id: 0,
+            path: "/usr/bin/deep".into(),
+            build_id: vec![],
+            ranges: vec![],
+        })),
+    );
+    let depth = depth.min(MAX_LIST);
+    for id in 0..stacks {
+        // A cycle of 16 return addresses (deep recursion): it compresses to nearly nothing.
+        let frames = (0..depth as u64)
+            .map(|d| StackFrame {
+                module: 0,
+                offset: (d % 16) * 16,
+                address: 0x5555_0000_0000 + (d % 16) * 16,
+            })
+            .collect();
+        put(
+            &mut w,
+            Record::Stack(Stack {
+                id,
+                unwinder: Unwinder::FramePointer,
+                truncated: false,
+                frames,
+            }),
+        );
+    }
+    for id in 0..stacks {
+        alloc(
+            &mut w,
+            1_000 + u64::from(id),
+            0x1000 + u64::from(id) * 64,
+            64,
+            id,
+        );
+    }
+    end(w, 2_000_000_000)
+}
+
+/// `n` blocks allocated at consecutive addresses from one stack and never freed: a few bytes
+/// a block once compressed, each a slot in the analyzer's live-block table.
+pub fn live_blocks(n: u64) -> Vec<u8> {
+    let mut w = writer();
+    for i in 0..n {
+        alloc(&mut w, i, 0x1_0000 + i * 16, 16, 0);
+    }
+    end(w, n)
+}
+
+/// `n` distinct stack ids, one allocation each, no stack records: one accumulator each.
+pub fn many_stacks(n: u32) -> Vec<u8> {
+    let mut w = writer();
+    for i in 0..n {
+        alloc(&mut w, u64::from(i), 0x1_0000 + u64::from(i) * 16, 16, i);
+    }
+    end(w, u64::from(n))
+}
+
+/// Sizes, counts and times near 2^64: sums that would wrap.
+pub fn huge_values() -> Vec<u8> {
+    let mut w = writer();
+    let big = u64::MAX - 1000;
+    for (i, stack) in [0u32, 0, 1, 2].into_iter().enumerate() {
+        let i = i as u64;
+        alloc(&mut w, 10 + i, 0x1000 + i * 0x100, big, stack);
+    }
+    // A free of one, then another huge block at the same place.
+    put(
+        &mut w,
+        Record::Free {
+            time: 20,
+            thread: 1,
+            address: 0x1000,
+            size: 0,
+            api: FreeApi::Free,
+        },
+    );
+    alloc(&mut w, 21, 0x1000, u64::MAX, 3);
+    // A realloc to a huge size and a mapping to the end of the address space, cut in the
+    // middle and unmapped without a length.
+    put(
+        &mut w,
+        Record::Realloc {
+            time: 22,
+            thread: 1,
+            old_address: 0x1100,
+            new_address: 0x9000,
+            size: u64::MAX,
+            stack: 4,
+            api: AllocApi::Realloc,
+        },
+    );
+    put(
+        &mut w,
+        Record::Alloc {
+            time: 23,
+            thread: 1,
+            address: u64::MAX - 0xffff,
+            size: u64::MAX,
+            stack: 5,
+            api: AllocApi::Mmap,
+        },
+    );
+    put(
+        &mut w,
+        Record::Free {
+            time: 24,
+            thread: 1,
+            address: u64::MAX - 0x8000,
+            size: 0x1000,
+            api: FreeApi::Munmap,
+        },
+    );
+    put(
+        &mut w,
+        Record::Free {
+            time: 25,
+            thread: 1,
+            address: u64::MAX - 0x4000,
+            size: 0,
+            api: FreeApi::Munmap,
+        },
+    );
+    for reason in [
+        LostReason::RingBufferFull,
+        LostReason::RingBufferFull,
+        LostReason::Recorder,
+    ] {
+        put(
+            &mut w,
+            Record::Lost {
+                time: 26,
+                count: u64::MAX - 1,
+                reason,
+            },
+        );
+    }
+    put(
+        &mut w,
+        Record::Rss {
+            time: u64::MAX - 2,
+            rss_bytes: u64::MAX,
+            anon_bytes: u64::MAX,
+        },
+    );
+    // The clock at the end of time: curves' buckets at their widest.
+    alloc(&mut w, u64::MAX - 1, 0x2000, u64::MAX / 2, 6);
+    put(
+        &mut w,
+        Record::End {
+            time: u64::MAX,
+            totals: EndTotals {
+                allocations: u64::MAX,
+                frees: u64::MAX,
+                reallocs: u64::MAX,
+                lost: u64::MAX,
+            },
+        },
+    );
+    w.finish().expect("finishing a Vec")
+}
+
+/// Names as large as the format allows: `strings` strings of `MAX_STRING` bytes, a symbol
+/// with `MAX_LIST` inlined frames naming them, and `stacks` stacks of `depth` frames all at
+/// that symbol (with `MAX_LIST`, each would resolve to 2^32 frames of megabyte names without
+/// a cap).
+pub fn big_names(strings: u32, stacks: u32, depth: usize) -> Vec<u8> {
+    let mut w = writer();
+    put(
+        &mut w,
+        Record::Module(Box::new(Module {
+            id: 0,
+            path: "/usr/bin/names".into(),
+            build_id: vec![0xab; 256],
+            ranges: vec![],
+        })),
+    );
+    for id in 0..strings {
+        let value = char::from(b'a' + (id % 26) as u8)
+            .to_string()
+            .repeat(MAX_STRING);
+        put(&mut w, Record::String { id, value });
+    }
+    put(
+        &mut w,
+        Record::Symbol(Symbol {
+            module: 0,
+            offset: 0x10,
+            frames: (0..MAX_LIST as u32)
+                .map(|i| SymbolFrame {
+                    function: i % strings.max(1),
+                    file: (i + 1) % strings.max(1),
+                    line: i,
+                })
+                .collect(),
+        }),
+    );
+    for id in 0..stacks {
+        put(
+            &mut w,
+            Record::Stack(Stack {
+                id,
+                unwinder: Unwinder::Dwarf,
+                truncated: true,
+                frames: vec![
+                    StackFrame {
+                        module: 0,
+                        offset: 0x10,
+                        address: 0x5555_0000_0010,
+                    };
+                    depth.min(MAX_LIST)
+                ],
+            }),
+        );
+        alloc(
+            &mut w,
+            100 + u64::from(id),
+            0x1000 + u64::from(id) * 32,
+            32,
+            id,
+        );
+    }
+    end(w, 1_000_000_000)
+}
+
+/// Values an analyzer might take as capacities: stack ids at the edge of its flat table and at
+/// the top of the range, module and string ids at u32::MAX, a metadata record with the
+/// longest argument list.
+pub fn capacity_claims() -> Vec<u8> {
+    let meta = TraceMeta {
+        tool_version: "hostile".into(),
+        command_line: (0..MAX_LIST).map(|i| format!("arg{}", i % 10)).collect(),
+        page_size: u32::MAX,
+        sample_bytes: 1,
+        time_resolution_ns: u32::MAX,
+        ..TraceMeta::default()
+    };
+    let options = WriterOptions {
+        frame_bytes: 8 << 20,
+        level: 9,
+        flush_interval: None,
+    };
+    let mut w = TraceWriter::with_options(Vec::new(), &meta, options).expect("a writer");
+    put(
+        &mut w,
+        Record::String {
+            id: u32::MAX - 1,
+            value: "f".into(),
+        },
+    );
+    put(
+        &mut w,
+        Record::Module(Box::new(Module {
+            id: u32::MAX - 1,
+            path: "/m".into(),
+            build_id: vec![],
+            ranges: vec![],
+        })),
+    );
+    for (i, stack) in [(1 << 22) - 1, 1 << 22, u32::MAX - 1, u32::MAX]
+        .into_iter()
+        .enumerate()
+    {
+        put(
+            &mut w,
+            Record::Stack(Stack {
+                id: stack,
+                unwinder: Unwinder::FramePointer,
+                truncated: false,
+                frames: vec![StackFrame {
+                    module: u32::MAX - 1,
+                    offset: u64::MAX,
+                    address: u64::MAX,
+                }],
+            }),
+        );
+        alloc(&mut w, 10 + i as u64, 0x1000 + i as u64 * 16, 1, stack);
+    }
+    end(w, 1_000)
+}
+
+/// The fuzzer seeds: (file name, bytes). Small files, each declaring far more than its size.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("deep-stacks-300x65536.trace", deep_stacks(300, MAX_LIST)),
+        ("live-blocks-10m.trace", live_blocks(10_000_000)),
+        ("many-stacks-1m.trace", many_stacks(1_000_000)),
+        ("huge-values.trace", huge_values()),
+        ("big-names.trace", big_names(4, 4, MAX_LIST)),
+        ("capacity-claims.trace", capacity_claims()),
+    ]
+}
