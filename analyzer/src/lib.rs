@@ -8,6 +8,7 @@
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
 //! CSV/Parquet, SVG). [`diff`] compares two analyses stack by stack (the `diff`, `compare` and
 //! two-trace `report` commands). [`commands`] glues one CLI command ([`cli`]) to that pipeline.
+//! [`escape`] makes a trace's text safe for each output (terminal, JSON, XML/HTML, CSV).
 //!
 //! The library never prints and never exits: errors are [`Error`] values with a one-line
 //! message, warnings go through a callback.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod diff;
 pub mod error;
+pub mod escape;
 pub mod progress;
 pub mod render;
 pub mod replay;
