@@ -521,3 +521,50 @@ fn html_reports_carry_no_injected_markup() {
         assert!(html.contains(r"./srv\x1b]0;pwned\x07"), "{name}");
     }
 }
+
+/// A real recording of a program whose file name, arguments and output path hold escape
+/// sequences: the recorder's lines on stderr show them escaped, and the analyzer's report of
+/// the trace does too (the command line comes from the recorder, untouched in the trace).
+#[test]
+fn a_recording_of_a_hostile_program_prints_escapes() {
+    if !memtrail_tests::bpf_available() {
+        return;
+    }
+    let scratch = Scratch::new("escaping", "record");
+    let program = scratch
+        .path("")
+        .join(OsStr::from_bytes("fib\x1b]0;x\x07\u{202e}".as_bytes()));
+    memtrail_tests::compile_sample(
+        &memtrail_tests::repo_root().join("samples/fibonacci.c"),
+        &program,
+    );
+    let trace = scratch
+        .path("")
+        .join(OsStr::from_bytes("o\x1b[2J\u{202e}.trace".as_bytes()));
+    let out = Command::new(memtrail_tests::workspace_binary(
+        "MEMTRAIL_RECORD",
+        "memtrail-record",
+    ))
+    .arg("-o")
+    .arg(&trace)
+    .arg("--")
+    .arg(&program)
+    .args(["0.5", "\x1b[2J\u{9b}31m"])
+    .output()
+    .expect("run memtrail-record");
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8 stderr");
+    assert!(out.status.success(), "{stderr}");
+    assert_no_raw_controls("memtrail-record's stderr", &stderr);
+    assert!(
+        stderr.contains(r"writing ") && stderr.contains(r"o\x1b[2J\u{202e}.trace in "),
+        "{stderr}"
+    );
+
+    let (info, _) = ok(&[os("info"), trace.as_os_str()]);
+    assert!(
+        info.contains(r"fib\x1b]0;x\x07\u{202e} 0.5 \x1b[2J\u{9b}31m"),
+        "{info}"
+    );
+    let info = json(&[os("info"), trace.as_os_str(), os("--json")]);
+    assert_eq!(info["command_line"][2], "\x1b[2J\u{9b}31m", "{info}");
+}
