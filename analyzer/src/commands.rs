@@ -17,6 +17,7 @@ use crate::cli::{
 use crate::diff::{self, Diff, DiffOptions, Normalize};
 use crate::error::{Error, Result};
 use crate::files::{check_inputs_and_outputs, write_file, write_output};
+use crate::escape::shown;
 use crate::progress::Progress;
 use crate::render::{self, export::TableFormat};
 use crate::replay::ReplayOptions;
@@ -148,7 +149,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
                 out,
                 "wrote {} rows to {}",
                 df.height(),
-                args.output.display()
+                shown(args.output.display())
             );
             Ok(())
         }
@@ -232,8 +233,8 @@ fn compare_command(
                     "wrote {} rows ({} traces against {}) to {}\n",
                     df.height(),
                     traces.len(),
-                    args.baseline.display(),
-                    path.display()
+                    shown(args.baseline.display()),
+                    shown(path.display())
                 ),
             )?;
         }
@@ -287,7 +288,11 @@ fn report_command(
     write_file(&args.output, |w| w.write_all(html.as_bytes()))?;
     emit(
         out,
-        &format!("wrote {} ({} bytes)\n", args.output.display(), html.len()),
+        &format!(
+            "wrote {} ({} bytes)\n",
+            shown(args.output.display()),
+            html.len()
+        ),
     )?;
     Ok(Outcome::Done)
 }
@@ -322,7 +327,7 @@ fn gate_outcome(diffs: &[&Diff]) -> Outcome {
         .filter_map(|d| {
             let text = render::table::gate(d)?;
             Some(if diffs.len() > 1 {
-                format!("{}: {text}", d.new.path.display())
+                format!("{}: {text}", shown(d.new.path.display()))
             } else {
                 text
             })

@@ -8,7 +8,8 @@
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
 //! CSV/Parquet, SVG). [`diff`] compares two analyses stack by stack (the `diff`, `compare` and
 //! two-trace `report` commands). [`commands`] glues one CLI command ([`cli`]) to that pipeline;
-//! [`files`] checks its inputs and writes its output files.
+//! [`files`] checks its inputs and writes its output files; [`escape`] makes a trace's text
+//! safe for each output (terminal, JSON, XML/HTML, CSV).
 //!
 //! The library never prints and never exits: errors are [`Error`] values with a one-line
 //! message, warnings go through a callback.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod commands;
 pub mod diff;
 pub mod error;
+pub mod escape;
 pub mod files;
 pub mod progress;
 pub mod render;

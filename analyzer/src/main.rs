@@ -8,13 +8,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use memtrail::cli::Cli;
+use memtrail::escape::{shown, terminal_lines};
 use memtrail::{Error, Outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut warn = |w: &str| eprintln!("memtrail: warning: {w}");
+    // Warnings and errors name traces and their contents: escaped like every report.
+    let mut warn = |w: &str| eprintln!("memtrail: warning: {}", shown(w));
     let result = memtrail::run(&cli, &mut out, &mut warn)
         .and_then(|outcome| out.flush().map_err(Error::Stdout).map(|()| outcome));
     match result.map_err(anyhow::Error::from) {
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
         Ok(Outcome::GrowthFound(message)) => {
             // The comparison is printed; this names what failed the gate, on stderr so that
             // JSON or CSV on stdout stays clean.
-            eprint!("memtrail: {message}");
+            eprint!("memtrail: {}", terminal_lines(&message));
             ExitCode::from(1)
         }
         Err(e) => {
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // Each library error is one complete line; the causes are already in it.
-            eprintln!("memtrail: error: {e}");
+            eprintln!("memtrail: error: {}", shown(&e));
             ExitCode::from(2)
         }
     }

@@ -67,7 +67,7 @@ impl Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    b.set_message(format!("replaying {name}"));
+                    b.set_message(format!("replaying {}", crate::escape::terminal(&name)));
                     bar = Some(b);
                 }
                 if let Some(b) = &bar {

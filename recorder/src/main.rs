@@ -18,6 +18,7 @@
 
 mod anon_mappings;
 mod elf_file;
+mod escape;
 mod free_probe;
 mod modules;
 mod output;
@@ -270,7 +271,8 @@ fn main() {
     match run(&cli) {
         Ok(code) => std::process::exit(code),
         Err(error) => {
-            eprintln!("memtrail-record: {}", one_line(&error));
+            // Errors name paths and command lines: escaped (see escape.rs).
+            eprintln!("memtrail-record: {}", escape::terminal(&one_line(&error)));
             let code = error
                 .downcast_ref::<TargetError>()
                 .and_then(TargetError::exec_exit_code)
@@ -530,7 +532,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
                 eprintln!(
                     "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
-                    error_chain(&error)
+                    escape::terminal(&error_chain(&error))
                 );
             }
         }
@@ -642,9 +644,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
             target.pid,
             placement.probes,
-            library_name,
+            escape::terminal(&library_name),
             free_offset,
-            cli.output.display()
+            escape::terminal(&cli.output.display().to_string())
         );
     }
     let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|e| {

@@ -555,7 +555,7 @@ impl Summary {
             t.reallocs,
             t.lost,
             human_bytes(self.bytes_written),
-            path.display(),
+            crate::escape::terminal(&path.display().to_string()),
             self.elapsed.as_secs_f64(),
             match self.stop {
                 StopReason::TargetExited => "target exited",

@@ -6,7 +6,8 @@
 //! each with a ready-to-paste `memtrail-record -p PID` line. Needs no BPF and no root: it reads
 //! only what `/proc` lets anyone read. Processes that start or exit during the run are fine;
 //! only those alive at the last sample are listed (one cannot attach to the others). Ctrl-C
-//! ends the run early and reports on the samples taken so far.
+//! ends the run early and reports on the samples taken so far. Names and command lines are
+//! whatever their owners made them: both outputs escape them (`escape.rs`).
 //!
 //! Only processes seen for at least half of the run are judged (one that started later is in
 //! its start-up). The steadiness rule ([`assess`]), on the samples `(t_i, y_i)` of one process:
@@ -27,6 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+use crate::escape::{json_string, terminal};
 
 /// Which process is growing? Samples the anonymous memory (RssAnon + RssShmem) of every
 /// process and lists those that grew steadily, with a `memtrail-record -p PID` line for each.
@@ -344,9 +347,13 @@ struct Reading {
 }
 
 fn read_process(pid: u32) -> Option<Reading> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_process(&stat, &status)
+    // Lossy: a name that is not UTF-8 must not hide its process (its odd bytes show as U+FFFD).
+    let read = |file: &str| {
+        std::fs::read(format!("/proc/{pid}/{file}"))
+            .ok()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    parse_process(&read("stat")?, &read("status")?)
 }
 
 /// Parses `/proc/PID/stat` (for the start time) and `/proc/PID/status` (name and memory).
@@ -521,7 +528,7 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
             out,
             "{:>8}  {:<16} {:>11} {:>11} {:>12} {:>7} {:>11}",
             suspect.pid,
-            suspect.series.name,
+            terminal(&suspect.series.name),
             format_bytes(anon_now as f64),
             format!("+{}", format_bytes(suspect.growth.net)),
             format!("+{}/s", format_bytes(suspect.growth.slope)),
@@ -529,29 +536,9 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
             format_bytes(rss_now as f64),
         );
         let command: String = suspect.series.command.chars().take(100).collect();
-        let _ = writeln!(out, "{:>8}  command: {command}", "");
+        let _ = writeln!(out, "{:>8}  command: {}", "", terminal(&command));
         let _ = writeln!(out, "{:>8}  record:  {}", "", record_line(suspect.pid));
     }
-    out
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 
@@ -748,10 +735,5 @@ mod tests {
         assert_eq!(parse_rate("4K"), Ok(4096));
         assert_eq!(parse_rate("100"), Ok(100));
         assert!(parse_rate("lots").is_err());
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
     }
 }

@@ -330,7 +330,8 @@ fn check_report(b: &Browser, page: &Path, top_function: &str, flame_text: &str) 
         Value::String(flame_text.to_owned())
     ));
     assert_eq!(target, true, "no zoomable frame for {flame_text}");
-    b.click(&b.element("#memtrail-test-target rect"));
+    // The frame's group: its label may cover the middle of its rect.
+    b.click(&b.element("#memtrail-test-target"));
     assert_eq!(
         b.script("return document.getElementById('unzoom').classList.contains('hide');"),
         false,
@@ -605,4 +606,76 @@ fn diff_report_of_the_fibonacci_leak_renders_in_the_browser() {
     check_report(&b, &fix, "fibonacci", "fibonacci");
     let status = b.text(&b.element("#candidates tbody tr:first-child .badge"));
     assert_eq!(status, "shrunk");
+}
+
+/// The hostile trace (`memtrail_tests::hostile`: escape sequences, C1, DEL, bidi overrides,
+/// `</script><script>alert(1)</script>`, `]]>`, formulas in every name it carries): the report
+/// and the comparison report render, run no injected script, log no console error, and show
+/// the control characters as visible escapes.
+#[test]
+fn report_of_a_hostile_trace_runs_no_injected_script() {
+    use memtrail_tests::hostile::{self, FORMULA, SCRIPT};
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let scratch = Scratch::new("report-browser", "hostile");
+    let (base, new) = (scratch.path("base.trace"), scratch.path("new.trace"));
+    hostile::write_trace(&base, [1, 1, 3, 1]);
+    hostile::write_trace(&new, [3, 1, 1, 2]);
+    let (single, compared) = (scratch.path("single.html"), scratch.path("compared.html"));
+    memtrail(&[
+        "report",
+        new.to_str().unwrap(),
+        "-o",
+        single.to_str().unwrap(),
+    ]);
+    memtrail(&[
+        "report",
+        base.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "-o",
+        compared.to_str().unwrap(),
+    ]);
+
+    let b = Browser::start(&chromium, &chromedriver, &scratch.path("profile"));
+    for page in [&single, &compared] {
+        // The leak's top function is a spreadsheet formula: plain text here.
+        check_report(&b, page, FORMULA, "HYPERLINK");
+        // No dialog was opened (alert(1) would have been).
+        let (status, alert) = http(
+            b.port,
+            "GET",
+            &format!("/session/{}/alert/text", b.session),
+            None,
+        )
+        .expect("ask for an open alert");
+        assert_ne!(status, 200, "an alert is open: {alert}");
+        // Only the page's script and the flame graph's.
+        assert_eq!(
+            b.script("return document.querySelectorAll('script').length;"),
+            2
+        );
+        // The markup in a name is text, and control characters show as escapes.
+        let text = b
+            .script("return document.body.innerText;")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(text.contains(SCRIPT), "{text}");
+        for visible in [r"./srv\x1b]0;pwned\x07", r"ev\u{202e}il\u{9b}\x7f"] {
+            assert!(text.contains(visible), "no {visible} in the page:\n{text}");
+        }
+        assert!(
+            !text.contains(['\x1b', '\u{202e}', '\u{9b}', '\x7f']),
+            "{text}"
+        );
+        let title = b.session("GET", "/title", None);
+        assert!(
+            title
+                .as_str()
+                .unwrap_or_default()
+                .contains(r"\x1b]0;pwned\x07"),
+            "{title}"
+        );
+    }
 }

@@ -290,3 +290,88 @@ fn ctrl_c_reports_on_the_samples_so_far() {
     assert!(report["duration_s"].as_f64().unwrap() < 3600.0, "{report}");
     assert_eq!(listed_pids(&report), [leaker.pid()], "{report}");
 }
+
+/// Any user names their processes, and root's `suspects` prints the names: escape sequences,
+/// C1 controls, DEL and bidi overrides in a process's name (its executable's file name) and
+/// command line are shown as visible escapes in the table, and as `\u` escapes in the JSON,
+/// whose values stay the raw text. A name that is not UTF-8 does not hide its process.
+#[test]
+fn hostile_names_and_command_lines_are_escaped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use memtrail_tests::hostile::assert_no_raw_controls;
+
+    let scratch = Scratch::new("suspects", "hostile");
+    let leaking = build(&scratch, "fibonacci.c", "fibonacci");
+    // 11 bytes: the whole name fits in the kernel's 15-byte comm.
+    let name = "f\x1b[2J\x07\u{9b}\u{202e}";
+    let named = scratch.path(name);
+    std::fs::copy(&leaking, &named).unwrap();
+    // The 8-bit CSI byte alone: not UTF-8.
+    let not_utf8 = scratch.path("").join(OsStr::from_bytes(b"g\x9b[2J"));
+    std::fs::copy(&leaking, &not_utf8).unwrap();
+    recorder();
+    let args = ["30", "\x1b]0;pwned\x07", "\u{202e}gpj.exe", "\x7f\u{9b}31m"];
+    let start = |program: &Path| {
+        Running(
+            Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", program.display())),
+        )
+    };
+    let (hostile, odd) = (start(&named), start(&not_utf8));
+    let pids = [hostile.pid().to_string(), odd.pid().to_string()];
+    let options = [
+        "-p",
+        &pids[0],
+        "-p",
+        &pids[1],
+        "--interval",
+        "200ms",
+        "--duration",
+        "1.2s",
+    ];
+
+    let table = suspects(&options);
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).expect("UTF-8 table");
+    assert_no_raw_controls("the suspects table", &text);
+    for visible in [
+        r"f\x1b[2J\x07\u{9b}\u{202e}",
+        r" 30 \x1b]0;pwned\x07 \u{202e}gpj.exe \x7f\u{9b}31m",
+        "g\u{fffd}[2J",
+    ] {
+        assert!(text.contains(visible), "no {visible} in:\n{text}");
+    }
+
+    let mut with_json = options.to_vec();
+    with_json.push("--json");
+    let output = suspects(&with_json);
+    assert_no_raw_controls(
+        "the suspects JSON",
+        &String::from_utf8_lossy(&output.stdout),
+    );
+    let report = suspects_json(&output);
+    let entry = |pid: u64| {
+        report["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"].as_u64() == Some(pid))
+            .unwrap_or_else(|| panic!("{pid} not listed: {report}"))
+            .clone()
+    };
+    let listed = entry(hostile.pid());
+    assert_eq!(listed["name"], name, "{listed}");
+    assert!(
+        listed["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{name} {}", args.join(" "))),
+        "{listed}"
+    );
+    assert_eq!(entry(odd.pid())["name"], "g\u{fffd}[2J");
+}

@@ -7,6 +7,7 @@ use polars::prelude::*;
 
 use crate::aggregate::{StackRow, stacks_dataframe};
 use crate::analysis::Analysis;
+use crate::escape;
 use crate::replay::AllocationRow;
 use crate::report::{LeakReport, Lifetimes, lifetime_class_bounds, row_labels, scaled_row};
 
@@ -18,13 +19,22 @@ pub enum TableFormat {
     Json,
 }
 
-/// Writes `df` to `out`.
+/// Writes `df` to `out`. CSV string cells are escaped for terminals and spreadsheets
+/// ([`escape::csv_cell`]: visible escapes, a `'` before a formula); JSON strings keep the raw
+/// text, DEL, C1 controls and bidi overrides as `\uXXXX` escapes; Parquet keeps the raw text.
 pub fn write(df: &mut DataFrame, format: TableFormat, out: impl Write) -> PolarsResult<()> {
     match format {
-        TableFormat::Csv => CsvWriter::new(out).include_header(true).finish(df),
-        TableFormat::Json => JsonWriter::new(out)
-            .with_json_format(JsonFormat::Json)
-            .finish(df),
+        TableFormat::Csv => CsvWriter::new(out)
+            .include_header(true)
+            .finish(&mut csv_cells(df)?),
+        TableFormat::Json => {
+            let mut out = escape::JsonWriter::new(out);
+            JsonWriter::new(&mut out)
+                .with_json_format(JsonFormat::Json)
+                .finish(df)?;
+            out.finish()?;
+            Ok(())
+        }
         TableFormat::Parquet => {
             // Snappy: read by every Parquet reader, and cheap.
             ParquetWriter::new(out)
@@ -33,6 +43,27 @@ pub fn write(df: &mut DataFrame, format: TableFormat, out: impl Write) -> Polars
                 .map(|_| ())
         }
     }
+}
+
+/// `df` with every string cell as [`escape::csv_cell`] shows it; numbers untouched (a negative
+/// growth stays a number).
+fn csv_cells(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let columns = df
+        .columns()
+        .iter()
+        .map(|column| {
+            if column.dtype() != &DataType::String {
+                return Ok(column.clone());
+            }
+            let cells: StringChunked = column
+                .str()?
+                .iter()
+                .map(|cell| cell.map(escape::csv_cell))
+                .collect();
+            Ok(cells.with_name(column.name().clone()).into_column())
+        })
+        .collect::<PolarsResult<Vec<Column>>>()?;
+    DataFrame::new(df.height(), columns)
 }
 
 /// The per-stack table of the whole trace, one row per stack, by stack id.

@@ -3,6 +3,10 @@
 //! Folded lines are `outermost;...;innermost value`, merged by symbolized stack and sorted,
 //! so the SVG is the same for the same trace. A diff's lines carry two values (BASE, NEW),
 //! which inferno draws as a differential flame graph.
+//!
+//! inferno escapes `& < > " '` but not control characters, which XML 1.0 forbids: every name,
+//! title and subtitle reaches it as [`terminal`] shows it (visible escapes), so the SVG is
+//! well-formed whatever a trace holds; the folded lines carry the same names.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,6 +16,7 @@ use inferno::flamegraph::{self, Options, color::BasicPalette, color::Palette};
 use crate::analysis::Analysis;
 use crate::cli::Metric;
 use crate::diff::{Diff, Normalize};
+use crate::escape::{shown, terminal};
 use crate::report::scaled_row;
 use crate::units::format_duration;
 
@@ -26,8 +31,8 @@ fn metric_value(m: Metric, r: &crate::aggregate::StackRow) -> u64 {
 
 fn clean(name: &str) -> String {
     // ';' separates frames and a trailing number is the count: keep names from looking like
-    // either.
-    name.replace(';', ":").replace(['\n', '\r'], " ")
+    // either (newlines are escaped, with every other control character).
+    terminal(name).replace(';', ":")
 }
 
 /// Folded stacks for `metric`, sorted, one per distinct symbolized stack, zero values left out.
@@ -81,12 +86,12 @@ pub fn svg(
     let mut opts = Options::default();
     opts.title = format!(
         "memtrail: {what} of {} ({})",
-        a.command(),
+        shown(a.command()),
         format_duration(a.replay.duration_ns)
     );
     opts.subtitle = Some(match a.replay.options.at_ns {
         Some(t) => format!("at {}", format_duration(t)),
-        None => format!("over the whole recording of {}", a.path.display()),
+        None => format!("over the whole recording of {}", shown(a.path.display())),
     });
     opts.count_name = count_name.to_owned();
     opts.colors = Palette::Basic(BasicPalette::Mem);
@@ -136,8 +141,8 @@ pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<
     opts.title = format!(
         "memtrail diff: unfreed bytes{} of {} against {}",
         if per_second { " per second" } else { "" },
-        d.new.command,
-        d.base.command
+        shown(&d.new.command),
+        shown(&d.base.command)
     );
     let counts = |l: &String| -> Option<(u64, u64)> {
         let mut it = l.rsplitn(3, ' ');
@@ -163,8 +168,8 @@ pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<
         // it BASE second and negate the differences, so red still means grew.
         opts.subtitle = Some(format!(
             "width: BASE ({}), which holds more; red grew, blue shrank in NEW ({})",
-            d.base.path.display(),
-            d.new.path.display()
+            shown(d.base.path.display()),
+            shown(d.new.path.display())
         ));
         opts.negate_differentials = true;
         let swapped: Vec<String> = lines
@@ -179,8 +184,8 @@ pub fn diff_svg(d: &Diff, lines: &[String], out: impl Write) -> std::io::Result<
     }
     opts.subtitle = Some(format!(
         "width: NEW ({}); red grew, blue shrank since BASE ({})",
-        d.new.path.display(),
-        d.base.path.display()
+        shown(d.new.path.display()),
+        shown(d.base.path.display())
     ));
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
 }

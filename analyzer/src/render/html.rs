@@ -4,7 +4,8 @@
 //! a comparison of two traces.
 //!
 //! Owns the page's layout and styling only; every chart comes from the other renderers. All
-//! text from a trace is escaped (C++ names carry `<`, `>` and `&`).
+//! text from a trace is escaped ([`crate::escape::xml`]: C++ names carry `<`, `>` and `&`, and
+//! a name may hold control characters or `</script>`); the page embeds no data in a script.
 //!
 //! The flame graph is inferno's SVG inlined into the page, script included. Its script was
 //! written for a standalone SVG document, so three things hold here: the flame graph is the

@@ -7,7 +7,8 @@
 //! frame first; `diff` has `base`, `new`, `normalize`, `compared`, `summary`, `gate` and
 //! `stacks`, each with `rank`, `status`, `key`, `growth`, `growth_pct`, `crossed`, `base`,
 //! `new`, `delta` and `frames` (the README lists every field). Times are nanoseconds since the
-//! start of the trace; sizes are bytes.
+//! start of the trace; sizes are bytes. Strings hold the trace's raw text: DEL, C1 controls
+//! and bidi overrides are `\uXXXX` escapes, which parse back to the same characters.
 
 use std::collections::BTreeMap;
 
@@ -78,10 +79,12 @@ struct Info<'a> {
     extra: BTreeMap<&'a str, &'a str>,
 }
 
+/// Pretty JSON, with the characters serde_json leaves raw (DEL, C1 controls, bidi overrides)
+/// escaped as `\uXXXX`: strings parse to the trace's raw text.
 fn pretty<T: Serialize>(v: &T) -> String {
     // Serializing plain structs of strings and numbers cannot fail.
-    let mut s =
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let s = serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut s = crate::escape::json_document(s);
     s.push('\n');
     s
 }

@@ -1,9 +1,14 @@
 //! Text for humans: the default output of `info`, `leaks`, `lifetimes`, `timeline` and `diff`.
+//!
+//! Every text from a trace (command line, host, paths, function, file and module names) is
+//! printed through [`shown`], and each report passes [`terminal_report`] last, so no control
+//! character or bidi override from a trace reaches the terminal raw.
 
 use std::fmt::Write as _;
 
 use crate::analysis::Analysis;
 use crate::diff::{self, Normalize};
+use crate::escape::{shown, terminal_report};
 use crate::report::{LeakReport, Lifetimes, calls};
 use crate::units::{format_bytes, format_duration};
 
@@ -38,20 +43,23 @@ pub fn info(a: &Analysis) -> String {
     let _ = writeln!(
         o,
         "trace        {} (format {}.{}, recorder {})",
-        a.path.display(),
+        shown(a.path.display()),
         a.header.major,
         a.header.minor,
-        if m.tool_version.is_empty() {
+        shown(if m.tool_version.is_empty() {
             "?"
         } else {
             &m.tool_version
-        }
+        })
     );
-    let _ = writeln!(o, "command      {}", a.command());
+    let _ = writeln!(o, "command      {}", shown(a.command()));
     let _ = writeln!(
         o,
         "process      pid {} on {} (kernel {}), page size {}",
-        m.pid, m.host_name, m.kernel_release, m.page_size
+        m.pid,
+        shown(&m.host_name),
+        shown(&m.kernel_release),
+        m.page_size
     );
     if m.start_wall_ns > 0 {
         let _ = writeln!(o, "started      {}", format_wall(m.start_wall_ns));
@@ -142,13 +150,13 @@ pub fn info(a: &Analysis) -> String {
     }
     match &a.truncation {
         Some(t) => {
-            let _ = writeln!(o, "complete     no: {t}");
+            let _ = writeln!(o, "complete     no: {}", shown(t));
         }
         None => {
             let _ = writeln!(o, "complete     yes");
         }
     }
-    o
+    terminal_report(o)
 }
 
 pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
@@ -158,7 +166,7 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
         o,
         "{} leak candidates in {} ({}): {} unfreed in {} blocks older than {}{}; {} in stacks judged leaks",
         rep.candidates_total,
-        a.command(),
+        shown(a.command()),
         format_duration(r.duration_ns),
         format_bytes(rep.total_unfreed_bytes),
         rep.total_unfreed_allocations,
@@ -191,7 +199,7 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
             s.unfreed_allocations,
             c.row.stack_id
         );
-        let _ = writeln!(o, "     why: {}", c.reason);
+        let _ = writeln!(o, "     why: {}", shown(&c.reason));
         let lifetimes = match (c.row.lifetime_p50_ns, c.row.lifetime_p99_ns) {
             (Some(p50), Some(p99)) => format!(
                 "freed ones lived p50 {}, p99 {}",
@@ -216,9 +224,9 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
                 o,
                 "     {} {}{}{}{}",
                 if i == 0 { "at" } else { "  " },
-                f.function,
-                f.place(),
-                f.module_tag(),
+                shown(&f.function),
+                shown(f.place()),
+                shown(f.module_tag()),
                 if f.inlined { " (inlined)" } else { "" }
             );
         }
@@ -228,7 +236,7 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
             let _ = writeln!(o, "        ... (the recorder stopped unwinding here)");
         }
     }
-    o
+    terminal_report(o)
 }
 
 fn bar(n: u64, max: u64, width: usize) -> String {
@@ -243,7 +251,8 @@ pub fn lifetimes(a: &Analysis, l: &Lifetimes, what: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "lifetimes of {what}: {} allocations, {} freed, {} never freed (in {})",
+        "lifetimes of {}: {} allocations, {} freed, {} never freed (in {})",
+        shown(what),
         l.allocations,
         l.freed,
         l.never_freed,
@@ -284,7 +293,7 @@ pub fn lifetimes(a: &Analysis, l: &Lifetimes, what: &str) -> String {
             .unwrap_or_default();
         let _ = writeln!(o, "{l}   {r}");
     }
-    o
+    terminal_report(o)
 }
 
 pub fn timeline(a: &Analysis) -> String {
@@ -337,7 +346,7 @@ pub fn timeline(a: &Analysis) -> String {
             );
         }
     }
-    o
+    terminal_report(o)
 }
 
 /// A compared quantity for humans: bytes, or bytes per second.
@@ -391,7 +400,7 @@ pub fn crossed_line(d: &diff::Diff, s: &diff::StackDiff) -> String {
         pct(s.growth_pct, s.growth),
         amount(s.base_value(d.normalize), d.normalize),
         amount(s.new_value(d.normalize), d.normalize),
-        s.key
+        shown(&s.key)
     )
 }
 
@@ -421,7 +430,7 @@ pub fn gate(d: &diff::Diff) -> Option<String> {
             let _ = writeln!(o, "  {}", crossed_line(d, s));
         }
     }
-    Some(o)
+    Some(terminal_report(o))
 }
 
 /// `memtrail diff` for humans: a summary, then one block per stack that changed (at most
@@ -433,12 +442,12 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
     let _ = writeln!(
         o,
         "BASE {} ({}, {})\nNEW  {} ({}, {})",
-        d.base.command,
+        shown(&d.base.command),
         format_duration(d.base.duration_ns),
-        d.base.path.display(),
-        d.new.command,
+        shown(d.base.path.display()),
+        shown(&d.new.command),
         format_duration(d.new.duration_ns),
-        d.new.path.display(),
+        shown(d.new.path.display()),
     );
     let _ = writeln!(
         o,
@@ -512,8 +521,8 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
                 o,
                 "     {} {}{}",
                 if i == 0 { "at" } else { "  " },
-                f.function,
-                f.module_tag()
+                shown(&f.function),
+                shown(f.module_tag())
             );
         }
         if s.frames.len() > max_frames {
@@ -532,7 +541,7 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
     if let Some(g) = gate(d).and_then(|g| g.lines().next().map(str::to_owned)) {
         let _ = writeln!(o, "\n{}", g.trim_end_matches(':'));
     }
-    o
+    terminal_report(o)
 }
 
 #[cfg(test)]
