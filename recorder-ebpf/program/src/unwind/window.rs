@@ -92,8 +92,7 @@ impl StackReader<'_> {
             return None;
         }
         let pair = [self.window.words[index], self.window.words[index + 1]];
-        self.note_word(index, pair[0]);
-        self.note_word(index + 1, pair[1]);
+        self.note_pair(index, pair);
         Some(pair)
     }
 
@@ -114,14 +113,40 @@ impl StackReader<'_> {
     #[inline(always)]
     fn note_word(&mut self, index: usize, value: u64) {
         let n = self.trail as usize;
-        match self.memo.as_deref_mut() {
-            Some(memo) if n < WALK_MEMO_WORDS => {
-                memo.indexes[n] = index as u16;
-                memo.values[n] = value;
-                self.trail += 1;
-                self.reach = self.reach.max(index as u32 + 1);
-            }
-            _ => self.trail = TRAIL_OFF,
+        if n >= WALK_MEMO_WORDS {
+            self.trail = TRAIL_OFF;
+            return;
         }
+        let Some(memo) = self.memo.as_deref_mut() else {
+            self.trail = TRAIL_OFF;
+            return;
+        };
+        memo.indexes[n] = index as u16;
+        memo.values[n] = value;
+        self.trail += 1;
+        self.reach = self.reach.max(index as u32 + 1);
+    }
+
+    /// Records for the memo that the walk used the window words at `index` and `index + 1`:
+    /// one bound check for both. (Two `note_word` calls in a row let the compiler carry the
+    /// first one's `n + 1` into the second as `n != 47`, a bound the verifier cannot follow:
+    /// it rejected the program. A walk that runs out of room is not memoized either way.)
+    #[inline(always)]
+    fn note_pair(&mut self, index: usize, pair: [u64; 2]) {
+        let n = self.trail as usize;
+        if n + 1 >= WALK_MEMO_WORDS {
+            self.trail = TRAIL_OFF;
+            return;
+        }
+        let Some(memo) = self.memo.as_deref_mut() else {
+            self.trail = TRAIL_OFF;
+            return;
+        };
+        memo.indexes[n] = index as u16;
+        memo.values[n] = pair[0];
+        memo.indexes[n + 1] = (index + 1) as u16;
+        memo.values[n + 1] = pair[1];
+        self.trail += 2;
+        self.reach = self.reach.max(index as u32 + 2);
     }
 }
