@@ -1,7 +1,7 @@
 //! Compact unwind tables for the eBPF unwinder, derived from a module's DWARF CFI.
 //!
 //! Owns: reading `.eh_frame` (or, failing that, `.debug_frame`) of an x86-64 ELF file with
-//! gimli and flattening every FDE's rows into sorted [`UnwindRow`]s (CFA = rsp+n, rbp+n, the
+//! gimli and flattening every FDE's rows into sorted [`memtrail_ebpf_abi::UnwindRow`]s (CFA = rsp+n, rbp+n, the
 //! PLT expression, end of stack; where rbp was saved), plus the file's load segments so a
 //! mapping's bias can be computed. Must not: touch BPF maps or processes (see
 //! `unwind_loader`).

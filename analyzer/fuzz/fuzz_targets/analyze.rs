@@ -4,8 +4,9 @@
 //! whatever a trace declares. Run:
 //! `cd analyzer/fuzz && cargo +nightly fuzz run analyze seeds -- -rss_limit_mb=1024`.
 //!
-//! The first byte picks how the rest is used. Even: the rest is a trace file as it is (the
-//! crafted seeds under seeds/ start this way). Odd: the rest drives a generator of records
+//! An input that starts with the trace file magic is a trace file as it is (the crafted seeds
+//! under seeds/, written by `cargo run -p memtrail --example hostile_seeds`). Otherwise the
+//! first byte picks how the rest is used. Even: the rest is a trace file. Odd: the rest drives a generator of records
 //! that the real writer encodes into a valid trace, so checksums and the wire encoding never
 //! stop the input before the analysis sees it; its numbers lean to the extremes (0, 2^32,
 //! near 2^64) and its stacks can be deep.
@@ -14,6 +15,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
+use memtrail::budget::MemoryLimit;
 use memtrail::cli::Metric;
 use memtrail::diff::{DiffOptions, Normalize};
 use memtrail::render::{self, export::TableFormat};
@@ -232,7 +234,10 @@ fn generated_trace(mut choices: Choices<'_>) -> Vec<u8> {
 /// Every report of one trace, into memory.
 fn analyze_everything(trace: &[u8]) {
     let path = Path::new("fuzz.trace");
+    // Well below libFuzzer's -rss_limit_mb: what the budget allows must fit with the
+    // renderers' own memory on top.
     let options = ReplayOptions {
+        memory_limit: MemoryLimit::from_flag(256 << 20),
         min_age_ns: 0,
         collect_allocations: true,
         ..ReplayOptions::default()
@@ -259,7 +264,12 @@ fn analyze_everything(trace: &[u8]) {
         }
         let _ = render::html::single(&a, &leaks, l);
     }
-    for metric in [Metric::Unfreed, Metric::Allocated, Metric::Allocations, Metric::Peak] {
+    for metric in [
+        Metric::Unfreed,
+        Metric::Allocated,
+        Metric::Allocations,
+        Metric::Peak,
+    ] {
         let lines = render::flamegraph::folded(&a, metric);
         for inverted in [false, true] {
             let _ = render::flamegraph::svg(&a, metric, inverted, &lines, Vec::new());
@@ -297,6 +307,9 @@ fn analyze_everything(trace: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if data.starts_with(&memtrail_format::frame::MAGIC) {
+        return analyze_everything(data);
+    }
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
