@@ -16,8 +16,8 @@ use crate::cli::{
 };
 use crate::diff::{self, Diff, DiffOptions, Normalize};
 use crate::error::{Error, Result};
-use crate::files::{check_inputs_and_outputs, write_file, write_output};
 use crate::escape::shown;
+use crate::files::{check_inputs_and_outputs, write_file, write_output};
 use crate::progress::Progress;
 use crate::render::{self, export::TableFormat};
 use crate::replay::ReplayOptions;
