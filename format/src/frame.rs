@@ -308,7 +308,7 @@ const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
 ///
 /// The reader inflates with fdeflate, the writer deflates with flate2: fdeflate decodes up to
 /// two literals per table lookup, which suits these literal-heavy payloads (zlib-rs took 9-23%
-/// more time here, see README "Size and speed"). It reads zlib streams only, so the raw
+/// more time here, see bench/README.md, "Trace format size and speed"). It reads zlib streams only, so the raw
 /// stream is given a zlib header in front and four bytes of checksum behind, which it is told
 /// to ignore (the frame's CRC-32 already covers the stored bytes).
 pub fn inflate_frame(frame: &RawFrame, out: &mut Vec<u8>) -> Result<(), FormatError> {

@@ -1,12 +1,8 @@
 //! JSON output. The field names here are a public contract (scripts and CI jobs read them):
 //! add fields freely, never rename or remove one.
 //!
-//! Contract: `info` has `calls` (C function name -> count), `lost_events`, `duration_ns`,
-//! `truncated`; `leaks` has `candidates`, each with `unfreed_bytes`, `unfreed_allocations`,
-//! `verdict`, and `frames` (each `function`, `file`, `line`, `module`, `address`), innermost
-//! frame first; `diff` has `base`, `new`, `normalize`, `compared`, `summary`, `gate` and
-//! `stacks`, each with `rank`, `status`, `key`, `growth`, `growth_pct`, `crossed`, `base`,
-//! `new`, `delta` and `frames` (the README lists every field). Times are nanoseconds since the
+//! The contract, every key of every command, is docs/json.md; tests/tests/json_contract.rs
+//! checks each documented key against the output. Times are nanoseconds since the
 //! start of the trace; sizes are bytes. Strings hold the trace's raw text: DEL, C1 controls
 //! and bidi overrides are `\uXXXX` escapes, which parse back to the same characters.
 
@@ -513,7 +509,7 @@ fn delta(s: &diff::StackDiff) -> DiffDelta {
     }
 }
 
-/// The JSON of `memtrail diff` (contract in the README: fields are only ever added).
+/// The JSON of `memtrail diff` (contract in docs/json.md: fields are only ever added).
 pub fn diff(d: &diff::Diff) -> String {
     pretty(&DiffJson {
         base: DiffTrace::new(&d.base),
