@@ -37,9 +37,6 @@ const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// Right after a launched command is released, maps are re-read on every poll for this long,
 /// so short-lived programs have their modules known before they exit.
 const EARLY_PHASE: Duration = Duration::from_millis(300);
-/// Records waiting in the writer's current frame reach the file at least this often, so a
-/// recorder killed outright (SIGKILL, OOM) still leaves a trace readable up to then.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -698,7 +695,6 @@ fn record_loop(
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut last_status_events = 0u64;
-    let mut next_flush = Instant::now() + FLUSH_INTERVAL;
     recording.refresh_modules()?;
     recording.record_rss(pid)?;
     loop {
@@ -724,10 +720,10 @@ fn record_loop(
             if exited {
                 return Ok(StopReason::TargetExited);
             }
-            if now >= next_flush {
-                next_flush = now + FLUSH_INTERVAL;
-                recording.writer.flush()?;
-            }
+            // The writer's flush interval (WriterOptions, 1 s) is the one policy: records
+            // reach the file at least that often, so a recorder killed outright (SIGKILL, OOM)
+            // still leaves a trace readable up to then, even when events trickle.
+            recording.writer.flush_if_due()?;
         }
         if STOP_REQUESTED.load(Ordering::Relaxed) {
             return Ok(StopReason::Signal);

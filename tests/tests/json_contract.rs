@@ -120,7 +120,11 @@ fn every_documented_key_is_in_the_output() {
         let keys = sections
             .get(*command)
             .unwrap_or_else(|| panic!("docs/json.md has no section `{command}`"));
-        assert!(keys.len() >= 5, "{command}: only {} keys parsed", keys.len());
+        assert!(
+            keys.len() >= 5,
+            "{command}: only {} keys parsed",
+            keys.len()
+        );
         for key in keys {
             check(value, key, key, command);
         }
