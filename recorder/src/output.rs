@@ -8,7 +8,7 @@
 //! device or socket never; nor the program being traced. Replacing is always a rename: never
 //! following a link, never writing into an existing inode.
 //!
-//! Must not: publish the trace (`main.rs` does once the target has started) or write it.
+//! Must not: publish the trace (`recording` does once the target has started) or write it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
