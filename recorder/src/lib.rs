@@ -21,13 +21,15 @@
 //!   `anon_mappings` and `rss`;
 //! - `signals`: the one SIGINT/SIGTERM handler, which both commands poll;
 //! - `suspects`: the `suspects` subcommand (which process grows?), apart from all the above;
-//! - `escape`: text from `/proc` made safe to print.
+//! - `escape`: text from `/proc` made safe to print;
+//! - [`error`]: every failure as a value, with its one-line message and exit status.
 //!
 //! Sizes and durations are parsed and printed by `memtrail_format::units`, as in the analyzer.
 
 mod anon_mappings;
 pub mod cli;
 mod elf_file;
+pub mod error;
 mod escape;
 mod free_probe;
 mod host;
@@ -45,12 +47,11 @@ mod unwind_loader;
 mod unwind_tables;
 
 pub use cli::{Cli, Command};
-pub use suspects::SuspectsError;
-pub use target::TargetError;
+pub use error::Error;
 
 /// Runs the command line: records, or runs `suspects`. Returns the exit status of a run that
 /// did not fail (a launched command's own, or 128 + N when signal N stopped the recording).
-pub fn run(cli: &Cli) -> anyhow::Result<i32> {
+pub fn run(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Some(Command::Suspects(args)) => {
             suspects::run(args)?;
@@ -61,33 +62,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// What the binary prints and returns for an error from [`run`]: the one line for stderr,
-/// escaped (errors name paths and command lines), and the exit status. 127 or 126 when the
-/// launched command was not found or cannot be run (as `env` and `timeout` do); 2 for
-/// `suspects` options that cannot make a run (like clap's usage errors); 1 otherwise.
-pub fn failure(error: &anyhow::Error) -> (String, i32) {
-    let text = escape::terminal(&one_line(error)).into_owned();
-    if error.downcast_ref::<SuspectsError>().is_some() {
-        return (format!("memtrail-record suspects: {text}"), 2);
-    }
-    let code = error
-        .downcast_ref::<TargetError>()
-        .and_then(TargetError::exec_exit_code)
-        .unwrap_or(1);
-    (format!("memtrail-record: {text}"), code)
-}
-
-/// The error and its causes on one line, each cause once.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.contains(&cause) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause);
-    }
-    text
+/// escaped (errors name paths and command lines), and the exit status
+/// ([`Error::exit_code`]).
+pub fn failure(error: &Error) -> (String, i32) {
+    let text = escape::terminal(&error.one_line()).into_owned();
+    (format!("{}: {text}", error.program()), error.exit_code())
 }

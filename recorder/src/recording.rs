@@ -15,12 +15,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
 
 use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
+use crate::error::Error;
 use crate::escape;
 use crate::host;
 use crate::modules;
@@ -33,12 +33,12 @@ use crate::unwind_loader::{self, UnwindLoader};
 
 /// Records as the options say. Returns the exit status: the launched command's own (0 in
 /// attach mode), or 128 + N when signal N stopped the recording.
-pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
+pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     // First: a Ctrl-C during setup must still end in a complete trace (the loop then stops
     // at once), and never kill the recorder while a launched child waits to be released.
     signals::install_stop_handlers();
     let Some(output_path) = args.output.as_deref() else {
-        bail!("no trace file: give -o PATH");
+        return Err(Error::NoOutput);
     };
     check_can_trace(args)?;
     // The trace's temporary file, before anything else happens: this proves the directory is
@@ -64,10 +64,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
     let stacks = StackCapture::choose(args, &target);
     let mut attached = attach(args, &target, &allocator, &stacks)?;
     if !target.is_child() && target.has_exited() {
-        bail!(
-            "process {} exited while the probes were being attached",
-            target.pid
-        );
+        return Err(Error::ExitedWhileAttaching(target.pid));
     }
 
     let meta = trace_meta(
@@ -83,8 +80,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         level: args.compression_level,
         ..WriterOptions::default()
     };
-    let writer = TraceWriter::with_options(output_file, &meta, writer_options)
-        .with_context(|| format!("cannot write {}", output_path.display()))?;
+    let writer =
+        TraceWriter::with_options(output_file, &meta, writer_options).map_err(|source| {
+            Error::Write {
+                path: output_path.to_path_buf(),
+                source,
+            }
+        })?;
 
     let options = SessionOptions {
         allocator_path: allocator.name.clone(),
@@ -112,9 +114,10 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
     // The target runs (exec succeeded, or the probes are on the running process): the trace
     // takes its final name now, and is readable there from here on, even if the recorder is
     // killed.
-    recording
-        .publish()
-        .with_context(|| format!("cannot put the trace at {}", output_path.display()))?;
+    recording.publish().map_err(|source| Error::Publish {
+        path: output_path.to_path_buf(),
+        source,
+    })?;
     if !args.quiet {
         eprintln!(
             "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
@@ -126,12 +129,11 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
         );
     }
     let mut probes = attached.probes;
-    let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|e| {
-        anyhow::anyhow!(
-            "{}; tracing stopped, {} keeps what was written before",
-            error_chain(&e),
-            output_path.display()
-        )
+    let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|error| {
+        Error::Session {
+            path: output_path.to_path_buf(),
+            error,
+        }
     })?;
     if !args.quiet {
         eprintln!("{}", summary.line(output_path));
@@ -144,17 +146,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<i32> {
 }
 
 /// Step 1: something to trace, the privileges to trace it, and the PID exists.
-fn check_can_trace(args: &RecordArgs) -> anyhow::Result<()> {
+fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
     if args.pid.is_none() && args.command.is_empty() {
-        bail!("nothing to trace: give -p PID, or a command after `--`");
+        return Err(Error::NothingToTrace);
     }
     let missing = host::missing_capabilities();
     if !missing.is_empty() {
-        bail!(
-            "permission denied: tracing needs root, or the capabilities {} (missing: {})",
-            "CAP_BPF and CAP_PERFMON",
-            missing.join(", ")
-        );
+        return Err(Error::MissingCapabilities(missing));
     }
     if let Some(pid) = args.pid {
         Target::existing(pid)?;
@@ -173,18 +171,18 @@ struct Allocator {
 
 impl Allocator {
     /// Step 3: `--lib`, else the target's libc (the recorder's own for a launched command).
-    fn choose(args: &RecordArgs) -> anyhow::Result<Allocator> {
+    fn choose(args: &RecordArgs) -> Result<Allocator, Error> {
         if let Some(lib) = &args.lib {
-            let path =
-                std::fs::canonicalize(lib).with_context(|| format!("--lib {}", lib.display()))?;
+            let path = std::fs::canonicalize(lib).map_err(|source| Error::Library {
+                path: lib.clone(),
+                source,
+            })?;
             let name = path.display().to_string();
             return Ok(Allocator { path, name });
         }
-        let (path, name) = find_libc(args.pid).with_context(|| match args.pid {
-            Some(pid) => format!(
-                "libc not found in process {pid} (statically linked? use --lib PATH to name the allocator)"
-            ),
-            None => "libc not found in the recorder's own mappings".to_owned(),
+        let (path, name) = find_libc(args.pid).ok_or(match args.pid {
+            Some(pid) => Error::NoLibcIn(pid),
+            None => Error::NoOwnLibc,
         })?;
         Ok(Allocator { path, name })
     }
@@ -250,7 +248,7 @@ fn attach(
     target: &Target,
     allocator: &Allocator,
     stacks: &StackCapture,
-) -> anyhow::Result<Attached> {
+) -> Result<Attached, Error> {
     let settings = LoadSettings {
         target_tgid: target.pid,
         min_size: args.min_size,
