@@ -4,8 +4,9 @@
 //! It runs as root on production hosts, so it stays small: no polars, nothing heavy, and no
 //! analysis (that is the `memtrail` analyzer's). It owns launching or attaching to the target,
 //! loading and attaching the eBPF object, the recording loop and every record it writes. It
-//! must not print reports or exit: [`run`] returns the exit status or an error, and the binary
-//! prints the error on one line.
+//! must not exit, nor print more than its status lines (stderr) and `suspects`' report
+//! (stdout): [`run`] returns the exit status or an [`Error`], which the binary prints on one
+//! line.
 //!
 //! The modules, in the order a recording uses them:
 //! - [`cli`]: the command line (clap), the `suspects` subcommand included;

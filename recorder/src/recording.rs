@@ -40,8 +40,9 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     let Some(output_path) = args.output.as_deref() else {
         return Err(Error::NoOutput);
     };
+    // 1. Checks.
     check_can_trace(args)?;
-    // The trace's temporary file, before anything else happens: this proves the directory is
+    // 2. Output: the trace's temporary file, before anything else happens: this proves the directory is
     // writable and settles what is at the output path (see `output`). Dropped on any error
     // below, it is removed and the path keeps what it had.
     let program = match args.pid {
@@ -49,7 +50,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         None => resolve_command(&args.command[0]),
     };
     let output_file = output::open_output(output_path, args.force, program.as_deref())?;
-    // Chosen before the target runs anything.
+    // 3. Allocator, chosen before the target runs anything.
     let allocator = Allocator::choose(args)?;
     let host_names = host::host_names();
     let start = StartTime {
@@ -57,6 +58,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         monotonic_ns: session::monotonic_now_ns(),
     };
 
+    // 4. Target, and 5. probes on it.
     let mut target = match args.pid {
         Some(pid) => Target::existing(pid)?,
         None => Target::launch_held(&args.command)?,
@@ -67,6 +69,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         return Err(Error::ExitedWhileAttaching(target.pid));
     }
 
+    // 6. Metadata and writer.
     let meta = trace_meta(
         args,
         &target,
@@ -88,6 +91,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
             }
         })?;
 
+    // 7. The session.
     let options = SessionOptions {
         allocator_path: allocator.name.clone(),
         stack_depth: usize::from(args.stack_depth),
