@@ -196,9 +196,32 @@ pub struct SuspectsArgs {
     #[arg(long)]
     pub name: Option<String>,
 
+    /// Output format (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+/// How `suspects` prints its result; the analyzer's reports take the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    #[value(alias = "text")]
+    Table,
+    Json,
+}
+
+impl SuspectsArgs {
+    /// The format chosen with `--format`, or JSON when `--json` was given.
+    pub fn format(&self) -> ReportFormat {
+        if self.json {
+            ReportFormat::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 /// Every duration flag (a bare number is seconds; see `memtrail_format::units`).
@@ -295,9 +318,36 @@ mod tests {
         assert_eq!(args.duration, Duration::from_secs(10));
         assert_eq!(args.min_rate, 1 << 20);
         assert_eq!(args.pids, [7]);
+        assert_eq!(args.format(), ReportFormat::Table);
         // Recording options do not mix with the subcommand.
         assert!(parse(&["-o", "x.trace", "suspects"]).is_err());
         assert!(parse(&["suspects", "-o", "x.trace"]).is_err());
+    }
+
+    #[test]
+    fn suspects_prints_json_with_either_flag() {
+        for json in [
+            &["suspects", "--json"][..],
+            &["suspects", "--format", "json"],
+        ] {
+            let Ok(Cli {
+                command: Some(Command::Suspects(args)),
+                ..
+            }) = parse(json)
+            else {
+                panic!("{json:?}");
+            };
+            assert_eq!(args.format(), ReportFormat::Json);
+        }
+        let Ok(Cli {
+            command: Some(Command::Suspects(args)),
+            ..
+        }) = parse(&["suspects", "--format", "text"])
+        else {
+            panic!("--format text");
+        };
+        assert_eq!(args.format(), ReportFormat::Table);
+        assert!(parse(&["suspects", "--json", "--format", "table"]).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use memtrail_format::units::{format_bytes, format_duration};
 
-use crate::cli::SuspectsArgs;
+use crate::cli::{ReportFormat, SuspectsArgs};
 use crate::escape::{json_string, terminal};
 use crate::signals;
 
@@ -73,10 +73,9 @@ pub fn run(args: &SuspectsArgs) -> Result<(), SuspectsError> {
     signals::install_stop_handlers();
     let watch = watch(&filter, args.interval, args.duration);
     let suspects = watch.suspects(args.min_rate as f64);
-    if args.json {
-        println!("{}", render_json(args, &watch, &suspects));
-    } else {
-        print!("{}", render_text(args, &watch, &suspects));
+    match args.format() {
+        ReportFormat::Json => println!("{}", render_json(args, &watch, &suspects)),
+        ReportFormat::Table => print!("{}", render_text(args, &watch, &suspects)),
     }
     Ok(())
 }
