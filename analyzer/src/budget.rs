@@ -21,7 +21,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::units::format_bytes;
+use memtrail_format::units::format_bytes;
 
 /// Where a limit comes from, for the error message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::budget::MemoryLimit;
 use crate::diff::Threshold;
-use crate::units::{parse_bytes, parse_duration};
+use memtrail_format::units::{parse_bytes, parse_duration_ns};
 
 /// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
 /// allocation lifetimes, flame graphs of unfreed bytes, exports for polars/pandas/DuckDB,
@@ -50,12 +50,46 @@ pub enum Command {
     Report(ReportArgs),
 }
 
-fn duration(s: &str) -> Result<u64, String> {
-    parse_duration(s)
+/// Every duration flag: nanoseconds; a bare number is seconds (see `memtrail_format::units`).
+fn duration(s: &str) -> Result<u64, memtrail_format::units::UnitError> {
+    parse_duration_ns(s)
 }
 
-fn bytes(s: &str) -> Result<u64, String> {
+/// Every size flag: bytes, with K/M/G/T binary units (see `memtrail_format::units`).
+fn bytes(s: &str) -> Result<u64, memtrail_format::units::UnitError> {
     parse_bytes(s)
+}
+
+/// How a report is printed on standard output. `text` is accepted for `table` (lifetimes'
+/// old name for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    #[value(alias = "text")]
+    Table,
+    Json,
+    Csv,
+}
+
+impl ReportFormat {
+    /// The format chosen with `--format`, or JSON when the older `--json` was given.
+    pub fn or_json(self, json: bool) -> ReportFormat {
+        if json { ReportFormat::Json } else { self }
+    }
+}
+
+/// How a summary with no CSV form (`info`, `timeline`) is printed on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    #[value(alias = "text")]
+    Table,
+    Json,
+}
+
+impl SummaryFormat {
+    /// The format chosen with `--format`, or JSON when the older `--json` was given.
+    pub fn or_json(self, json: bool) -> SummaryFormat {
+        if json { SummaryFormat::Json } else { self }
+    }
 }
 
 /// The memory budget of every command that reads traces.
@@ -81,7 +115,8 @@ impl MemoryArgs {
 pub struct ReplayArgs {
     /// The trace file written by memtrail-record.
     pub file: PathBuf,
-    /// Replay only up to this time since the start of the trace (e.g. 10s, 1500ms).
+    /// Replay only up to this time since the start of the trace (e.g. 10s, 1500ms; a bare
+    /// number is seconds).
     #[arg(long, value_name = "TIME", value_parser = duration)]
     pub at: Option<u64>,
     #[command(flatten)]
@@ -92,33 +127,30 @@ pub struct ReplayArgs {
 pub struct InfoArgs {
     /// The trace file written by memtrail-record.
     pub file: PathBuf,
-    /// Print a JSON object instead of text.
-    #[arg(long)]
+    /// Output format (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+    /// Print a JSON object instead of text (same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
     #[command(flatten)]
     pub memory: MemoryArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LeakFormat {
-    Table,
-    Json,
-    Csv,
 }
 
 #[derive(Debug, Args)]
 pub struct LeaksArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
-    /// Ignore blocks younger than this at the end (they may be about to be freed).
+    /// Ignore blocks younger than this at the end (they may be about to be freed). Default
+    /// 500ms; a bare number is seconds.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
     pub min_age: u64,
     /// Show only the first N candidates.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = LeakFormat::Table)]
-    pub format: LeakFormat,
+    /// Output format (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
@@ -152,19 +184,13 @@ pub struct FlamegraphArgs {
     /// Merge stacks from the allocating function outwards (callers on top).
     #[arg(long)]
     pub inverted: bool,
-    /// With --metric unfreed: ignore blocks younger than this at the end.
+    /// With --metric unfreed: ignore blocks younger than this at the end. Default 0 (every
+    /// live block counts; `leaks` uses 500ms); a bare number is seconds.
     #[arg(long, value_name = "DUR", default_value = "0", value_parser = duration)]
     pub min_age: u64,
     /// Write the folded stacks (text) instead of the SVG.
     #[arg(long)]
     pub folded: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TextFormat {
-    Text,
-    Json,
-    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -177,9 +203,9 @@ pub struct LifetimesArgs {
     /// Only stacks with a frame in this function (exact name, else substring).
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = TextFormat::Text)]
-    pub format: TextFormat,
+    /// Output format (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
@@ -195,8 +221,11 @@ pub struct TimelineArgs {
     /// Draw the chart into this SVG file.
     #[arg(long, value_name = "OUT.svg")]
     pub svg: Option<PathBuf>,
-    /// Print the series as JSON instead of a text summary.
-    #[arg(long)]
+    /// Output format: a text summary, or the series as JSON (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+    pub format: SummaryFormat,
+    /// Print the series as JSON instead of a text summary (same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -229,6 +258,7 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
     /// For the stacks table: blocks younger than this at the end do not count as unfreed.
+    /// Default 500ms; a bare number is seconds.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
     pub min_age: u64,
 }
@@ -244,7 +274,8 @@ pub enum NormalizeArg {
 /// Options shared by `diff` and `compare`.
 #[derive(Debug, Args)]
 pub struct CompareOptions {
-    /// Blocks younger than this at the end of a trace do not count as unfreed.
+    /// Blocks younger than this at the end of a trace do not count as unfreed. Default 500ms;
+    /// a bare number is seconds.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
     pub min_age: u64,
     /// Compare unfreed bytes per second of activity instead of totals.
@@ -266,9 +297,9 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub options: CompareOptions,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = LeakFormat::Table)]
-    pub format: LeakFormat,
+    /// Output format (`text` is the same as `table`).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
@@ -310,7 +341,8 @@ pub struct ReportArgs {
     /// Where to write the HTML page.
     #[arg(short, long, value_name = "OUT.html")]
     pub output: PathBuf,
-    /// Blocks younger than this at the end do not count as unfreed.
+    /// Blocks younger than this at the end do not count as unfreed. Default 500ms; a bare
+    /// number is seconds.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = duration)]
     pub min_age: u64,
     /// Rows of the candidates (or changed stacks) table.
@@ -321,4 +353,90 @@ pub struct ReportArgs {
     pub normalize: NormalizeArg,
     #[command(flatten)]
     pub memory: MemoryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("memtrail").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_report_takes_table_or_its_old_name_text() {
+        for format in ["table", "text"] {
+            let Ok(Command::Leaks(leaks)) = parse(&["leaks", "t", "--format", format]) else {
+                panic!("leaks --format {format}");
+            };
+            assert_eq!(leaks.format, ReportFormat::Table);
+            let Ok(Command::Lifetimes(lifetimes)) = parse(&["lifetimes", "t", "--format", format])
+            else {
+                panic!("lifetimes --format {format}");
+            };
+            assert_eq!(lifetimes.format, ReportFormat::Table);
+            let Ok(Command::Diff(diff)) = parse(&["diff", "a", "b", "--format", format]) else {
+                panic!("diff --format {format}");
+            };
+            assert_eq!(diff.format, ReportFormat::Table);
+            let Ok(Command::Info(info)) = parse(&["info", "t", "--format", format]) else {
+                panic!("info --format {format}");
+            };
+            assert_eq!(info.format, SummaryFormat::Table);
+            let Ok(Command::Timeline(timeline)) = parse(&["timeline", "t", "--format", format])
+            else {
+                panic!("timeline --format {format}");
+            };
+            assert_eq!(timeline.format, SummaryFormat::Table);
+        }
+    }
+
+    #[test]
+    fn json_is_still_a_flag_where_it_was() {
+        let Ok(Command::Info(info)) = parse(&["info", "t", "--json"]) else {
+            panic!("info --json");
+        };
+        assert_eq!(info.format.or_json(info.json), SummaryFormat::Json);
+        let Ok(Command::Timeline(timeline)) = parse(&["timeline", "t", "--json"]) else {
+            panic!("timeline --json");
+        };
+        assert_eq!(timeline.format.or_json(timeline.json), SummaryFormat::Json);
+        let Ok(Command::Lifetimes(lifetimes)) = parse(&["lifetimes", "t", "--json"]) else {
+            panic!("lifetimes --json");
+        };
+        assert_eq!(lifetimes.format.or_json(lifetimes.json), ReportFormat::Json);
+        assert!(parse(&["leaks", "t", "--json", "--format", "csv"]).is_err());
+        // No CSV form of a summary.
+        assert!(parse(&["info", "t", "--format", "csv"]).is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes_read_the_same_in_every_flag() {
+        let Ok(Command::Leaks(leaks)) = parse(&["leaks", "t", "--min-age", "60", "--at", "1.5"])
+        else {
+            panic!("leaks");
+        };
+        assert_eq!(leaks.min_age, 60_000_000_000);
+        assert_eq!(leaks.replay.at, Some(1_500_000_000));
+        let Ok(Command::Leaks(leaks)) = parse(&["leaks", "t"]) else {
+            panic!("leaks");
+        };
+        assert_eq!(leaks.min_age, 500_000_000);
+        let Ok(Command::Flamegraph(flamegraph)) = parse(&["flamegraph", "t", "-o", "x.svg"]) else {
+            panic!("flamegraph");
+        };
+        assert_eq!(flamegraph.min_age, 0);
+        let Ok(Command::Info(info)) = parse(&["info", "t", "--memory-limit", "1.5G"]) else {
+            panic!("info");
+        };
+        assert_eq!(info.memory.memory_limit, Some(3 << 29));
+        assert!(parse(&["leaks", "t", "--min-age", "soon"]).is_err());
+    }
 }

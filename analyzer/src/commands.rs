@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicU64;
 
 use crate::analysis::{Analysis, analyze_counting};
 use crate::cli::{
-    Cli, Command, CompareArgs, CompareOptions, DiffArgs, ExportFormat, ExportWhat, LeakFormat,
-    NormalizeArg, ReplayArgs, ReportArgs, TextFormat,
+    Cli, Command, CompareArgs, CompareOptions, DiffArgs, ExportFormat, ExportWhat, NormalizeArg,
+    ReplayArgs, ReportArgs, ReportFormat, SummaryFormat,
 };
 use crate::diff::{self, Diff, DiffOptions, Normalize};
 use crate::error::{Error, Result};
@@ -45,25 +45,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
                 ..ReplayOptions::default()
             };
             let a = load(&args.file, options, warn)?;
-            let text = if args.json {
-                render::json::info(&a)
-            } else {
-                render::table::info(&a)
+            let text = match args.format.or_json(args.json) {
+                SummaryFormat::Json => render::json::info(&a),
+                SummaryFormat::Table => render::table::info(&a),
             };
             emit(out, &text)
         }
         Command::Leaks(args) => {
             let a = load_with(&args.replay, args.min_age, false, warn)?;
             let rep = report::leaks(&a, args.top);
-            let format = if args.json {
-                LeakFormat::Json
-            } else {
-                args.format
-            };
-            match format {
-                LeakFormat::Table => emit(out, &render::table::leaks(&a, &rep, args.frames)),
-                LeakFormat::Json => emit(out, &render::json::leaks(&a, &rep)),
-                LeakFormat::Csv => {
+            match args.format.or_json(args.json) {
+                ReportFormat::Table => emit(out, &render::table::leaks(&a, &rep, args.frames)),
+                ReportFormat::Json => emit(out, &render::json::leaks(&a, &rep)),
+                ReportFormat::Csv => {
                     let mut df = render::export::candidates(&a, &rep)?;
                     let mut buf = Vec::new();
                     render::export::write(&mut df, TableFormat::Csv, &mut buf)?;
@@ -101,15 +95,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
                 let svg = render::svg::lifetimes(&a, &l, &what);
                 write_file(path, |w| w.write_all(svg.as_bytes()))?;
             }
-            let format = if args.json {
-                TextFormat::Json
-            } else {
-                args.format
-            };
-            match format {
-                TextFormat::Text => emit(out, &render::table::lifetimes(&a, &l, &what)),
-                TextFormat::Json => emit(out, &render::json::lifetimes(&a, &l, &what)),
-                TextFormat::Csv => {
+            match args.format.or_json(args.json) {
+                ReportFormat::Table => emit(out, &render::table::lifetimes(&a, &l, &what)),
+                ReportFormat::Json => emit(out, &render::json::lifetimes(&a, &l, &what)),
+                ReportFormat::Csv => {
                     let mut df = render::export::lifetimes(&l)?;
                     let mut buf = Vec::new();
                     render::export::write(&mut df, TableFormat::Csv, &mut buf)?;
@@ -123,10 +112,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
                 let svg = render::svg::timeline(&a);
                 write_file(path, |w| w.write_all(svg.as_bytes()))?;
             }
-            if args.json {
-                emit(out, &render::json::timeline(&a))
-            } else {
-                emit(out, &render::table::timeline(&a))
+            match args.format.or_json(args.json) {
+                SummaryFormat::Json => emit(out, &render::json::timeline(&a)),
+                SummaryFormat::Table => emit(out, &render::table::timeline(&a)),
             }
         }
         Command::Export(args) => {
@@ -173,15 +161,10 @@ fn diff_command(
         let lines = render::flamegraph::diff_folded(&d);
         write_file(path, |w| render::flamegraph::diff_svg(&d, &lines, w))?;
     }
-    let format = if args.json {
-        LeakFormat::Json
-    } else {
-        args.format
-    };
-    match format {
-        LeakFormat::Table => emit(out, &render::table::diff(&d, args.top, args.frames))?,
-        LeakFormat::Json => emit(out, &render::json::diff(&d))?,
-        LeakFormat::Csv => {
+    match args.format.or_json(args.json) {
+        ReportFormat::Table => emit(out, &render::table::diff(&d, args.top, args.frames))?,
+        ReportFormat::Json => emit(out, &render::json::diff(&d))?,
+        ReportFormat::Csv => {
             let mut df = render::export::diff(&[&d])?;
             let mut buf = Vec::new();
             render::export::write(&mut df, TableFormat::Csv, &mut buf)?;

@@ -59,7 +59,7 @@ impl Threshold {
             }
             return Ok(Threshold::Percent(p));
         }
-        crate::units::parse_bytes(t)
+        memtrail_format::units::parse_bytes(t)
             .map(Threshold::Bytes)
             .map_err(|e| format!("growth threshold {text:?}: {e}; or give a percentage like 10%"))
     }
@@ -69,7 +69,7 @@ impl Threshold {
         match self {
             Threshold::Bytes(b) => format!(
                 "+{}{}",
-                crate::units::format_bytes(*b),
+                memtrail_format::units::format_bytes(*b),
                 if normalize == Normalize::Duration {
                     "/s"
                 } else {

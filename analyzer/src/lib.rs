@@ -29,7 +29,6 @@ pub mod replay;
 pub mod report;
 pub mod source;
 pub mod symbols;
-pub mod units;
 pub mod verdict;
 
 pub use analysis::{Analysis, analyze, analyze_bytes, analyze_from};

@@ -16,7 +16,7 @@
 //!    within the first quarter of the recording, or in a single step.
 //! 3. `growing-then-stable`: grew over several steps past the first quarter, then flat: a cache.
 
-use crate::units::{format_bytes, format_duration};
+use memtrail_format::units::{format_bytes, format_duration};
 
 /// What a stack's unfreed bytes look like over the recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -17,6 +17,7 @@ mod int_map;
 mod output;
 mod reader;
 mod record;
+pub mod units;
 mod wire;
 mod writer;
 

@@ -94,6 +94,13 @@ pub struct Placement {
     pub probes: usize,
 }
 
+impl Placement {
+    /// The free probe's offset into `free` (0: at its entry, or no free probe yet).
+    pub fn free_offset(&self) -> u64 {
+        self.free.map(|f| f.offset).unwrap_or(0)
+    }
+}
+
 /// The loaded object with its attached programs.
 pub struct Probes {
     pub ebpf: Ebpf,
@@ -101,12 +108,16 @@ pub struct Probes {
     probes_only: bool,
 }
 
-fn load_error(e: impl std::fmt::Display + std::fmt::Debug) -> ProbeError {
-    let debug = format!("{e:?}");
-    if debug.contains("PermissionDenied") || debug.contains("EPERM") || debug.contains("code: 1,") {
-        ProbeError::PermissionDenied(e.to_string())
+/// A failed load of the object or of one program: `PermissionDenied` when the kernel refused
+/// it for lack of privilege, else `Load`. aya keeps the system call's `io::Error` in the error
+/// chain (`MapError::CreateError`, `ProgramError::LoadError` and `SyscallError` hold it as
+/// their source), so the errno decides: EPERM (no CAP_BPF, CAP_PERFMON or locked-memory
+/// allowance) or EACCES, both `ErrorKind::PermissionDenied`.
+fn load_error(error: impl std::error::Error + 'static) -> ProbeError {
+    if io_errors(&error).any(|io| io.kind() == std::io::ErrorKind::PermissionDenied) {
+        ProbeError::PermissionDenied(error.to_string())
     } else {
-        ProbeError::Load(format!("{e}"))
+        ProbeError::Load(error.to_string())
     }
 }
 
@@ -482,22 +493,87 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The `io::Error`s in an error's chain of causes, outermost first.
+fn io_errors<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e std::io::Error> {
+    std::iter::successors(Some(error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+}
+
 /// Whether an error, or one of its causes, is the system's ESRCH ("No such process").
 fn is_no_such_process(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.raw_os_error() == Some(libc::ESRCH)
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    io_errors(error).any(|io| io.raw_os_error() == Some(libc::ESRCH))
 }
 
 /// Whether `pid` names a live process (0, "every process", always does).
 fn process_exists(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     pid == 0 || unsafe { libc::kill(pid as i32, 0) } == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::EbpfError;
+    use aya::maps::MapError;
+    use aya::programs::ProgramError;
+    use aya::sys::SyscallError;
+
+    fn map_creation_failed(errno: i32) -> EbpfError {
+        EbpfError::MapError(MapError::CreateError {
+            name: "EVENTS".to_owned(),
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn load_errors_are_classified_by_errno() {
+        assert!(matches!(
+            load_error(map_creation_failed(libc::EPERM)),
+            ProbeError::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            load_error(map_creation_failed(libc::EINVAL)),
+            ProbeError::Load(_)
+        ));
+        // A program's load: SyscallError is transparent, its io::Error is the next cause.
+        let syscall = |errno| {
+            ProgramError::SyscallError(SyscallError {
+                call: "bpf_prog_load",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert!(matches!(
+            load_error(syscall(libc::EPERM)),
+            ProbeError::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            load_error(EbpfError::ProgramError(syscall(libc::EACCES))),
+            ProbeError::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            load_error(syscall(libc::E2BIG)),
+            ProbeError::Load(_)
+        ));
+        // The message is aya's, as before.
+        let ProbeError::Load(message) = load_error(map_creation_failed(libc::EINVAL)) else {
+            panic!("not a load error");
+        };
+        assert_eq!(message, "map error: failed to create map `EVENTS`");
+    }
+
+    #[test]
+    fn no_such_process_is_found_among_the_causes() {
+        let esrch = ProgramError::SyscallError(SyscallError {
+            call: "perf_event_open",
+            io_error: std::io::Error::from_raw_os_error(libc::ESRCH),
+        });
+        assert!(is_no_such_process(&esrch));
+        let eperm = ProgramError::SyscallError(SyscallError {
+            call: "perf_event_open",
+            io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+        });
+        assert!(!is_no_such_process(&eperm));
+    }
 }

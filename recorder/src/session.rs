@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
+use memtrail_format::units::{format_bytes, format_duration};
 use memtrail_format::{
     AllocApi, EndTotals, FormatError, FreeApi, IntMap, LostReason, Module, NO_MODULE, NO_STRING,
     OutputFile, Record, Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
@@ -25,12 +25,10 @@ use crate::elf_file::build_id_of;
 use crate::modules::ModuleTable;
 use crate::probes::Probes;
 use crate::rss::sample_rss;
+use crate::signals;
 use crate::symbols::SymbolResolver;
 use crate::target::{ExitStatus, Target};
 use crate::unwind_loader::{UnwindLoader, UnwindStats};
-
-/// Set by the SIGINT/SIGTERM handler (which also keeps the signal's number, for the exit code).
-pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -526,34 +524,19 @@ fn wait_readable(fd: i32, timeout: Duration) {
     unsafe { libc::poll(&mut poll_fd, 1, timeout.as_millis() as i32) };
 }
 
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 impl Summary {
     pub fn line(&self, path: &Path) -> String {
         let t = &self.totals;
         format!(
-            "memtrail-record: {} events ({} allocs, {} frees, {} reallocs), {} lost, {} written to {} in {:.1}s ({})",
+            "memtrail-record: {} events ({} allocs, {} frees, {} reallocs), {} lost, {} written to {} in {} ({})",
             t.allocations + t.frees + t.reallocs,
             t.allocations,
             t.frees,
             t.reallocs,
             t.lost,
-            human_bytes(self.bytes_written),
+            format_bytes(self.bytes_written),
             crate::escape::terminal(&path.display().to_string()),
-            self.elapsed.as_secs_f64(),
+            format_duration(u64::try_from(self.elapsed.as_nanos()).unwrap_or(u64::MAX)),
             match self.stop {
                 StopReason::TargetExited => "target exited",
                 StopReason::Signal => "stopped by signal",
@@ -725,7 +708,7 @@ fn record_loop(
             // still leaves a trace readable up to then, even when events trickle.
             recording.writer.flush_if_due()?;
         }
-        if STOP_REQUESTED.load(Ordering::Relaxed) {
+        if signals::stop_requested() {
             return Ok(StopReason::Signal);
         }
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -738,7 +721,7 @@ fn record_loop(
                 "\r\x1b[2K[memtrail-record] {:.0}s  {} events/s  {} written  {} lost",
                 started.elapsed().as_secs_f64(),
                 events - last_status_events,
-                human_bytes(
+                format_bytes(
                     recording.writer.bytes_written() + recording.writer.pending_bytes() as u64
                 ),
                 recording.totals.lost

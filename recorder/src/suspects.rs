@@ -22,134 +22,62 @@
 //! The kernel counts RSS in pages, so a leak slower than about one page per interval shows as
 //! flat intervals and needs a longer `--interval`.
 
-use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use memtrail_format::units::{format_bytes, format_duration};
 
+use crate::cli::{ReportFormat, SuspectsArgs};
 use crate::escape::{json_string, terminal};
-
-/// Which process is growing? Samples the anonymous memory (RssAnon + RssShmem) of every
-/// process and lists those that grew steadily, with a `memtrail-record -p PID` line for each.
-/// Needs neither root nor BPF.
-#[derive(Debug, Parser)]
-#[command(
-    name = "memtrail-record suspects",
-    bin_name = "memtrail-record suspects",
-    after_help = "A process is listed when its anonymous memory grew at --min-rate or faster (least-squares \
-slope), rose in at least half of the intervals and fell in at most a quarter, did not get half of \
-its growth in one interval, and was still growing in the last third of the run.\n\n\
-Examples:\n  memtrail-record suspects\n  memtrail-record suspects --interval 5s --duration 2m --name java"
-)]
-struct SuspectsCli {
-    /// Time between samples (`500ms`, `1s`, `2m`; a bare number is seconds).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    interval: Duration,
-
-    /// How long to watch.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-
-    /// Least growth rate to list, in bytes per second (suffixes K, M, G).
-    #[arg(long, default_value = "4K", value_name = "BYTES", value_parser = parse_rate)]
-    min_rate: u64,
-
-    /// Watch only this process (repeatable).
-    #[arg(short = 'p', long = "pid")]
-    pids: Vec<u32>,
-
-    /// Watch only processes whose name (as in `ps`) contains this text.
-    #[arg(long)]
-    name: Option<String>,
-
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
+use crate::signals;
 
 /// At most this many sampling rounds (a day at one a second): memory is 8 bytes per process
 /// and round.
 const MAX_ROUNDS: usize = 86_400;
 
-/// Entry point: `args` starts with the program name, followed by `suspects` and its options.
-/// Returns the exit status.
-pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    // Drop "suspects" so that clap sees the options; the usage line names both words.
-    let args = args
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-        .map(|(_, a)| a);
-    let cli = SuspectsCli::parse_from(args);
-    if cli.interval.is_zero() {
-        eprintln!("memtrail-record suspects: --interval must be greater than zero");
-        return 2;
+/// Options that parse but cannot make a run (the binary exits with status 2, as for clap's
+/// usage errors).
+#[derive(Debug, thiserror::Error)]
+pub enum SuspectsError {
+    #[error("--interval must be greater than zero")]
+    ZeroInterval,
+    #[error(
+        "--duration / --interval is more than {} samples; use a longer --interval",
+        MAX_ROUNDS
+    )]
+    TooManySamples,
+    #[error("--duration must cover at least 3 intervals (steadiness needs several samples)")]
+    TooFewIntervals,
+}
+
+/// Watches, then prints the suspects on standard output (text or JSON). Ctrl-C or SIGTERM
+/// ends the watch early; the report is on the samples taken so far.
+pub fn run(args: &SuspectsArgs) -> Result<(), SuspectsError> {
+    if args.interval.is_zero() {
+        return Err(SuspectsError::ZeroInterval);
     }
-    if cli.duration.as_secs_f64() / cli.interval.as_secs_f64() > MAX_ROUNDS as f64 {
-        eprintln!(
-            "memtrail-record suspects: --duration / --interval is more than {MAX_ROUNDS} samples; use a longer --interval"
-        );
-        return 2;
+    if args.duration.as_secs_f64() / args.interval.as_secs_f64() > MAX_ROUNDS as f64 {
+        return Err(SuspectsError::TooManySamples);
     }
-    if cli.duration < cli.interval * 3 {
-        eprintln!(
-            "memtrail-record suspects: --duration must cover at least 3 intervals (steadiness needs several samples)"
-        );
-        return 2;
+    if args
+        .interval
+        .checked_mul(3)
+        .is_none_or(|three| args.duration < three)
+    {
+        return Err(SuspectsError::TooFewIntervals);
     }
     let filter = Filter {
-        pids: cli.pids.clone(),
-        name: cli.name.clone(),
+        pids: args.pids.clone(),
+        name: args.name.clone(),
     };
-    install_interrupt_handlers();
-    let watch = watch(&filter, cli.interval, cli.duration);
-    let suspects = watch.suspects(cli.min_rate as f64);
-    if cli.json {
-        println!("{}", render_json(&cli, &watch, &suspects));
-    } else {
-        print!("{}", render_text(&cli, &watch, &suspects));
+    signals::install_stop_handlers();
+    let watch = watch(&filter, args.interval, args.duration);
+    let suspects = watch.suspects(args.min_rate as f64);
+    match args.format() {
+        ReportFormat::Json => println!("{}", render_json(args, &watch, &suspects)),
+        ReportFormat::Table => print!("{}", render_text(args, &watch, &suspects)),
     }
-    0
-}
-
-/// A duration as the recorder's flags take it: plain seconds (`2.5`) or a number with a unit
-/// (`500ms`, `10s`, `2m`, `1h`).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "" | "s" => Some(1.0),
-        "ms" => Some(1e-3),
-        "us" => Some(1e-6),
-        "m" => Some(60.0),
-        "h" => Some(3600.0),
-        _ => None,
-    };
-    let value: Option<f64> = number.parse().ok();
-    let (Some(value), Some(scale)) = (value, scale) else {
-        return Err(format!(
-            "`{text}` is not a duration: a number with ms, s, m or h (500ms, 1s, 2m)"
-        ));
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("`{text}` is out of range"))
-}
-
-fn parse_rate(text: &str) -> Result<u64, String> {
-    let (digits, multiplier) = match text.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
-        _ => (text, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("`{text}` is not a number of bytes (4K, 1M)"))
+    Ok(())
 }
 
 /// Which processes to watch.
@@ -244,25 +172,6 @@ impl Watch {
     }
 }
 
-/// Set by Ctrl-C (SIGINT) or SIGTERM: stop sampling and report on what was seen so far.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn install_interrupt_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_interrupt as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-}
-
 /// Samples the filtered processes every `interval` for `duration`, or until interrupted.
 fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
     let own_pid = std::process::id();
@@ -308,12 +217,12 @@ fn watch(filter: &Filter, interval: Duration, duration: Duration) -> Watch {
             break;
         }
         while let Some(wait) = next.checked_sub(start.elapsed()) {
-            if INTERRUPTED.load(Ordering::Relaxed) {
+            if signals::stop_requested() {
                 break;
             }
             std::thread::sleep(wait.min(Duration::from_millis(100)));
         }
-        if INTERRUPTED.load(Ordering::Relaxed) {
+        if signals::stop_requested() {
             break;
         }
     }
@@ -471,39 +380,35 @@ pub fn assess(points: &[(f64, f64)]) -> Growth {
     growth
 }
 
-fn format_bytes(bytes: f64) -> String {
-    let magnitude = bytes.abs();
-    let (value, unit) = if magnitude >= (1u64 << 30) as f64 {
-        (bytes / (1u64 << 30) as f64, "GiB")
-    } else if magnitude >= (1 << 20) as f64 {
-        (bytes / (1 << 20) as f64, "MiB")
-    } else if magnitude >= 1024.0 {
-        (bytes / 1024.0, "KiB")
-    } else {
-        return format!("{bytes:.0} B");
-    };
-    format!("{value:.1} {unit}")
+/// A positive byte figure of the steadiness rule (a growth or a rate) for the table.
+fn shown_bytes(bytes: f64) -> String {
+    format_bytes(bytes.max(0.0).round() as u64)
+}
+
+/// A duration in whole nanoseconds, saturating (a watch lasts at most a day of samples).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn record_line(pid: u32) -> String {
     format!("memtrail-record -p {pid} -o {pid}.trace")
 }
 
-fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> String {
+fn render_text(cli: &SuspectsArgs, watch: &Watch, suspects: &[Suspect<'_>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "watched {} processes for {:.1} s ({} samples, every {:.2} s); anonymous memory = RssAnon + RssShmem",
+        "watched {} processes for {} ({} samples, every {}); anonymous memory = RssAnon + RssShmem",
         watch.series.len(),
-        watch.elapsed.as_secs_f64(),
+        format_duration(nanos(watch.elapsed)),
         watch.rounds(),
-        cli.interval.as_secs_f64()
+        format_duration(nanos(cli.interval))
     );
     if suspects.is_empty() {
         let _ = writeln!(
             out,
             "no process grew steadily at {}/s or more",
-            format_bytes(cli.min_rate as f64)
+            format_bytes(cli.min_rate)
         );
         return out;
     }
@@ -529,11 +434,11 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
             "{:>8}  {:<16} {:>11} {:>11} {:>12} {:>7} {:>11}",
             suspect.pid,
             terminal(&suspect.series.name),
-            format_bytes(anon_now as f64),
-            format!("+{}", format_bytes(suspect.growth.net)),
-            format!("+{}/s", format_bytes(suspect.growth.slope)),
+            format_bytes(anon_now),
+            format!("+{}", shown_bytes(suspect.growth.net)),
+            format!("+{}/s", shown_bytes(suspect.growth.slope)),
             format!("{}/{}", suspect.growth.rising, suspect.growth.intervals),
-            format_bytes(rss_now as f64),
+            format_bytes(rss_now),
         );
         let command: String = suspect.series.command.chars().take(100).collect();
         let _ = writeln!(out, "{:>8}  command: {}", "", terminal(&command));
@@ -542,7 +447,7 @@ fn render_text(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> St
     out
 }
 
-fn render_json(cli: &SuspectsCli, watch: &Watch, suspects: &[Suspect<'_>]) -> String {
+fn render_json(cli: &SuspectsArgs, watch: &Watch, suspects: &[Suspect<'_>]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -722,18 +627,5 @@ mod tests {
         // A kernel thread or a zombie: no memory lines.
         assert_eq!(parse_process(stat, "Name:\tkworker/0:1\n"), None);
         assert_eq!(parse_process("garbage", status), None);
-    }
-
-    #[test]
-    fn parses_durations_and_rates() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert_eq!(parse_rate("4K"), Ok(4096));
-        assert_eq!(parse_rate("100"), Ok(100));
-        assert!(parse_rate("lots").is_err());
     }
 }

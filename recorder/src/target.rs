@@ -230,6 +230,20 @@ impl Target {
     }
 }
 
+/// The command line of a running process, one string per argument (empty when it cannot be
+/// read: a kernel thread, or a process that is gone).
+pub fn command_line_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn decode_wait_status(status: i32) -> ExitStatus {
     if libc::WIFSIGNALED(status) {
         ExitStatus::Signal(libc::WTERMSIG(status))

@@ -18,7 +18,7 @@ use crate::cli::Metric;
 use crate::diff::{Diff, Normalize};
 use crate::escape::{shown, terminal};
 use crate::report::scaled_row;
-use crate::units::format_duration;
+use memtrail_format::units::format_duration;
 
 fn metric_value(m: Metric, r: &crate::aggregate::StackRow) -> u64 {
     match m {

@@ -23,7 +23,7 @@ use crate::cli::Metric;
 use crate::diff::{Diff, Side};
 use crate::report::{LeakReport, Lifetimes, calls};
 use crate::symbols::Frame;
-use crate::units::{format_bytes, format_duration};
+use memtrail_format::units::{format_bytes, format_duration};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;

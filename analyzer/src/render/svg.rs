@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::xml_escape;
 use crate::analysis::Analysis;
 use crate::report::Lifetimes;
-use crate::units::{format_bytes, format_duration};
+use memtrail_format::units::{format_bytes, format_duration};
 
 const FONT: &str = "font-family=\"Verdana, sans-serif\" font-size=\"11\"";
 

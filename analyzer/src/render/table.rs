@@ -10,7 +10,7 @@ use crate::analysis::Analysis;
 use crate::diff::{self, Normalize};
 use crate::escape::{shown, terminal_report};
 use crate::report::{LeakReport, Lifetimes, calls};
-use crate::units::{format_bytes, format_duration};
+use memtrail_format::units::{format_bytes, format_duration};
 
 /// Formats a wall-clock time (ns since the epoch) as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn format_wall(ns: u64) -> String {

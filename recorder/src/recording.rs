@@ -1,0 +1,485 @@
+//! One recording, step by step, from the command line to the finished trace.
+//!
+//! Owns the order of the steps and what each takes from the options ([`run`] reads as the list):
+//! 1. checks: something to trace, the privileges, the PID exists ([`check_can_trace`]);
+//! 2. output: the trace's temporary file, before anything runs (`output`);
+//! 3. allocator: the library whose functions are probed ([`Allocator::choose`]);
+//! 4. target: the command launched and held before its exec, or the running PID (`target`);
+//! 5. probes: the object loaded, unwind tables ready, the probes attached ([`attach`]);
+//! 6. metadata: the trace's header and writer ([`trace_meta`]);
+//! 7. the session: the target released, the trace published at `-o`, the loop run until the
+//!    end (`session`), the exit status chosen ([`exit_code`]).
+//!
+//! Must not: hold the recording loop (`session`), the probes' placement (`probes`) or the
+//! policy on what `-o` may replace (`output`); it only calls them in order.
+
+use std::path::{Path, PathBuf};
+
+use memtrail_ebpf_abi as abi;
+use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
+
+use crate::cli::{RecordArgs, UnwindMode};
+use crate::elf_file;
+use crate::error::Error;
+use crate::escape;
+use crate::host;
+use crate::modules;
+use crate::output;
+use crate::probes::{LoadSettings, Placement, Probes, error_chain};
+use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
+use crate::signals;
+use crate::target::{Target, command_line_of};
+use crate::unwind_loader::{self, UnwindLoader};
+
+/// Records as the options say. Returns the exit status: the launched command's own (0 in
+/// attach mode), or 128 + N when signal N stopped the recording.
+pub fn run(args: &RecordArgs) -> Result<i32, Error> {
+    // First: a Ctrl-C during setup must still end in a complete trace (the loop then stops
+    // at once), and never kill the recorder while a launched child waits to be released.
+    signals::install_stop_handlers();
+    let Some(output_path) = args.output.as_deref() else {
+        return Err(Error::NoOutput);
+    };
+    // 1. Checks.
+    check_can_trace(args)?;
+    // 2. Output: the trace's temporary file, before anything else happens: this proves the directory is
+    // writable and settles what is at the output path (see `output`). Dropped on any error
+    // below, it is removed and the path keeps what it had.
+    let program = match args.pid {
+        Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/exe"))),
+        None => resolve_command(&args.command[0]),
+    };
+    let output_file = output::open_output(output_path, args.force, program.as_deref())?;
+    // 3. Allocator, chosen before the target runs anything.
+    let allocator = Allocator::choose(args)?;
+    let host_names = host::host_names();
+    let start = StartTime {
+        wall_ns: host::wall_clock_ns(),
+        monotonic_ns: session::monotonic_now_ns(),
+    };
+
+    // 4. Target, and 5. probes on it.
+    let mut target = match args.pid {
+        Some(pid) => Target::existing(pid)?,
+        None => Target::launch_held(&args.command)?,
+    };
+    let stacks = StackCapture::choose(args, &target);
+    let mut attached = attach(args, &target, &allocator, &stacks)?;
+    if !target.is_child() && target.has_exited() {
+        return Err(Error::ExitedWhileAttaching(target.pid));
+    }
+
+    // 6. Metadata and writer.
+    let meta = trace_meta(
+        args,
+        &target,
+        &allocator,
+        &stacks,
+        &attached.placement,
+        host_names,
+        start,
+    );
+    let writer_options = WriterOptions {
+        level: args.compression_level,
+        ..WriterOptions::default()
+    };
+    let writer =
+        TraceWriter::with_options(output_file, &meta, writer_options).map_err(|source| {
+            Error::Write {
+                path: output_path.to_path_buf(),
+                source,
+            }
+        })?;
+
+    // 7. The session.
+    let options = SessionOptions {
+        allocator_path: allocator.name.clone(),
+        stack_depth: usize::from(args.stack_depth),
+        page_size: u64::from(meta.page_size),
+        symbolize: !args.no_symbols,
+        duration: args.duration,
+        status_line: !args.quiet && session::stderr_is_terminal(),
+    };
+    if let Some(loader) = attached.unwinder.as_mut()
+        && !target.is_child()
+    {
+        loader.refresh_from_proc(); // libraries loaded while the probes were being attached
+    }
+    let mut recording = Recording::new(
+        writer,
+        start.monotonic_ns,
+        target.pid,
+        &options,
+        attached.unwinder.take(),
+    );
+    if target.is_child() {
+        target.release(&args.command[0])?;
+    }
+    // The target runs (exec succeeded, or the probes are on the running process): the trace
+    // takes its final name now, and is readable there from here on, even if the recorder is
+    // killed.
+    recording.publish().map_err(|source| Error::Publish {
+        path: output_path.to_path_buf(),
+        source,
+    })?;
+    if !args.quiet {
+        eprintln!(
+            "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
+            target.pid,
+            attached.placement.probes,
+            escape::terminal(&allocator.name),
+            attached.placement.free_offset(),
+            escape::terminal(&output_path.display().to_string())
+        );
+    }
+    let mut probes = attached.probes;
+    let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|error| {
+        Error::Session {
+            path: output_path.to_path_buf(),
+            error,
+        }
+    })?;
+    if !args.quiet {
+        eprintln!("{}", summary.line(output_path));
+        if let Some(unwind) = summary.unwind {
+            eprintln!("{}", unwind.line());
+        }
+    }
+    probes.detach_in_background();
+    Ok(exit_code(&summary, &target))
+}
+
+/// Step 1: something to trace, the privileges to trace it, and the PID exists.
+fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
+    if args.pid.is_none() && args.command.is_empty() {
+        return Err(Error::NothingToTrace);
+    }
+    let missing = host::missing_capabilities();
+    if !missing.is_empty() {
+        return Err(Error::MissingCapabilities(missing));
+    }
+    if let Some(pid) = args.pid {
+        Target::existing(pid)?;
+    }
+    Ok(())
+}
+
+/// The library whose allocation functions are probed.
+struct Allocator {
+    /// As the recorder opens it (through /proc/PID/root for a process in another mount
+    /// namespace).
+    path: PathBuf,
+    /// As the traced process names it (the trace's metadata, messages).
+    name: String,
+}
+
+impl Allocator {
+    /// Step 3: `--lib`, else the target's libc (the recorder's own for a launched command).
+    fn choose(args: &RecordArgs) -> Result<Allocator, Error> {
+        if let Some(lib) = &args.lib {
+            let path = std::fs::canonicalize(lib).map_err(|source| Error::Library {
+                path: lib.clone(),
+                source,
+            })?;
+            let name = path.display().to_string();
+            return Ok(Allocator { path, name });
+        }
+        let (path, name) = find_libc(args.pid).ok_or(match args.pid {
+            Some(pid) => Error::NoLibcIn(pid),
+            None => Error::NoOwnLibc,
+        })?;
+        Ok(Allocator { path, name })
+    }
+}
+
+/// How stacks are captured, from the options and the target.
+struct StackCapture {
+    /// `abi::CAPTURE_STACKS`, `CAPTURE_NONE` or `CAPTURE_READ_ONLY` (benchmark flags).
+    capture: u32,
+    /// Unwind in the eBPF program with CFI tables (else the kernel's frame-pointer walk).
+    unwind_tables: bool,
+    /// The launched executable (none in attach mode, or when it is not found).
+    executable: Option<PathBuf>,
+}
+
+impl StackCapture {
+    fn choose(args: &RecordArgs, target: &Target) -> StackCapture {
+        let capture = if args.stack_read_only {
+            abi::CAPTURE_READ_ONLY
+        } else if args.no_stacks {
+            abi::CAPTURE_NONE
+        } else {
+            abi::CAPTURE_STACKS
+        };
+        let executable = if target.is_child() {
+            resolve_command(&args.command[0])
+        } else {
+            None
+        };
+        let unwind_tables = capture == abi::CAPTURE_STACKS
+            && !args.probes_only
+            && use_unwind_tables(args.unwind, args.pid, executable.as_deref());
+        StackCapture {
+            capture,
+            unwind_tables,
+            executable,
+        }
+    }
+
+    /// The `unwind` metadata value.
+    fn unwinder_name(&self) -> &'static str {
+        if self.capture != abi::CAPTURE_STACKS {
+            "none"
+        } else if self.unwind_tables {
+            "dwarf"
+        } else {
+            "fp"
+        }
+    }
+}
+
+/// The loaded object with its probes on the target.
+struct Attached {
+    probes: Probes,
+    unwinder: Option<UnwindLoader>,
+    placement: Placement,
+}
+
+/// Step 5: loads the object, prepares the unwind tables, attaches the allocator's probes
+/// (and, for a launched command, the stops at exit and after the loader).
+fn attach(
+    args: &RecordArgs,
+    target: &Target,
+    allocator: &Allocator,
+    stacks: &StackCapture,
+) -> Result<Attached, Error> {
+    let settings = LoadSettings {
+        target_tgid: target.pid,
+        min_size: args.min_size,
+        ring_buffer_bytes: args.ring_buffer_size,
+        stop_at_exit: target.is_child(),
+        sample_bytes: args.sample_bytes.unwrap_or(0),
+        capture_stacks: stacks.capture,
+        probes_only: args.probes_only,
+        unwind_tables: stacks.unwind_tables,
+        unwind_rows: abi::UNWIND_ROWS_CAPACITY,
+        thread_slots: args.thread_slots,
+    };
+    let mut probes = Probes::load(&settings)?;
+    let unwinder = if stacks.unwind_tables {
+        let mut loader = UnwindLoader::new(&mut probes.ebpf, target.pid, settings.unwind_rows)?;
+        if !target.is_child() {
+            // Tables before probes: the first events already unwind completely.
+            loader.refresh_from_proc();
+        }
+        Some(loader)
+    } else {
+        None
+    };
+    let placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
+    if target.is_child()
+        && let Some((libc, _)) = find_libc(None)
+    {
+        probes.attach_exit_stop(&libc, target.pid)?;
+        if stacks.unwind_tables
+            && let Some(executable) = &stacks.executable
+        {
+            // ld.so calls its debugger hook once the program's libraries are mapped, before
+            // any of their code runs, and again for each dlopen: one probe covers both. A
+            // static executable has no ld.so: it stops at its entry point instead (and a
+            // library it dlopens is picked up within 100 ms).
+            let loader = dynamic_loader(executable);
+            let loader_probed =
+                loader.is_some_and(|l| probes.attach_loader_stop(&l, target.pid).is_ok());
+            if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
+                eprintln!(
+                    "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
+                    escape::terminal(&error_chain(&error))
+                );
+            }
+        }
+    }
+    Ok(Attached {
+        probes,
+        unwinder,
+        placement,
+    })
+}
+
+/// When the recording started, on both clocks a trace keeps.
+#[derive(Debug, Clone, Copy)]
+struct StartTime {
+    wall_ns: u64,
+    /// CLOCK_MONOTONIC, the clock of the events' times.
+    monotonic_ns: u64,
+}
+
+/// Step 6: the trace's header.
+fn trace_meta(
+    args: &RecordArgs,
+    target: &Target,
+    allocator: &Allocator,
+    stacks: &StackCapture,
+    placement: &Placement,
+    host_names: host::HostNames,
+    start: StartTime,
+) -> TraceMeta {
+    let mut extra = vec![
+        (
+            "free_probe_offset".to_owned(),
+            placement.free_offset().to_string(),
+        ),
+        (
+            "free_probe_placement".to_owned(),
+            placement.free.map(|f| f.reason).unwrap_or("").to_owned(),
+        ),
+        ("allocator_library".to_owned(), allocator.name.clone()),
+        (
+            "mode".to_owned(),
+            if target.is_child() {
+                "launch"
+            } else {
+                "attach"
+            }
+            .to_owned(),
+        ),
+        ("stack_depth".to_owned(), args.stack_depth.to_string()),
+        ("unwind".to_owned(), stacks.unwinder_name().to_owned()),
+        ("min_size".to_owned(), args.min_size.to_string()),
+        (
+            "ring_buffer_bytes".to_owned(),
+            args.ring_buffer_size.to_string(),
+        ),
+        ("probes".to_owned(), placement.probes.to_string()),
+    ];
+    if args.probes_only {
+        extra.push(("probes_only".to_owned(), "true".to_owned()));
+    }
+    if args.no_stacks {
+        extra.push(("stacks".to_owned(), "none".to_owned()));
+    }
+    if args.stack_read_only {
+        extra.push(("stacks".to_owned(), "none (stack read only)".to_owned()));
+    }
+    if !placement.aliases.is_empty() {
+        extra.push(("probe_aliases".to_owned(), placement.aliases.join(",")));
+    }
+    if !placement.missing.is_empty() {
+        extra.push(("probes_missing".to_owned(), placement.missing.join(",")));
+    }
+    let command_line = if target.is_child() {
+        args.command.clone()
+    } else {
+        command_line_of(target.pid)
+    };
+    TraceMeta {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host_name: host_names.host_name,
+        kernel_release: host_names.kernel_release,
+        pid: target.pid,
+        command_line,
+        start_wall_ns: start.wall_ns,
+        start_monotonic_ns: start.monotonic_ns,
+        page_size: host::page_size(),
+        sample_bytes: args.sample_bytes.unwrap_or(0),
+        time_resolution_ns: args.time_resolution_ns,
+        extra,
+    }
+}
+
+/// Step 7's end: stopped by a signal (Ctrl-C, SIGTERM from `timeout` or a service manager),
+/// the shell convention, 128 + the signal's number, whatever the target did meanwhile; else
+/// a launched command's own status; 0 in attach mode.
+fn exit_code(summary: &Summary, target: &Target) -> i32 {
+    match summary.exit {
+        _ if summary.stop == StopReason::Signal => 128 + signals::stop_signal().unwrap_or(0),
+        Some(status) if target.is_child() => status.as_exit_code(),
+        _ => 0,
+    }
+}
+
+/// The file `execvp` will run for `command` (searching PATH when it has no slash).
+fn resolve_command(command: &str) -> Option<PathBuf> {
+    if command.contains('/') {
+        return Some(PathBuf::from(command));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(command))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+}
+
+/// Whether to unwind with CFI tables: `auto` does unless the ELF files of the target (its
+/// executable, or what it maps) were read and none has CFI. A launched script is not ELF:
+/// what it will run is not known yet, so the tables are used.
+fn use_unwind_tables(mode: UnwindMode, pid: Option<u32>, executable: Option<&Path>) -> bool {
+    match mode {
+        UnwindMode::Fp => false,
+        UnwindMode::Dwarf => true,
+        UnwindMode::Auto => {
+            let mut files: Vec<PathBuf> = executable.map(Path::to_path_buf).into_iter().collect();
+            if let Some(pid) = pid
+                && let Ok(mappings) = modules::read_exec_mappings(pid)
+            {
+                let mut paths: Vec<String> = mappings
+                    .into_iter()
+                    .map(|m| m.path)
+                    .filter(|p| p.starts_with('/'))
+                    .collect();
+                paths.dedup();
+                files.extend(paths.into_iter().map(PathBuf::from));
+            }
+            let verdicts: Vec<bool> = files
+                .iter()
+                .filter_map(|file| unwind_loader::has_cfi(file))
+                .collect();
+            verdicts.is_empty() || verdicts.contains(&true)
+        }
+    }
+}
+
+/// The libc mapped by process `pid`, as a path the recorder can open (through
+/// `/proc/PID/root` for a process in another mount namespace) and as the process names it.
+fn find_libc(pid: Option<u32>) -> Option<(PathBuf, String)> {
+    let maps_path = match pid {
+        Some(pid) => format!("/proc/{pid}/maps"),
+        None => "/proc/self/maps".to_owned(),
+    };
+    let maps = std::fs::read_to_string(maps_path).ok()?;
+    let path = maps.lines().find_map(|line| {
+        let path = line.split_ascii_whitespace().nth(5)?;
+        let name = Path::new(path).file_name()?.to_str()?;
+        (name == "libc.so.6" || (name.starts_with("libc-") && name.ends_with(".so")))
+            .then(|| path.to_owned())
+    })?;
+    let openable = match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/root{path}")),
+        None => PathBuf::from(&path),
+    };
+    Some((openable, path))
+}
+
+/// The dynamic loader a launched command will run under: the executable's PT_INTERP, or,
+/// for what is not a dynamic ELF executable (a script), the recorder's own ld.so.
+fn dynamic_loader(executable: &Path) -> Option<PathBuf> {
+    if let Some(interpreter) = elf_file::ElfFile::read(executable)
+        .ok()
+        .and_then(|elf| elf.interpreter())
+    {
+        return Some(interpreter);
+    }
+    if elf_file::ElfFile::read(executable).is_ok() {
+        return None; // a static executable: no loader
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let path = line.split_ascii_whitespace().nth(5)?;
+        let name = Path::new(path).file_name()?.to_str()?;
+        name.starts_with("ld-linux").then(|| PathBuf::from(path))
+    })
+}
