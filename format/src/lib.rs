@@ -17,6 +17,8 @@ mod int_map;
 mod output;
 mod reader;
 mod record;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod wire;
 mod writer;
 
