@@ -4,7 +4,7 @@
 //! Data flows one way:
 //! trace records ([`source`]: frames decoded on worker threads, in order) -> [`analysis`]
 //! (one pass) -> [`replay`] (event
-//! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows, DataFrame) ->
+//! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows) ->
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
 //! CSV/Parquet, SVG). [`diff`] compares two analyses stack by stack (the `diff`, `compare` and
 //! two-trace `report` commands). [`commands`] glues one CLI command ([`cli`]) to that pipeline;

@@ -6,20 +6,17 @@ use std::path::Path;
 
 use memtrail::diff::{DiffOptions, Normalize, Status, Threshold, diff};
 use memtrail::{Analysis, ReplayOptions, analyze_bytes};
-use memtrail_format::{
-    AllocApi, EndTotals, Module, Record, Stack, StackFrame, Symbol, SymbolFrame, TraceMeta,
-    TraceWriter, Unwinder,
-};
+use memtrail_format::testing::TraceBuilder;
+use memtrail_format::{StackFrame, TraceMeta};
 
 const MS: u64 = 1_000_000;
 
 /// A trace under construction. `load` is where the module sits in memory: two traces with
 /// different loads model ASLR.
 struct Trace {
-    w: TraceWriter<Vec<u8>>,
+    t: TraceBuilder,
     load: u64,
     next_address: u64,
-    end: u64,
 }
 
 impl Trace {
@@ -30,21 +27,13 @@ impl Trace {
             page_size: 4096,
             ..TraceMeta::default()
         };
-        let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-        for (id, path) in [(1, "/usr/bin/app"), (2, "/lib/libc.so.6")] {
-            w.write(&Record::Module(Box::new(Module {
-                id,
-                path: path.into(),
-                build_id: vec![id as u8; 20],
-                ranges: vec![],
-            })))
-            .unwrap();
-        }
+        let mut t = TraceBuilder::new(&meta);
+        t.module(1, "/usr/bin/app", &[1; 20])
+            .module(2, "/lib/libc.so.6", &[2; 20]);
         Trace {
-            w,
+            t,
             load,
             next_address: 0x1000,
-            end: 0,
         }
     }
 
@@ -60,29 +49,10 @@ impl Trace {
                 address: self.load + module as u64 * 0x100_0000 + offset,
             });
             if let Some(name) = name {
-                let function = self.w.intern(name).unwrap();
-                let file = self.w.intern("src/app.c").unwrap();
-                self.w
-                    .write(&Record::Symbol(Symbol {
-                        module: 1,
-                        offset: *offset,
-                        frames: vec![SymbolFrame {
-                            function,
-                            file,
-                            line: *offset as u32,
-                        }],
-                    }))
-                    .unwrap();
+                self.t.symbol(1, *offset, name, "src/app.c", *offset as u32);
             }
         }
-        self.w
-            .write(&Record::Stack(Stack {
-                id,
-                unwinder: Unwinder::FramePointer,
-                truncated: false,
-                frames: out,
-            }))
-            .unwrap();
+        self.t.stack(id, out);
         self
     }
 
@@ -101,41 +71,17 @@ impl Trace {
             let time = start + i * every;
             let address = self.next_address;
             self.next_address += size.next_multiple_of(16) + 16;
-            self.w
-                .write(&Record::Alloc {
-                    time,
-                    thread: 1,
-                    address,
-                    size,
-                    stack,
-                    api: AllocApi::Malloc,
-                })
-                .unwrap();
-            self.end = self.end.max(time);
+            self.t.alloc(time, address, size, stack);
             if let Some(after) = freed_after {
-                self.w
-                    .write(&Record::Free {
-                        time: time + after,
-                        thread: 1,
-                        address,
-                        size: 0,
-                        api: memtrail_format::FreeApi::Free,
-                    })
-                    .unwrap();
-                self.end = self.end.max(time + after);
+                self.t.free(time + after, address);
             }
         }
         self
     }
 
     fn analyze(mut self, end: u64, name: &str) -> Analysis {
-        self.w
-            .write(&Record::End {
-                time: end.max(self.end),
-                totals: EndTotals::default(),
-            })
-            .unwrap();
-        let bytes = self.w.finish().unwrap();
+        self.t.end(end);
+        let bytes = self.t.bytes();
         analyze_bytes(
             Path::new(name),
             &bytes,

@@ -3,8 +3,7 @@
 //! one-line error (with a small limit, so the tests stay cheap) or in a report that saturated
 //! and says so; never in an abort, a panic or an overflow (tests build with overflow checks).
 
-#[path = "support/hostile.rs"]
-mod hostile;
+mod support;
 
 use std::path::Path;
 
@@ -15,6 +14,7 @@ use memtrail::render;
 use memtrail::report::{self, Selection};
 use memtrail::{Analysis, Error, ReplayOptions, analyze_bytes, analyze_from};
 use memtrail_format::MAX_LIST;
+use support::hostile;
 
 const MIB: u64 = 1 << 20;
 

@@ -1,5 +1,5 @@
 //! Exact tests of the replay, aggregates, histograms and verdicts on traces written with the
-//! format crate's `TraceWriter`.
+//! format crate's `TraceBuilder`.
 
 use std::path::Path;
 
@@ -8,151 +8,37 @@ use memtrail::cli::Metric;
 use memtrail::render::flamegraph::folded;
 use memtrail::report::{self, Selection};
 use memtrail::{Analysis, Replay, ReplayOptions, Verdict, analyze_bytes};
-use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
-    SymbolFrame, TraceMeta, TraceWriter, Unwinder,
-};
+use memtrail_format::testing::{StackLayout, TraceBuilder};
+use memtrail_format::{AllocApi, FreeApi, LostReason, Record, TraceMeta};
 
 const MS: u64 = 1_000_000;
 
-struct Trace {
-    w: TraceWriter<Vec<u8>>,
-    end: u64,
+/// A trace of `./app --leak` with one module, `/usr/bin/app`, whose named stacks' frames sit
+/// at 0x55_0000_0000 + offset.
+fn trace() -> TraceBuilder {
+    trace_with(TraceMeta {
+        tool_version: "0.1.0".into(),
+        command_line: vec!["./app".into(), "--leak".into()],
+        host_name: "host".into(),
+        pid: 42,
+        page_size: 4096,
+        ..TraceMeta::default()
+    })
 }
 
-impl Trace {
-    fn new() -> Trace {
-        Trace::with_meta(TraceMeta {
-            tool_version: "0.1.0".into(),
-            command_line: vec!["./app".into(), "--leak".into()],
-            host_name: "host".into(),
-            pid: 42,
-            page_size: 4096,
-            ..TraceMeta::default()
-        })
-    }
+fn trace_with(meta: TraceMeta) -> TraceBuilder {
+    let mut t = TraceBuilder::new(&meta);
+    t.module(1, "/usr/bin/app", &[1, 2, 3]).layout(StackLayout {
+        load: 0x55_0000_0000,
+        ..StackLayout::default()
+    });
+    t
+}
 
-    fn with_meta(meta: TraceMeta) -> Trace {
-        let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-        w.write(&Record::Module(Box::new(Module {
-            id: 1,
-            path: "/usr/bin/app".into(),
-            build_id: vec![1, 2, 3],
-            ranges: vec![],
-        })))
-        .unwrap();
-        Trace { w, end: 0 }
-    }
-
-    /// Stack `id` with frames named innermost first.
-    fn stack(&mut self, id: u32, names: &[&str]) -> &mut Self {
-        let mut frames = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let offset = u64::from(id) * 0x1000 + i as u64 * 0x10;
-            frames.push(StackFrame {
-                module: 1,
-                offset,
-                address: 0x55_0000_0000 + offset,
-            });
-            let function = self.w.intern(name).unwrap();
-            let file = self.w.intern("src/app.c").unwrap();
-            self.w
-                .write(&Record::Symbol(Symbol {
-                    module: 1,
-                    offset,
-                    frames: vec![SymbolFrame {
-                        function,
-                        file,
-                        line: 10 + i as u32,
-                    }],
-                }))
-                .unwrap();
-        }
-        self.w
-            .write(&Record::Stack(Stack {
-                id,
-                unwinder: Unwinder::FramePointer,
-                truncated: false,
-                frames,
-            }))
-            .unwrap();
-        self
-    }
-
-    fn alloc(&mut self, time: u64, address: u64, size: u64, stack: u32) -> &mut Self {
-        self.alloc_api(time, address, size, stack, AllocApi::Malloc)
-    }
-
-    fn alloc_api(
-        &mut self,
-        time: u64,
-        address: u64,
-        size: u64,
-        stack: u32,
-        api: AllocApi,
-    ) -> &mut Self {
-        self.end = self.end.max(time);
-        self.w
-            .write(&Record::Alloc {
-                time,
-                thread: 1,
-                address,
-                size,
-                stack,
-                api,
-            })
-            .unwrap();
-        self
-    }
-
-    fn free(&mut self, time: u64, address: u64) -> &mut Self {
-        self.end = self.end.max(time);
-        self.w
-            .write(&Record::Free {
-                time,
-                thread: 1,
-                address,
-                size: 0,
-                api: FreeApi::Free,
-            })
-            .unwrap();
-        self
-    }
-
-    fn realloc(&mut self, time: u64, old: u64, new: u64, size: u64, stack: u32) -> &mut Self {
-        self.end = self.end.max(time);
-        self.w
-            .write(&Record::Realloc {
-                time,
-                thread: 1,
-                old_address: old,
-                new_address: new,
-                size,
-                stack,
-                api: AllocApi::Realloc,
-            })
-            .unwrap();
-        self
-    }
-
-    fn record(&mut self, r: Record) -> &mut Self {
-        self.w.write(&r).unwrap();
-        self
-    }
-
-    fn finish_at(mut self, end: u64) -> Vec<u8> {
-        self.w
-            .write(&Record::End {
-                time: end.max(self.end),
-                totals: EndTotals::default(),
-            })
-            .unwrap();
-        self.w.finish().unwrap()
-    }
-
-    fn unfinished(self) -> Vec<u8> {
-        self.w.finish().unwrap()
-    }
+/// The trace's bytes, ended at `end` (or at its last event, if later).
+fn finish_at(mut t: TraceBuilder, end: u64) -> Vec<u8> {
+    t.end(end);
+    t.bytes()
 }
 
 fn run(bytes: &[u8], options: ReplayOptions) -> Analysis {
@@ -165,10 +51,10 @@ fn row(a: &Analysis, stack: u32) -> &memtrail::aggregate::StackRow {
 
 #[test]
 fn allocs_frees_reallocs_and_unmatched_frees() {
-    let mut t = Trace::new();
-    t.stack(1, &["make", "main"])
-        .stack(2, &["other", "main"])
-        .stack(3, &["grow", "main"]);
+    let mut t = trace();
+    t.named_stack(1, &["make", "main"])
+        .named_stack(2, &["other", "main"])
+        .named_stack(3, &["grow", "main"]);
     t.alloc(1000, 0xa0, 100, 1)
         .alloc(2000, 0xb0, 200, 1)
         .alloc(3000, 0xc0, 50, 2)
@@ -176,7 +62,7 @@ fn allocs_frees_reallocs_and_unmatched_frees() {
         .free(5000, 0xa0)
         .realloc(6000, 0xb0, 0xe0, 300, 3) // moves B to E, with stack 3
         .free(6500, 0); // free(NULL): nothing
-    let a = run(&t.finish_at(10_000), ReplayOptions::default());
+    let a = run(&finish_at(t, 10_000), ReplayOptions::default());
 
     let s = &a.replay.stats;
     assert_eq!(s.unmatched_frees, 1);
@@ -226,15 +112,15 @@ fn allocs_frees_reallocs_and_unmatched_frees() {
 
 #[test]
 fn realloc_edge_cases() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]);
     t.realloc(1000, 0, 0x10, 64, 1) // realloc(NULL, 64) = malloc
         .realloc(2000, 0x10, 0, 128, 1) // failed: 0x10 stays live
         .realloc(3000, 0, 0, 32, 1) // realloc(NULL) that failed
         .realloc(4000, 0x10, 0x10, 96, 1) // in place
         .realloc(5000, 0x99, 0x20, 16, 1) // old block unknown: unmatched, new one live
         .realloc(6000, 0x10, 0, 0, 1); // realloc(p, 0) = free
-    let a = run(&t.finish_at(10_000), ReplayOptions::default());
+    let a = run(&finish_at(t, 10_000), ReplayOptions::default());
     let s = &a.replay.stats;
     assert_eq!(s.failed_reallocs, 1);
     assert_eq!(s.failed_allocations, 1);
@@ -251,13 +137,13 @@ fn realloc_edge_cases() {
 
 #[test]
 fn address_reuse_is_a_new_allocation() {
-    let mut t = Trace::new();
-    t.stack(1, &["first"]).stack(2, &["second"]);
+    let mut t = trace();
+    t.named_stack(1, &["first"]).named_stack(2, &["second"]);
     t.alloc(1000, 0x10, 8, 1)
         .free(2000, 0x10)
         .alloc(3000, 0x10, 16, 2) // reuse after free
         .alloc(4000, 0x10, 32, 2); // reuse while live: its free was missed
-    let a = run(&t.finish_at(5000), ReplayOptions::default());
+    let a = run(&finish_at(t, 5000), ReplayOptions::default());
     let (r1, r2) = (row(&a, 1), row(&a, 2));
     assert_eq!((r1.frees, r1.live_bytes), (1, 0));
     assert_eq!(
@@ -322,8 +208,8 @@ fn partial_munmap_splits_mappings() {
 
 #[test]
 fn munmap_lengths_from_the_trace_split_mappings() {
-    let mut t = Trace::new();
-    t.stack(1, &["map_it"]);
+    let mut t = trace();
+    t.named_stack(1, &["map_it"]);
     t.alloc_api(1000, 0x20000, 0x4000, 1, AllocApi::Mmap)
         .record(Record::Free {
             time: 2000,
@@ -332,7 +218,7 @@ fn munmap_lengths_from_the_trace_split_mappings() {
             size: 0x1000,
             api: FreeApi::Munmap,
         });
-    let a = run(&t.finish_at(4000), ReplayOptions::default());
+    let a = run(&finish_at(t, 4000), ReplayOptions::default());
     let r = row(&a, 1);
     assert_eq!((r.allocations, r.frees, r.freed_bytes), (1, 0, 0x1000));
     assert_eq!((r.unfreed_allocations, r.unfreed_bytes), (1, 0x3000));
@@ -341,8 +227,8 @@ fn munmap_lengths_from_the_trace_split_mappings() {
 #[test]
 fn munmap_from_the_trace_unmaps_to_the_end_of_the_mapping() {
     // A munmap without a length (size 0) inside a mapping cuts it from there to its end.
-    let mut t = Trace::new();
-    t.stack(1, &["map_it"]);
+    let mut t = trace();
+    t.named_stack(1, &["map_it"]);
     t.alloc_api(1000, 0x20000, 0x2000, 1, AllocApi::Mmap)
         .alloc_api(1000, 0x30000, 0x1000, 1, AllocApi::Mmap)
         .record(Record::Free {
@@ -359,7 +245,7 @@ fn munmap_from_the_trace_unmaps_to_the_end_of_the_mapping() {
             size: 0,
             api: FreeApi::Munmap,
         });
-    let a = run(&t.finish_at(4000), ReplayOptions::default());
+    let a = run(&finish_at(t, 4000), ReplayOptions::default());
     let r = row(&a, 1);
     assert_eq!((r.allocations, r.frees, r.freed_bytes), (2, 1, 0x2000));
     assert_eq!((r.unfreed_allocations, r.unfreed_bytes), (1, 0x1000));
@@ -369,13 +255,13 @@ fn munmap_from_the_trace_unmaps_to_the_end_of_the_mapping() {
 
 #[test]
 fn min_age_and_at() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]);
     t.alloc(0, 0x10, 10, 1)
         .alloc(5 * MS, 0x20, 20, 1)
         .alloc(9_900_000, 0x30, 30, 1)
         .free(9 * MS, 0x20);
-    let bytes = t.finish_at(10 * MS);
+    let bytes = finish_at(t, 10 * MS);
     let a = run(
         &bytes,
         ReplayOptions {
@@ -405,8 +291,8 @@ fn min_age_and_at() {
 
 #[test]
 fn lifetime_and_size_histograms() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]);
     t.alloc(0, 0x10, 1, 1)
         .free(500, 0x10) // 500 ns
         .alloc(1000, 0x20, 24, 1)
@@ -414,7 +300,7 @@ fn lifetime_and_size_histograms() {
         .alloc(10_000, 0x30, 1024, 1)
         .free(50 * MS + 10_000, 0x30) // 50 ms
         .alloc(60 * MS, 0x40, 1025, 1); // never freed
-    let a = run(&t.finish_at(100 * MS), ReplayOptions::default());
+    let a = run(&finish_at(t, 100 * MS), ReplayOptions::default());
     let l = report::lifetimes(&a, &Selection::default()).unwrap();
     assert_eq!(l.classes, [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
     assert_eq!((l.allocations, l.freed, l.never_freed), (4, 3, 1));
@@ -464,11 +350,11 @@ fn lifetime_and_size_histograms() {
 /// A 10 s recording: a leak (steady), a cache (grows for 4 s, then churns at its cap), an early
 /// allocation never freed, and temporaries.
 fn three_kinds() -> Vec<u8> {
-    let mut t = Trace::new();
-    t.stack(1, &["fibonacci", "child", "start_thread"])
-        .stack(2, &["cache_insert", "lookup", "main"])
-        .stack(3, &["init_tables", "main"])
-        .stack(4, &["tmp_buffer", "main"]);
+    let mut t = trace();
+    t.named_stack(1, &["fibonacci", "child", "start_thread"])
+        .named_stack(2, &["cache_insert", "lookup", "main"])
+        .named_stack(3, &["init_tables", "main"])
+        .named_stack(4, &["tmp_buffer", "main"]);
     for i in 0..10u64 {
         t.alloc(i * MS, 0x3000_0000 + i * 0x1000, 4096, 3);
     }
@@ -486,7 +372,7 @@ fn three_kinds() -> Vec<u8> {
         t.alloc(now + 3000, 0x4000_0000, 64, 4)
             .free(now + 4000, 0x4000_0000);
     }
-    t.finish_at(10_020 * MS)
+    finish_at(t, 10_020 * MS)
 }
 
 #[test]
@@ -551,13 +437,13 @@ fn folded_stacks_are_sorted_outermost_first() {
 
 #[test]
 fn sampled_traces_are_scaled() {
-    let mut t = Trace::with_meta(TraceMeta {
+    let mut t = trace_with(TraceMeta {
         sample_bytes: 1024,
         ..TraceMeta::default()
     });
-    t.stack(1, &["f"]);
+    t.named_stack(1, &["f"]);
     t.alloc(0, 0x10, 1024, 1).alloc(1, 0x20, 1024, 1);
-    let a = run(&t.finish_at(10), ReplayOptions::default());
+    let a = run(&finish_at(t, 10), ReplayOptions::default());
     let r = row(&a, 1);
     let k = 1.0 / (1.0 - (-1.0f64).exp());
     assert!((a.scale(r) - k).abs() < 1e-9);
@@ -571,8 +457,8 @@ fn sampled_traces_are_scaled() {
 
 #[test]
 fn lost_events_and_missing_end_are_reported() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]);
     t.alloc(0, 0x10, 8, 1)
         .record(Record::Lost {
             time: 5,
@@ -584,7 +470,7 @@ fn lost_events_and_missing_end_are_reported() {
             rss_bytes: 1 << 20,
             anon_bytes: 1 << 19,
         });
-    let a = run(&t.unfinished(), ReplayOptions::default());
+    let a = run(&t.bytes(), ReplayOptions::default());
     assert_eq!(a.replay.stats.lost_events, 7);
     assert_eq!(a.replay.stats.rss.len(), 1);
     assert!(a.truncation.is_some());
@@ -595,12 +481,12 @@ fn lost_events_and_missing_end_are_reported() {
 
 #[test]
 fn a_cut_file_is_analyzed_up_to_the_cut() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]);
     for i in 0..200_000u64 {
         t.alloc(i, 0x1000 + i * 16, 16, 1);
     }
-    let bytes = t.finish_at(200_000);
+    let bytes = finish_at(t, 200_000);
     let cut = &bytes[..bytes.len() * 2 / 3];
     let a = run(cut, ReplayOptions::default());
     let t = a.truncation.as_ref().unwrap();
@@ -623,15 +509,15 @@ fn garbage_is_not_a_trace() {
 
 #[test]
 fn parallel_decoding_matches_sequential() {
-    let mut t = Trace::new();
-    t.stack(1, &["f"]).stack(2, &["g"]);
+    let mut t = trace();
+    t.named_stack(1, &["f"]).named_stack(2, &["g"]);
     for i in 0..300_000u64 {
         t.alloc(i * 10, 0x1000 + i * 16, 16 + i % 7, (i % 2) as u32 + 1);
         if i % 3 == 0 {
             t.free(i * 10 + 5, 0x1000 + i * 16);
         }
     }
-    let bytes = t.finish_at(3_000_000);
+    let bytes = finish_at(t, 3_000_000);
     let one =
         memtrail::analyze_from(Path::new("a"), &bytes[..], ReplayOptions::default(), 1).unwrap();
     for threads in [2, 3, 4] {
@@ -669,8 +555,8 @@ fn parallel_decoding_matches_sequential() {
 #[test]
 fn verdicts_and_min_age_use_the_span_the_process_was_active() {
     // The recorder starts 2 s before the first allocation and stops 10 s after the exit.
-    let mut t = Trace::new();
-    t.stack(1, &["fibonacci", "child"]);
+    let mut t = trace();
+    t.named_stack(1, &["fibonacci", "child"]);
     for i in 0..400u64 {
         t.alloc(2000 * MS + i * 10 * MS, 0x1000 + i * 0x2000, 8192, 1);
     }
@@ -680,7 +566,7 @@ fn verdicts_and_min_age_use_the_span_the_process_was_active() {
         signal: None,
     });
     let a = run(
-        &t.finish_at(16_000 * MS),
+        &finish_at(t, 16_000 * MS),
         ReplayOptions {
             min_age_ns: 500 * MS,
             ..Default::default()

@@ -17,6 +17,8 @@ mod int_map;
 mod output;
 mod reader;
 mod record;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod units;
 mod wire;
 mod writer;

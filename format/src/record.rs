@@ -1,6 +1,6 @@
 //! The records a trace is made of, as programs see them: absolute times and addresses.
 //!
-//! The wire form (deltas, varints, interning) lives in `wire.rs`; nothing here knows about it.
+//! The wire form (deltas, varints, interning) lives in `wire/`; nothing here knows about it.
 
 /// Which allocation function produced a block. Names match the C functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

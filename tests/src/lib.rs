@@ -1,11 +1,13 @@
 //! Helpers shared by the end-to-end tests: where the binaries are, whether BPF can be used
-//! here, and scratch directories. The tests themselves live in tests/tests/.
+//! here, scratch directories, compiling samples, recording them, and running a command that
+//! must succeed. The tests themselves live in tests/tests/; the synthetic and hostile traces
+//! they share come from `memtrail_format::testing` (a dev-dependency feature, so that it is
+//! never built into a release binary).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-pub mod hostile;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -109,34 +111,95 @@ impl Drop for Scratch {
     }
 }
 
-/// Compiles a C sample with frame pointers and debug info into `output`, as the samples'
-/// headers say to build them.
-pub fn compile_sample(source: &Path, output: &Path) {
+/// The recorder under test (`$MEMTRAIL_RECORD`, else built here: see [`workspace_binary`]).
+pub fn recorder() -> PathBuf {
+    workspace_binary("MEMTRAIL_RECORD", "memtrail-record")
+}
+
+/// The analyzer under test (`$MEMTRAIL_BIN`, else built here: see [`workspace_binary`]).
+pub fn analyzer() -> PathBuf {
+    workspace_binary("MEMTRAIL_BIN", "memtrail")
+}
+
+/// Runs `command` to its end and asserts that it succeeded, showing its stderr if not;
+/// returns its output.
+pub fn run_ok(command: &mut Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert_ok(&format!("{command:?}"), &out);
+    out
+}
+
+/// Asserts that `what`, a finished run (e.g. a spawned child's), succeeded, showing its
+/// stderr if not.
+pub fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `compiler FLAGS -o OUTPUT INPUTS... AFTER...` (`after`: libraries and linker flags,
+/// which must follow the inputs), creating the output's directory first.
+pub fn compile(compiler: &str, flags: &[&str], output: &Path, inputs: &[&Path], after: &[&str]) {
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).expect("create the output directory");
     }
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(output)
-        .arg(source)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
-    assert!(status.success(), "gcc failed on {}", source.display());
+    run_ok(
+        Command::new(compiler)
+            .args(flags)
+            .arg("-o")
+            .arg(output)
+            .args(inputs)
+            .args(after),
+    );
 }
 
-/// Records `command` into `trace` with `memtrail-record -q`.
-pub fn record_command(trace: &Path, command: &[&str]) {
-    let out = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+/// Compiles a C or C++ sample (g++ for `.cpp`) with frame pointers and debug info into
+/// `output`, as the samples' headers say to build them.
+pub fn compile_sample(source: &Path, output: &Path) {
+    let compiler = if source.extension().is_some_and(|e| e == "cpp") {
+        "g++"
+    } else {
+        "gcc"
+    };
+    compile(
+        compiler,
+        &["-O1", "-g", "-fno-omit-frame-pointer", "-pthread"],
+        output,
+        &[source],
+        &[],
+    );
+}
+
+/// `memtrail-record -q -o TRACE EXTRA... -- COMMAND...`, to run or spawn.
+pub fn record_command<S: AsRef<OsStr>>(
+    trace: &Path,
+    extra_args: &[&str],
+    command: &[S],
+) -> Command {
+    let mut recorder = Command::new(recorder());
+    recorder
         .arg("-q")
         .arg("-o")
         .arg(trace)
+        .args(extra_args)
         .arg("--")
-        .args(command)
+        .args(command);
+    recorder
+}
+
+/// Records `command` into `trace` (see [`record_command`]), whatever the outcome.
+pub fn record<S: AsRef<OsStr>>(trace: &Path, extra_args: &[&str], command: &[S]) -> Output {
+    record_command(trace, extra_args, command)
         .output()
-        .expect("run memtrail-record");
-    assert!(
-        out.status.success(),
-        "memtrail-record failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .expect("run memtrail-record")
+}
+
+/// Records `command` into `trace` (see [`record_command`]) and asserts that it succeeded.
+pub fn record_ok<S: AsRef<OsStr>>(trace: &Path, extra_args: &[&str], command: &[S]) -> Output {
+    run_ok(&mut record_command(trace, extra_args, command))
 }

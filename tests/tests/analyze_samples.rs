@@ -9,13 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use memtrail_tests::{
-    Scratch, bpf_available, compile_sample, record_command as record, repo_root, workspace_binary,
+    Scratch, analyzer, bpf_available, compile_sample, record_ok, repo_root, run_ok,
 };
 use serde_json::Value;
-
-fn analyzer() -> PathBuf {
-    workspace_binary("MEMTRAIL_BIN", "memtrail")
-}
 
 /// Compiles C source with frame pointers and debug info; returns the executable.
 fn compile(scratch: &Scratch, source: &Path, name: &str) -> PathBuf {
@@ -25,12 +21,8 @@ fn compile(scratch: &Scratch, source: &Path, name: &str) -> PathBuf {
 }
 
 fn analyze(args: &[&str]) -> String {
-    let out = Command::new(analyzer())
-        .args(args)
-        .output()
-        .expect("run memtrail");
+    let out = run_ok(Command::new(analyzer()).args(args));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "memtrail {args:?} failed: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -63,7 +55,7 @@ fn fibonacci_is_the_first_candidate_and_a_leak() {
         "fibonacci",
     );
     let trace = scratch.path("fibonacci.trace");
-    record(&trace, &[sample.to_str().unwrap(), "2"]);
+    record_ok(&trace, &[], &[sample.to_str().unwrap(), "2"]);
     let v = leaks_json(&trace, &[]);
     let first = &v["candidates"][0];
     let names = functions(first);
@@ -110,7 +102,7 @@ fn fixed_fibonacci_has_no_candidate_in_fibonacci() {
         "fibonacci_fixed",
     );
     let trace = scratch.path("fixed.trace");
-    record(&trace, &[sample.to_str().unwrap(), "1.5"]);
+    record_ok(&trace, &[], &[sample.to_str().unwrap(), "1.5"]);
     let v = leaks_json(&trace, &["--min-age", "0"]);
     for c in v["candidates"].as_array().unwrap() {
         let names = functions(c);
@@ -166,7 +158,7 @@ fn a_bounded_cache_is_not_called_a_leak() {
     std::fs::write(&source, CACHE_C).unwrap();
     let sample = compile(&scratch, &source, "cache");
     let trace = scratch.path("cache.trace");
-    record(&trace, &[sample.to_str().unwrap()]);
+    record_ok(&trace, &[], &[sample.to_str().unwrap()]);
     // Every entry left in the cache at exit counts, however young.
     let v = leaks_json(&trace, &["--min-age", "0"]);
     let cache = v["candidates"]

@@ -1,24 +1,18 @@
-//! `memtrail diff` and `memtrail compare` as a CI job runs them: on real recordings of the
-//! Fibonacci leak and its fix (stacks matched across builds and across ASLR layouts, the gate's
-//! exit status), and on synthetic traces (batch output, bad input).
+//! `memtrail diff` as a CI job runs it, on real recordings of the Fibonacci leak and its fix:
+//! stacks matched across builds and across ASLR layouts, the gate's exit status. `compare` and
+//! bad input, on synthetic traces, are in `analyzer/tests/diff_cli.rs`.
 //!
-//! The recorded tests need root (BPF) and gcc; without BPF they print why and pass, unless
+//! These tests need root (BPF) and gcc; without BPF they print why and pass, unless
 //! MEMTRAIL_REQUIRE_BPF is set (as `.ci/run` does): then they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, Module, Record, Stack, StackFrame, Symbol, SymbolFrame,
-    TraceMeta, TraceWriter, Unwinder,
-};
-use memtrail_tests::{
-    Scratch, bpf_available, compile_sample, record_command, repo_root, workspace_binary,
-};
+use memtrail_tests::{Scratch, analyzer, bpf_available, compile_sample, record_ok, repo_root};
 use serde_json::Value;
 
 fn memtrail(args: &[&str]) -> Output {
-    Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
+    Command::new(analyzer())
         .args(args)
         .output()
         .expect("run memtrail")
@@ -74,8 +68,8 @@ fn fibonacci_leak_against_its_fix() {
     let leaking = build_app(&scratch, "fibonacci.c", "leaking");
     let fixed = build_app(&scratch, "fibonacci_fixed.c", "fixed");
     let (leak_trace, fixed_trace) = (scratch.path("leak.trace"), scratch.path("fixed.trace"));
-    record_command(&leak_trace, &[s(&leaking), "2"]);
-    record_command(&fixed_trace, &[s(&fixed), "2"]);
+    record_ok(&leak_trace, &[], &[s(&leaking), "2"]);
+    record_ok(&fixed_trace, &[], &[s(&fixed), "2"]);
 
     // The fix against the leak: the Fibonacci stack shrank to nothing; the gate passes.
     let v = json(
@@ -195,8 +189,8 @@ fn two_runs_of_one_build_match_every_stack() {
     let scratch = Scratch::new("diff-cli", "aslr");
     let app = build_app(&scratch, "fibonacci.c", "build");
     let (one, two) = (scratch.path("one.trace"), scratch.path("two.trace"));
-    record_command(&one, &[s(&app), "1"]);
-    record_command(&two, &[s(&app), "1"]);
+    record_ok(&one, &[], &[s(&app), "1"]);
+    record_ok(&two, &[], &[s(&app), "1"]);
 
     let v = json(0, &["diff", s(&one), s(&two), "--json", "--min-age", "0"]);
     assert_eq!(v["summary"]["new"], 0, "{v:#}");
@@ -230,249 +224,4 @@ fn two_runs_of_one_build_match_every_stack() {
     } else {
         eprintln!("ASLR is off here: the two runs share their addresses");
     }
-}
-
-/// A synthetic trace: `leaked` blocks of 1 KiB from `leaky <- main`, never freed, and 100
-/// temporaries from `temp <- main`, over 10 s. `offset` moves the code, as a rebuild would.
-fn synthetic(path: &Path, leaked: u64, offset: u64) {
-    const MS: u64 = 1_000_000;
-    let meta = TraceMeta {
-        tool_version: "0.1.0".into(),
-        command_line: vec!["./server".into()],
-        page_size: 4096,
-        ..TraceMeta::default()
-    };
-    let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-    w.write(&Record::Module(Box::new(Module {
-        id: 1,
-        path: "/srv/server".into(),
-        build_id: vec![1; 20],
-        ranges: vec![],
-    })))
-    .unwrap();
-    let file = w.intern("server.cc").unwrap();
-    for (id, names) in [(1u32, ["leaky", "main"]), (2, ["temp", "main"])] {
-        let mut frames = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let off = offset + u64::from(id) * 0x100 + i as u64 * 0x10;
-            frames.push(StackFrame {
-                module: 1,
-                offset: off,
-                address: 0x5555_0000_0000 + off,
-            });
-            let function = w.intern(name).unwrap();
-            w.write(&Record::Symbol(Symbol {
-                module: 1,
-                offset: off,
-                frames: vec![SymbolFrame {
-                    function,
-                    file,
-                    line: 1,
-                }],
-            }))
-            .unwrap();
-        }
-        w.write(&Record::Stack(Stack {
-            id,
-            unwinder: Unwinder::FramePointer,
-            truncated: false,
-            frames,
-        }))
-        .unwrap();
-    }
-    let mut address = 0x10_0000;
-    for i in 0..leaked {
-        address += 0x1000;
-        w.write(&Record::Alloc {
-            time: (i + 1) * 10 * MS,
-            thread: 1,
-            address,
-            size: 1024,
-            stack: 1,
-            api: AllocApi::Malloc,
-        })
-        .unwrap();
-    }
-    for i in 0..100 {
-        address += 0x1000;
-        let time = (i + 1) * 50 * MS;
-        for (time, rec) in [(time, true), (time + MS, false)] {
-            let r = if rec {
-                Record::Alloc {
-                    time,
-                    thread: 1,
-                    address,
-                    size: 64,
-                    stack: 2,
-                    api: AllocApi::Malloc,
-                }
-            } else {
-                Record::Free {
-                    time,
-                    thread: 1,
-                    address,
-                    size: 0,
-                    api: FreeApi::Free,
-                }
-            };
-            w.write(&r).unwrap();
-        }
-    }
-    w.write(&Record::End {
-        time: 10_000 * MS,
-        totals: EndTotals::default(),
-    })
-    .unwrap();
-    std::fs::write(path, w.finish().unwrap()).unwrap();
-}
-
-#[test]
-fn compare_writes_one_row_per_trace_and_stack() {
-    let scratch = Scratch::new("diff-cli", "compare");
-    let base = scratch.path("base.trace");
-    synthetic(&base, 10, 0);
-    let nightly = scratch.path("nightly");
-    std::fs::create_dir_all(&nightly).unwrap();
-    synthetic(&nightly.join("build-1.trace"), 10, 0x40);
-    synthetic(&nightly.join("build-2.trace"), 500, 0x80);
-    std::fs::write(nightly.join("notes.txt"), "not a trace").unwrap();
-
-    // A directory: its *.trace files by name; CSV on stdout.
-    let (csv, _) = expect(0, &["compare", "--baseline", s(&base), s(&nightly)]);
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 2 * 2, "{csv}");
-    assert!(
-        lines[0].starts_with("baseline,trace,rank,status,growth,"),
-        "{csv}"
-    );
-    assert!(lines[1].contains("build-1.trace,1,unchanged,0.0,"), "{csv}");
-    assert!(
-        lines[3].contains("build-2.trace,1,grown,501760.0,"),
-        "{csv}"
-    );
-
-    // JSON to a file, and the gate over every trace.
-    let out = scratch.path("leaks.json");
-    let (stdout, stderr) = expect(
-        1,
-        &[
-            "compare",
-            "--baseline",
-            s(&base),
-            s(&nightly.join("build-1.trace")),
-            s(&nightly.join("build-2.trace")),
-            "--format",
-            "json",
-            "-o",
-            s(&out),
-            "--fail-on-growth",
-            "100K",
-        ],
-    );
-    assert!(
-        stdout.starts_with("wrote 4 rows (2 traces against "),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains("build-2.trace: growth gate failed"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("build-1.trace"), "{stderr}");
-    let rows: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 4);
-    let grown = rows
-        .iter()
-        .find(|r| r["crossed"] == true)
-        .expect("a crossed row");
-    assert_eq!(grown["top_function"], "leaky");
-    assert_eq!(grown["base_unfreed_bytes"], 10 * 1024);
-    assert_eq!(grown["new_unfreed_bytes"], 500 * 1024);
-
-    // Parquet needs a file.
-    let pq = scratch.path("leaks.parquet");
-    expect(
-        0,
-        &[
-            "compare",
-            "--baseline",
-            s(&base),
-            s(&nightly),
-            "--format",
-            "parquet",
-            "-o",
-            s(&pq),
-        ],
-    );
-    let bytes = std::fs::read(&pq).unwrap();
-    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
-    let (_, e) = expect(
-        2,
-        &[
-            "compare",
-            "--baseline",
-            s(&base),
-            s(&nightly),
-            "--format",
-            "parquet",
-        ],
-    );
-    assert!(e.contains("-o OUT.parquet"), "{e}");
-}
-
-/// The one line a failure prints, checked to be exactly one line with exit status 2.
-fn fails_with_one_line(args: &[&str]) -> String {
-    let (_, stderr) = expect(2, args);
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    stderr
-}
-
-#[test]
-fn bad_input_exits_2_with_one_line() {
-    let scratch = Scratch::new("diff-cli", "bad-input");
-    let good = scratch.path("good.trace");
-    synthetic(&good, 3, 0);
-
-    let missing = scratch.path("missing.trace");
-    let e = fails_with_one_line(&["diff", s(&good), s(&missing)]);
-    assert!(
-        e.starts_with("memtrail: error: ") && e.contains("missing.trace"),
-        "{e}"
-    );
-
-    let junk = scratch.path("junk.trace");
-    std::fs::write(&junk, b"GIF89a this is a picture, not a trace").unwrap();
-    let e = fails_with_one_line(&["diff", s(&junk), s(&good)]);
-    assert!(
-        e.contains("junk.trace") && e.contains("not a memtrail trace"),
-        "{e}"
-    );
-
-    let mut corrupt = std::fs::read(&good).unwrap();
-    corrupt[20 + 20 + 30] ^= 0xff; // inside the first frame's payload
-    let bad = scratch.path("corrupt.trace");
-    std::fs::write(&bad, &corrupt).unwrap();
-    let e = fails_with_one_line(&["diff", s(&good), s(&bad), "--fail-on-growth", "1"]);
-    assert!(e.contains("corrupt.trace") && e.contains("corrupt"), "{e}");
-
-    let e = fails_with_one_line(&["compare", "--baseline", s(&good), s(&bad)]);
-    assert!(e.contains("corrupt.trace"), "{e}");
-    let empty_dir = scratch.path("empty");
-    std::fs::create_dir_all(&empty_dir).unwrap();
-    let e = fails_with_one_line(&["compare", "--baseline", s(&good), s(&empty_dir)]);
-    assert!(e.contains("no *.trace file"), "{e}");
-
-    // Usage errors are clap's (several lines, with a hint) but exit 2 as well.
-    let (_, e) = expect(2, &["diff", s(&good), s(&good), "--fail-on-growth", "lots"]);
-    assert!(e.contains("growth threshold \"lots\""), "{e}");
-    let (_, e) = expect(2, &["diff", s(&good)]);
-    assert!(e.contains("<NEW>"), "{e}");
-
-    // The same trace against itself: nothing changed, exit 0 even with a zero threshold.
-    let (table, _) = expect(0, &["diff", s(&good), s(&good), "--fail-on-growth", "0"]);
-    assert!(
-        table.contains("no stack's unfreed bytes changed"),
-        "{table}"
-    );
-    assert!(table.contains("growth gate passed"), "{table}");
 }

@@ -7,48 +7,24 @@
 //! is a new 0600 root-owned file); a hard link is never written through; the traced program
 //! is never the output; a launch that fails (127 not found, 126 cannot run) keeps the
 //! previous trace byte for byte; SIGTERM ends with 143 and a complete trace; recording again
-//! to the same name replaces the trace. Analyzer (synthetic traces, no root needed): an
-//! output is never one of the inputs, a symbolic link at `-o` is replaced and not followed,
-//! and a FIFO or a directory as input is refused at once.
+//! to the same name replaces the trace. The analyzer's side (synthetic traces, no root
+//! needed) is in `analyzer/tests/output_safety.rs`.
 //!
 //! Every victim file is in the test's scratch directory: on a build without these checks,
 //! the tests fail by writing there, never elsewhere.
 
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use memtrail_format::{
-    AllocApi, EndTotals, Record, Stack, TraceMeta, TraceReader, TraceWriter, Unwinder,
+use memtrail_format::{AllocApi, Record, TraceReader};
+use memtrail_tests::{
+    Scratch, bpf_available, compile_sample, record, record_command, record_ok, repo_root,
 };
-use memtrail_tests::{Scratch, bpf_available, compile_sample, repo_root, workspace_binary};
 
 const NOBODY: u32 = 65534;
-
-fn recorder() -> PathBuf {
-    workspace_binary("MEMTRAIL_RECORD", "memtrail-record")
-}
-
-fn record(trace: &Path, extra_args: &[&str], command: &[&str]) -> Output {
-    Command::new(recorder())
-        .arg("-q")
-        .arg("-o")
-        .arg(trace)
-        .args(extra_args)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("run memtrail-record")
-}
-
-fn memtrail(args: &[&str]) -> Output {
-    Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run memtrail")
-}
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -61,10 +37,6 @@ fn fails_with(output: &Output, code: i32) -> String {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
-}
-
-fn succeeds(output: &Output) {
-    assert!(output.status.success(), "{}", stderr_of(output));
 }
 
 /// The records of a trace that must be complete (it ends with its End record).
@@ -134,7 +106,7 @@ fn a_symlink_at_the_output_is_never_followed() {
     assert!(is_symlink(&link));
 
     // --force replaces the link itself, by rename: the file it pointed to is untouched.
-    succeeds(&record(&link, &["--force"], &["/bin/true"]));
+    record_ok(&link, &["--force"], &["/bin/true"]);
     assert_eq!(std::fs::read(&victim).unwrap(), b"root's precious file\n");
     assert_new_private_file(&link, std::fs::metadata(&victim).unwrap().ino());
     complete_trace(&link);
@@ -158,7 +130,7 @@ fn a_dangling_symlink_at_the_output_creates_nothing() {
     assert!(e.contains("symbolic link"), "{e}");
     assert!(!chosen.exists(), "root created the file the link points to");
 
-    succeeds(&record(&link, &["--force"], &["/bin/true"]));
+    record_ok(&link, &["--force"], &["/bin/true"]);
     assert!(!chosen.exists(), "root created the file the link points to");
     assert!(!is_symlink(&link));
     complete_trace(&link);
@@ -186,7 +158,7 @@ fn a_file_planted_by_another_user_is_never_reused() {
     );
     assert_eq!(std::fs::read(&planted).unwrap(), b"planted by nobody\n");
 
-    succeeds(&record(&planted, &["--force"], &["/bin/true"]));
+    record_ok(&planted, &["--force"], &["/bin/true"]);
     assert_new_private_file(&planted, old_inode);
     complete_trace(&planted);
     // The old inode is unchanged: the planter reads its own bytes, not the trace.
@@ -204,7 +176,7 @@ fn a_file_planted_by_another_user_is_never_reused() {
     std::os::unix::fs::chown(&fake_trace, Some(NOBODY), Some(NOBODY)).unwrap();
     std::fs::set_permissions(&fake_trace, std::fs::Permissions::from_mode(0o666)).unwrap();
     let fake_handle = std::fs::File::open(&fake_trace).unwrap();
-    succeeds(&record(&fake_trace, &[], &["/bin/true"]));
+    record_ok(&fake_trace, &[], &["/bin/true"]);
     assert_new_private_file(&fake_trace, fake_handle.metadata().unwrap().ino());
     assert_eq!(fake_handle.metadata().unwrap().len(), 20, "written through");
 }
@@ -216,12 +188,12 @@ fn a_hard_link_at_the_output_is_not_written_through() {
     }
     let scratch = Scratch::new("output-safety", "hardlink");
     let linked = scratch.path("someone-elses.trace");
-    succeeds(&record(&linked, &[], &["/bin/true"]));
+    record_ok(&linked, &[], &["/bin/true"]);
     let before = std::fs::read(&linked).unwrap();
     let output = scratch.path("out.trace");
     std::fs::hard_link(&linked, &output).unwrap();
 
-    succeeds(&record(&output, &[], &["/bin/sh", "-c", "exit 0"]));
+    record_ok(&output, &[], &["/bin/sh", "-c", "exit 0"]);
     assert_eq!(std::fs::read(&linked).unwrap(), before, "written through");
     assert_new_private_file(&output, std::fs::metadata(&linked).unwrap().ino());
     complete_trace(&output);
@@ -264,7 +236,7 @@ fn a_launch_that_fails_keeps_the_previous_trace() {
     }
     let scratch = Scratch::new("output-safety", "launch-fails");
     let keep = scratch.path("keep.trace");
-    succeeds(&record(&keep, &[], &["/bin/true"]));
+    record_ok(&keep, &[], &["/bin/true"]);
     let before = std::fs::read(&keep).unwrap();
     let not_executable = scratch.path("script.sh");
     std::fs::write(&not_executable, b"#!/bin/sh\nexit 0\n").unwrap();
@@ -333,13 +305,7 @@ fn sigterm_ends_the_recording_with_143_and_a_complete_trace() {
     let sample = scratch.path("fibonacci");
     compile_sample(&repo_root().join("samples/fibonacci.c"), &sample);
     let trace = scratch.path("sigterm.trace");
-    let mut recorder = Command::new(recorder())
-        .arg("-q")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(&sample)
-        .arg("30")
+    let mut recorder = record_command(&trace, &[], &[sample.as_os_str(), OsStr::new("30")])
         .spawn()
         .expect("start memtrail-record");
     // The trace is at its final name as soon as the program runs, flushed every second.
@@ -371,7 +337,7 @@ fn recording_again_to_the_same_name_replaces_the_trace() {
     }
     let scratch = Scratch::new("output-safety", "again");
     let trace = scratch.path("app.trace");
-    succeeds(&record(&trace, &[], &["/bin/true"]));
+    record_ok(&trace, &[], &["/bin/true"]);
     let first_inode = std::fs::metadata(&trace).unwrap().ino();
     let output = record(&trace, &[], &["/bin/sh", "-c", "exit 5"]);
     assert_eq!(output.status.code(), Some(5), "{}", stderr_of(&output));
@@ -384,147 +350,4 @@ fn recording_again_to_the_same_name_replaces_the_trace() {
         "the trace is the second recording's"
     );
     assert_eq!(names_in(&scratch_dir(&scratch)), ["app.trace"]);
-}
-
-/// A small complete trace: one leaked block on one stack.
-fn write_small_trace(path: &Path) -> Vec<u8> {
-    let meta = TraceMeta {
-        tool_version: "0.1.0".into(),
-        pid: 7,
-        command_line: vec!["./app".into()],
-        page_size: 4096,
-        ..TraceMeta::default()
-    };
-    let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-    w.write(&Record::Stack(Stack {
-        id: 1,
-        unwinder: Unwinder::FramePointer,
-        truncated: false,
-        frames: vec![],
-    }))
-    .unwrap();
-    w.write(&Record::Alloc {
-        time: 1_000,
-        thread: 1,
-        address: 0x1000,
-        size: 64,
-        stack: 1,
-        api: AllocApi::Malloc,
-    })
-    .unwrap();
-    w.write(&Record::End {
-        time: 2_000_000_000,
-        totals: EndTotals {
-            allocations: 1,
-            ..EndTotals::default()
-        },
-    })
-    .unwrap();
-    let bytes = w.finish().unwrap();
-    std::fs::write(path, &bytes).unwrap();
-    bytes
-}
-
-#[test]
-fn the_analyzer_never_writes_over_its_input() {
-    let scratch = Scratch::new("output-safety", "analyzer-input");
-    let trace = scratch.path("t.trace");
-    let bytes = write_small_trace(&trace);
-    let t = trace.to_str().unwrap();
-
-    let e = fails_with(&memtrail(&["report", t, "-o", t]), 2);
-    assert!(e.contains("input"), "{e}");
-    assert_eq!(std::fs::read(&trace).unwrap(), bytes);
-
-    // Another name of the same file, and the other commands that write files.
-    let alias = scratch.path("alias.html");
-    std::fs::hard_link(&trace, &alias).unwrap();
-    let a = alias.to_str().unwrap();
-    for args in [
-        vec!["report", t, "-o", a],
-        vec!["flamegraph", t, "-o", t],
-        vec!["export", t, "--format", "csv", "-o", t],
-        vec!["timeline", t, "--svg", t],
-        vec!["diff", t, t, "--flamegraph", t],
-        vec!["compare", "--baseline", t, t, "-o", t],
-    ] {
-        let e = fails_with(&memtrail(&args), 2);
-        assert!(e.contains("input"), "{args:?}: {e}");
-        assert_eq!(std::fs::read(&trace).unwrap(), bytes, "{args:?}");
-    }
-}
-
-#[test]
-fn an_output_symlink_is_replaced_not_followed() {
-    let scratch = Scratch::new("output-safety", "analyzer-symlink");
-    let trace = scratch.path("t.trace");
-    write_small_trace(&trace);
-    let victim = scratch.path("victim.txt");
-    std::fs::write(&victim, b"precious\n").unwrap();
-    let t = trace.to_str().unwrap();
-    for (name, args) in [
-        ("out.svg", vec!["flamegraph", t, "-o"]),
-        ("out.html", vec!["report", t, "-o"]),
-        ("out.csv", vec!["export", t, "--format", "csv", "-o"]),
-    ] {
-        let link = scratch.path(name);
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
-        let mut args = args.clone();
-        args.push(link.to_str().unwrap());
-        let out = memtrail(&args);
-        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n", "{args:?}");
-        assert!(!is_symlink(&link), "{args:?}: the link is still there");
-        assert!(std::fs::metadata(&link).unwrap().len() > 0);
-    }
-    // A dangling link creates nothing where it points.
-    let chosen = scratch.path("chosen");
-    let dangling = scratch.path("dangling.svg");
-    std::os::unix::fs::symlink(&chosen, &dangling).unwrap();
-    let out = memtrail(&["flamegraph", t, "-o", dangling.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(!chosen.exists());
-    assert!(!is_symlink(&dangling));
-}
-
-#[test]
-fn a_fifo_input_is_refused_at_once() {
-    let scratch = Scratch::new("output-safety", "analyzer-fifo");
-    let fifo = scratch.path("t.trace");
-    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
-    assert!(made.success());
-    for command in ["info", "leaks"] {
-        let mut child = Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
-            .arg(command)
-            .arg(&fifo)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run memtrail");
-        // A guard, not a timing assertion: a FIFO with no writer would block a plain open
-        // forever.
-        wait_at_most(&mut child, Duration::from_secs(60));
-        let out = child.wait_with_output().expect("output");
-        let e = fails_with(&out, 2);
-        assert!(e.contains("FIFO") && e.contains("regular file"), "{e}");
-    }
-}
-
-#[test]
-fn a_directory_input_is_refused() {
-    let scratch = Scratch::new("output-safety", "analyzer-dir");
-    let dir = scratch.path("traces.trace");
-    std::fs::create_dir(&dir).unwrap();
-    let d = dir.to_str().unwrap();
-    for args in [
-        vec!["info", d],
-        vec!["report", d, "-o", "/nonexistent/x.html"],
-    ] {
-        let e = fails_with(&memtrail(&args), 2);
-        assert!(
-            e.contains("a directory") && e.contains("regular file"),
-            "{args:?}: {e}"
-        );
-    }
 }

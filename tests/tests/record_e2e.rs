@@ -7,48 +7,28 @@
 //! directory, brought up to date first (see `memtrail_tests::workspace_binary`).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memtrail_format::{AllocApi, FreeApi, NO_STRING, Record, TraceMeta, TraceReader};
-use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
+use memtrail_tests::{
+    Scratch, bpf_available, compile, compile_sample, record, record_command, record_ok, recorder,
+    repo_root,
+};
 
 /// Builds samples/<source> with frame pointers and debug info; returns the executable.
 fn build_sample(scratch: &Scratch, source: &str) -> PathBuf {
-    let source_path = repo_root().join("samples").join(source);
     let stem = Path::new(source)
         .file_stem()
         .and_then(|s| s.to_str())
         .expect("name");
     let output = scratch.path(stem);
-    let compiler = if source.ends_with(".cpp") {
-        "g++"
-    } else {
-        "gcc"
-    };
-    let status = Command::new(compiler)
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&output)
-        .arg(&source_path)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {source}");
+    compile_sample(&repo_root().join("samples").join(source), &output);
     output
-}
-
-fn record_launch(trace: &Path, extra_args: &[&str], command: &[&str]) -> Output {
-    Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
-        .arg("-q")
-        .arg("-o")
-        .arg(trace)
-        .args(extra_args)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("run memtrail-record")
 }
 
 fn read_trace(path: &Path) -> Vec<Record> {
@@ -260,12 +240,7 @@ fn launch_mode_counts_every_api_exactly() {
     let scratch = Scratch::new("record", "counts");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("counts.trace");
-    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
-    assert!(
-        output.status.success(),
-        "memtrail-record failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
     let mode = std::fs::metadata(&trace)
         .expect("trace")
         .permissions()
@@ -304,7 +279,7 @@ fn attach_mode_counts_every_api_exactly() {
     target_out.read_line(&mut line).expect("ready line");
     assert!(line.starts_with("ready"), "sample said {line:?}");
 
-    let mut recorder = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+    let mut recorder = Command::new(recorder())
         .arg("-p")
         .arg(target.id().to_string())
         .arg("-o")
@@ -376,12 +351,7 @@ fn frees_on_another_thread_match_their_allocations() {
     let scratch = Scratch::new("record", "threads");
     let sample = build_sample(&scratch, "threads_free_elsewhere.c");
     let trace = scratch.path("threads.trace");
-    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
     let produced: u64 = facts
@@ -428,15 +398,10 @@ fn threads_sharing_one_kernel_slot_are_counted_exactly() {
     let mut reference_unmatched = None;
     for slots in ["65536", "1", "2"] {
         let trace = scratch.path(&format!("slots-{slots}.trace"));
-        let output = record_launch(
+        record_ok(
             &trace,
             &["--thread-slots", slots],
             &[sample.to_str().expect("utf-8 path")],
-        );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
         );
         let records = read_trace(&trace);
         let facts = TraceFacts::from_records(&records);
@@ -478,12 +443,7 @@ fn fibonacci_leak_is_named_even_with_the_binary_deleted() {
     let scratch = Scratch::new("record", "fibonacci");
     let sample = build_sample(&scratch, "fibonacci.c");
     let trace = scratch.path("fibonacci.trace");
-    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1.5"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1.5"]);
     // Symbols were resolved while recording: the trace alone names them.
     std::fs::remove_file(&sample).expect("delete the binary");
     let facts = TraceFacts::from_records(&read_trace(&trace));
@@ -523,12 +483,7 @@ fn fixed_fibonacci_leaves_nothing_allocated_from_fibonacci() {
     let scratch = Scratch::new("record", "fibonacci-fixed");
     let sample = build_sample(&scratch, "fibonacci_fixed.c");
     let trace = scratch.path("fixed.trace");
-    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &[], &[sample.to_str().expect("utf-8 path"), "1"]);
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
     assert!(facts.allocs(AllocApi::Calloc) >= 100);
@@ -548,12 +503,7 @@ fn cxx_new_and_delete_are_seen_as_malloc_and_free() {
     let scratch = Scratch::new("record", "cxx");
     let sample = build_sample(&scratch, "cxx_new_delete.cpp");
     let trace = scratch.path("cxx.trace");
-    let output = record_launch(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &[], &[sample.to_str().expect("utf-8 path")]);
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
     let widgets: Vec<_> = facts
@@ -584,13 +534,13 @@ fn exit_status_passes_through_and_launch_errors_are_one_line() {
     }
     let scratch = Scratch::new("record", "exit");
     let trace = scratch.path("exit.trace");
-    let output = record_launch(&trace, &[], &["/bin/sh", "-c", "exit 7"]);
+    let output = record(&trace, &[], &["/bin/sh", "-c", "exit 7"]);
     assert_eq!(output.status.code(), Some(7));
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.exit_code, Some(Some(7)));
     assert!(facts.has_end);
 
-    let output = record_launch(&trace, &[], &["/nonexistent/program"]);
+    let output = record(&trace, &[], &["/nonexistent/program"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -602,7 +552,7 @@ fn bad_pid_and_unwritable_output_fail_with_one_line() {
     if !bpf_available() {
         return;
     }
-    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+    let output = Command::new(recorder())
         .args(["-p", "999999999", "-o", "/tmp/memtrail-never.trace"])
         .output()
         .expect("run");
@@ -611,7 +561,7 @@ fn bad_pid_and_unwritable_output_fail_with_one_line() {
     assert!(stderr.contains("no such process"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
-    let output = record_launch(Path::new("/nonexistent-dir/x.trace"), &[], &["/bin/true"]);
+    let output = record(Path::new("/nonexistent-dir/x.trace"), &[], &["/bin/true"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot create"), "{stderr}");
@@ -626,13 +576,7 @@ fn sigint_mid_run_leaves_a_complete_trace() {
     let scratch = Scratch::new("record", "sigint");
     let sample = build_sample(&scratch, "fibonacci.c");
     let trace = scratch.path("sigint.trace");
-    let mut recorder = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
-        .arg("-q")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(&sample)
-        .arg("30")
+    let mut recorder = record_command(&trace, &[], &[sample.as_os_str(), OsStr::new("30")])
         .spawn()
         .expect("start recorder");
     // Attaching takes a moment, more so on a loaded machine: interrupt only once the flushed
@@ -673,15 +617,10 @@ fn a_full_ring_buffer_is_counted_as_lost_not_silently_dropped() {
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("lost.trace");
     // 4 KiB holds about 70 events; the reader polls every 10 ms: most events cannot fit.
-    let output = record_launch(
+    record_ok(
         &trace,
         &["--ring-buffer-size", "4K"],
         &[sample.to_str().expect("utf-8 path")],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert!(facts.has_end);
@@ -708,15 +647,10 @@ fn min_size_skips_small_allocations_but_keeps_reallocs() {
     let scratch = Scratch::new("record", "min-size");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("min-size.trace");
-    let output = record_launch(
+    record_ok(
         &trace,
         &["--min-size", "90"],
         &[sample.to_str().expect("utf-8 path")],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
@@ -745,42 +679,30 @@ fn a_library_loaded_after_recording_started_is_symbolized() {
     }
     let scratch = Scratch::new("record", "dlopen");
     let plugin = scratch.path("libplugin.so");
-    let status = Command::new("gcc")
-        .args([
-            "-O1",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-shared",
-            "-fPIC",
-            "-o",
-        ])
-        .arg(&plugin)
-        .arg(repo_root().join("samples/dlopen_plugin.c"))
-        .status()
-        .expect("gcc");
-    assert!(status.success(), "gcc failed on dlopen_plugin.c");
+    let samples = repo_root().join("samples");
+    compile(
+        "gcc",
+        &["-O1", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC"],
+        &plugin,
+        &[&samples.join("dlopen_plugin.c")],
+        &[],
+    );
     let main = scratch.path("dlopen_main");
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&main)
-        .arg(repo_root().join("samples/dlopen_main.c"))
-        .arg("-ldl")
-        .status()
-        .expect("gcc");
-    assert!(status.success(), "gcc failed on dlopen_main.c");
+    compile(
+        "gcc",
+        &["-O1", "-g", "-fno-omit-frame-pointer"],
+        &main,
+        &[&samples.join("dlopen_main.c")],
+        &["-ldl"],
+    );
     let trace = scratch.path("dlopen.trace");
-    let output = record_launch(
+    record_ok(
         &trace,
         &[],
         &[
             main.to_str().expect("utf-8 path"),
             plugin.to_str().expect("utf-8 path"),
         ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
@@ -809,12 +731,7 @@ fn lib_probes_an_allocator_compiled_into_the_executable() {
     let sample = build_sample(&scratch, "own_allocator.c");
     let sample_path = sample.to_str().expect("utf-8 path");
     let trace = scratch.path("own.trace");
-    let output = record_launch(&trace, &["--lib", sample_path], &[sample_path]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &["--lib", sample_path], &[sample_path]);
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.lost, 0);
     assert!(facts.allocs(AllocApi::Malloc) >= 104);
@@ -874,7 +791,7 @@ fn a_full_disk_stops_tracing_with_one_line_and_a_readable_trace() {
         return;
     };
     let trace = small.0.join("full.trace");
-    let output = record_launch(
+    let output = record(
         &trace,
         &[],
         &[sample.to_str().expect("utf-8 path"), "2000000"],
@@ -909,15 +826,10 @@ fn sampling_every_byte_keeps_the_exact_counts() {
     let scratch = Scratch::new("record", "sample-every-byte");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("sampled.trace");
-    let output = record_launch(
+    record_ok(
         &trace,
         &["--sample-bytes", "1"],
         &[sample.to_str().expect("utf-8 path")],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert_eq!(facts.meta.as_ref().map(|m| m.sample_bytes), Some(1));
@@ -934,12 +846,7 @@ fn sample_bytes_records_one_allocation_per_n_bytes_and_only_their_frees() {
     let sample = build_sample(&scratch, "sample_bytes.c");
     let trace = scratch.path("sampled.trace");
     let sample_path = sample.to_str().expect("utf-8 path");
-    let output = record_launch(&trace, &["--sample-bytes", "256K"], &[sample_path]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &["--sample-bytes", "256K"], &[sample_path]);
     // The program is deterministic: its totals, from a run of its own.
     let run = Command::new(&sample).output().expect("run sample_bytes");
     let printed = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -1016,15 +923,10 @@ fn probes_only_attaches_programs_that_record_nothing() {
     let scratch = Scratch::new("record", "probes-only");
     let sample = build_sample(&scratch, "alloc_counts.c");
     let trace = scratch.path("empty.trace");
-    let output = record_launch(
+    record_ok(
         &trace,
         &["--probes-only"],
         &[sample.to_str().expect("utf-8 path")],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let facts = TraceFacts::from_records(&read_trace(&trace));
     assert!(facts.has_end, "no End record");
@@ -1046,12 +948,7 @@ fn stackless_bench_modes_record_every_event_and_no_stack() {
     let sample = build_sample(&scratch, "alloc_counts.c");
     for mode in ["--no-stacks", "--stack-read-only"] {
         let trace = scratch.path(&format!("{}.trace", mode.trim_start_matches('-')));
-        let output = record_launch(&trace, &[mode], &[sample.to_str().expect("utf-8 path")]);
-        assert!(
-            output.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        record_ok(&trace, &[mode], &[sample.to_str().expect("utf-8 path")]);
         let facts = TraceFacts::from_records(&read_trace(&trace));
         assert_alloc_counts_sample(&facts);
         // Every event refers to the one stack without frames (the unknown stack).

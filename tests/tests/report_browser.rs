@@ -12,12 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
-    SymbolFrame, TraceMeta, TraceWriter, Unwinder,
-};
+use memtrail_format::testing::{StackLayout, TraceBuilder};
+use memtrail_format::{EndTotals, LostReason, TraceMeta};
 use memtrail_tests::{
-    Scratch, bpf_available, compile_sample, record_command, repo_root, workspace_binary,
+    Scratch, analyzer, bpf_available, compile_sample, record_ok, repo_root, run_ok,
 };
 use serde_json::{Value, json};
 
@@ -258,15 +256,7 @@ impl Drop for Browser {
 }
 
 fn memtrail(args: &[&str]) {
-    let out = Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
-        .args(args)
-        .output()
-        .expect("run memtrail");
-    assert!(
-        out.status.success(),
-        "memtrail {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new(analyzer()).args(args));
 }
 
 /// Console entries at level SEVERE (errors), with the page's URL trimmed out.
@@ -386,118 +376,41 @@ fn cxx_trace(path: &Path) {
         page_size: 4096,
         ..TraceMeta::default()
     };
-    let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-    w.write(&Record::Module(Box::new(Module {
-        id: 1,
-        path: "/srv/server".into(),
-        build_id: vec![3; 20],
-        ranges: vec![],
-    })))
-    .unwrap();
-    let file = w.intern("cache.hpp").unwrap();
-    let stacks: [(u32, &[&str]); 2] = [
-        (
-            1,
-            &[
-                "std::vector<Entry, std::allocator<Entry> >::_M_realloc_insert<Entry const&>",
-                "Cache<std::string, Entry>::insert(std::string const&, Entry&&)",
-                "main",
-            ],
-        ),
-        (2, &["load_config(char const*)", "main"]),
-    ];
-    for (id, names) in stacks {
-        let mut frames = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let offset = u64::from(id) * 0x1000 + i as u64 * 0x10;
-            frames.push(StackFrame {
-                module: 1,
-                offset,
-                address: 0x5555_0000_0000 + offset,
-            });
-            let function = w.intern(name).unwrap();
-            w.write(&Record::Symbol(Symbol {
-                module: 1,
-                offset,
-                frames: vec![SymbolFrame {
-                    function,
-                    file,
-                    line: 10 + i as u32,
-                }],
-            }))
-            .unwrap();
-        }
-        w.write(&Record::Stack(Stack {
-            id,
-            unwinder: Unwinder::FramePointer,
-            truncated: false,
-            frames,
-        }))
-        .unwrap();
-    }
+    let mut t = TraceBuilder::new(&meta);
+    t.module(1, "/srv/server", &[3; 20]).layout(StackLayout {
+        module: 1,
+        load: 0x5555_0000_0000,
+        file: "cache.hpp".into(),
+        first_line: 10,
+    });
+    t.string("cache.hpp");
+    t.named_stack(
+        1,
+        &[
+            "std::vector<Entry, std::allocator<Entry> >::_M_realloc_insert<Entry const&>",
+            "Cache<std::string, Entry>::insert(std::string const&, Entry&&)",
+            "main",
+        ],
+    )
+    .named_stack(2, &["load_config(char const*)", "main"]);
     let mut address = 0x10_0000u64;
     for i in 0..500u64 {
         address += 0x1000;
         let time = (i + 1) * 10 * MS;
-        w.write(&Record::Alloc {
-            time,
-            thread: 1,
-            address,
-            size: 1024,
-            stack: 1,
-            api: AllocApi::Malloc,
-        })
-        .unwrap();
+        t.alloc(time, address, 1024, 1);
         if i % 50 == 0 {
-            w.write(&Record::Rss {
-                time,
-                rss_bytes: (4 << 20) + i * 1100,
-                anon_bytes: i * 1024,
-            })
-            .unwrap();
+            t.rss(time, (4 << 20) + i * 1100, i * 1024);
         }
         if i % 2 == 0 {
             // Temporaries from the same stack, freed at once.
-            w.write(&Record::Alloc {
-                time: time + 1000,
-                thread: 1,
-                address: address + 0x800,
-                size: 64,
-                stack: 1,
-                api: AllocApi::Malloc,
-            })
-            .unwrap();
-            w.write(&Record::Free {
-                time: time + 50_000,
-                thread: 1,
-                address: address + 0x800,
-                size: 0,
-                api: FreeApi::Free,
-            })
-            .unwrap();
+            t.alloc(time + 1000, address + 0x800, 64, 1)
+                .free(time + 50_000, address + 0x800);
         }
     }
-    w.write(&Record::Alloc {
-        time: 5 * MS,
-        thread: 1,
-        address: 0x1000,
-        size: 300,
-        stack: 2,
-        api: AllocApi::Malloc,
-    })
-    .unwrap();
-    w.write(&Record::Lost {
-        time: 5_050 * MS,
-        count: 7,
-        reason: LostReason::RingBufferFull,
-    })
-    .unwrap();
-    w.write(&Record::End {
-        time: 5_100 * MS,
-        totals: EndTotals::default(),
-    })
-    .unwrap();
-    std::fs::write(path, w.finish().unwrap()).unwrap();
+    t.alloc(5 * MS, 0x1000, 300, 2)
+        .lost(5_050 * MS, 7, LostReason::RingBufferFull)
+        .end_with(5_100 * MS, EndTotals::default());
+    t.write(path);
 }
 
 #[test]
@@ -560,8 +473,8 @@ fn diff_report_of_the_fibonacci_leak_renders_in_the_browser() {
     compile_sample(&repo_root().join("samples/fibonacci.c"), &leaking);
     compile_sample(&repo_root().join("samples/fibonacci_fixed.c"), &fixed);
     let (leak_trace, fixed_trace) = (scratch.path("leak.trace"), scratch.path("fixed.trace"));
-    record_command(&leak_trace, &[leaking.to_str().unwrap(), "1.5"]);
-    record_command(&fixed_trace, &[fixed.to_str().unwrap(), "1.5"]);
+    record_ok(&leak_trace, &[], &[leaking.to_str().unwrap(), "1.5"]);
+    record_ok(&fixed_trace, &[], &[fixed.to_str().unwrap(), "1.5"]);
 
     let single = scratch.path("leak.html");
     memtrail(&[
@@ -608,13 +521,13 @@ fn diff_report_of_the_fibonacci_leak_renders_in_the_browser() {
     assert_eq!(status, "shrunk");
 }
 
-/// The hostile trace (`memtrail_tests::hostile`: escape sequences, C1, DEL, bidi overrides,
+/// The hostile trace (`memtrail_format::testing::escapes`: escape sequences, C1, DEL, bidi overrides,
 /// `</script><script>alert(1)</script>`, `]]>`, formulas in every name it carries): the report
 /// and the comparison report render, run no injected script, log no console error, and show
 /// the control characters as visible escapes.
 #[test]
 fn report_of_a_hostile_trace_runs_no_injected_script() {
-    use memtrail_tests::hostile::{self, FORMULA, SCRIPT};
+    use memtrail_format::testing::escapes::{self as hostile, FORMULA, SCRIPT};
     let Some((chromium, chromedriver)) = browser() else {
         return;
     };

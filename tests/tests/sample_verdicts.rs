@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
+use memtrail_tests::{Scratch, analyzer, bpf_available, recorder, repo_root, run_ok};
 use serde_json::Value;
 
 /// How a sample is compiled.
@@ -218,26 +218,22 @@ fn case(name: &str) -> &'static Case {
         .unwrap_or_else(|| panic!("no case {name}"))
 }
 
-fn run_tool(program: &Path, args: &[&str], what: &str) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+/// Runs `program args`, expecting success without a panic; returns its stdout.
+fn run_tool(program: &Path, args: &[&str]) -> String {
+    let output = run_ok(Command::new(program).args(args));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{what} {args:?} failed: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn compile(compiler: &str, build: Build, output: &Path, inputs: &[&Path], extra: &[&str]) {
-    let status = Command::new(compiler)
-        .args(["-O1", "-g", build.c_flag(), "-pthread", "-o"])
-        .arg(output)
-        .args(inputs)
-        .args(extra)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {inputs:?}");
+    memtrail_tests::compile(
+        compiler,
+        &["-O1", "-g", build.c_flag(), "-pthread"],
+        output,
+        inputs,
+        extra,
+    );
 }
 
 /// The Rust samples' release build for `build`, made once per test process, in a directory
@@ -262,8 +258,7 @@ fn rust_samples(build: Build) -> &'static Path {
             Build::FramePointers => cargo.env("RUSTFLAGS", "-C force-frame-pointers=yes"),
             Build::NoFramePointers => cargo.env_remove("RUSTFLAGS"),
         };
-        let status = cargo.status().expect("run cargo");
-        assert!(status.success(), "cargo build of samples/rust-leaks failed");
+        run_ok(&mut cargo);
         target.join("release")
     })
 }
@@ -314,20 +309,12 @@ fn record(scratch: &Scratch, case: &Case, build: Build) -> PathBuf {
     let mut args = vec!["-q", "-o", trace.to_str().expect("utf-8 path"), "--"];
     args.push(program.to_str().expect("utf-8 path"));
     args.extend_from_slice(case.args);
-    run_tool(
-        &workspace_binary("MEMTRAIL_RECORD", "memtrail-record"),
-        &args,
-        "memtrail-record",
-    );
+    run_tool(&recorder(), &args);
     trace
 }
 
 fn memtrail_json(args: &[&str]) -> Value {
-    let text = run_tool(
-        &workspace_binary("MEMTRAIL_BIN", "memtrail"),
-        args,
-        "memtrail",
-    );
+    let text = run_tool(&analyzer(), args);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 

@@ -6,18 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use memtrail_tests::{Scratch, repo_root, workspace_binary};
+use memtrail_tests::{Scratch, assert_ok, compile_sample, recorder, repo_root, run_ok};
 use serde_json::Value;
 
 fn build(scratch: &Scratch, source: &str, name: &str) -> PathBuf {
     let output = scratch.path(name);
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&output)
-        .arg(repo_root().join("samples").join(source))
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run gcc: {e}"));
-    assert!(status.success(), "gcc failed on {source}");
+    compile_sample(&repo_root().join("samples").join(source), &output);
     output
 }
 
@@ -48,25 +42,27 @@ impl Drop for Running {
     }
 }
 
-fn recorder() -> PathBuf {
-    workspace_binary("MEMTRAIL_RECORD", "memtrail-record")
+fn suspects_command(args: &[&str]) -> Command {
+    let mut command = Command::new(recorder());
+    command.arg("suspects").args(args);
+    command
 }
 
+/// Runs `memtrail-record suspects args`, whatever the outcome.
 fn suspects(args: &[&str]) -> Output {
-    Command::new(recorder())
-        .arg("suspects")
-        .args(args)
+    suspects_command(args)
         .output()
         .expect("run memtrail-record suspects")
 }
 
+/// Runs `memtrail-record suspects args`, expecting success.
+fn suspects_ok(args: &[&str]) -> Output {
+    run_ok(&mut suspects_command(args))
+}
+
 fn suspects_json(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "suspects failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_ok("memtrail-record suspects", output);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -165,7 +161,7 @@ fn filters_by_pid_and_name_and_prints_a_table() {
     assert_eq!(none["processes_watched"], 0, "{none}");
     assert_eq!(listed_pids(&none), Vec::<u64>::new());
 
-    let table = suspects(&[
+    let table = suspects_ok(&[
         "--name",
         "leak_filtered",
         "--interval",
@@ -173,7 +169,6 @@ fn filters_by_pid_and_name_and_prints_a_table() {
         "--duration",
         "1s",
     ]);
-    assert!(table.status.success());
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("1 process grew steadily"), "{text}");
     assert!(
@@ -300,7 +295,7 @@ fn hostile_names_and_command_lines_are_escaped() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
 
-    use memtrail_tests::hostile::assert_no_raw_controls;
+    use memtrail_format::testing::escapes::assert_no_raw_controls;
 
     let scratch = Scratch::new("suspects", "hostile");
     let leaking = build(&scratch, "fibonacci.c", "fibonacci");
@@ -335,8 +330,7 @@ fn hostile_names_and_command_lines_are_escaped() {
         "1.2s",
     ];
 
-    let table = suspects(&options);
-    assert!(table.status.success());
+    let table = suspects_ok(&options);
     let text = String::from_utf8(table.stdout).expect("UTF-8 table");
     assert_no_raw_controls("the suspects table", &text);
     for visible in [

@@ -13,11 +13,14 @@
 //! record_e2e.rs for MEMTRAIL_REQUIRE_BPF.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use memtrail_format::{Record, Stack, Unwinder};
-use memtrail_tests::{Scratch, bpf_available, repo_root, workspace_binary};
+use memtrail_tests::{
+    Scratch, analyzer, assert_ok, bpf_available, record_ok, recorder, repo_root, run_ok,
+};
 
 fn compile(scratch: &Scratch, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
     let source_path = repo_root().join("samples").join(source);
@@ -26,14 +29,7 @@ fn compile(scratch: &Scratch, compiler: &str, source: &str, flags: &[&str]) -> P
         .and_then(|s| s.to_str())
         .expect("name");
     let output = scratch.path(stem);
-    let status = Command::new(compiler)
-        .args(flags)
-        .arg("-o")
-        .arg(&output)
-        .arg(&source_path)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {source}");
+    memtrail_tests::compile(compiler, flags, &output, &[&source_path], &[]);
     output
 }
 
@@ -105,18 +101,7 @@ struct Recorded {
 
 fn record(scratch: &Scratch, unwind: &str, command: &[&str]) -> Recorded {
     let trace = scratch.path(&format!("{unwind}.trace"));
-    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
-        .args(["-q", "--unwind", unwind, "-o"])
-        .arg(&trace)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("run memtrail-record");
-    assert!(
-        output.status.success(),
-        "memtrail-record failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    record_ok(&trace, &["--unwind", unwind], command);
     let records: Vec<Record> = memtrail_format::TraceReader::open(&trace)
         .expect("open trace")
         .map(|r| r.expect("read record"))
@@ -358,16 +343,12 @@ fn rust_release_build_gives_gdbs_stacks() {
     }
     let scratch = Scratch::new("unwind_e2e", "rust");
     let target_dir = scratch.path("target");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(repo_root().join("samples/unwind_rust/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "cargo build of samples/unwind_rust failed"
+    run_ok(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(repo_root().join("samples/unwind_rust/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("RUSTFLAGS"),
     );
     let binary = target_dir.join("release/unwind_rust");
     let command = [binary.to_str().expect("utf-8 path")];
@@ -429,18 +410,14 @@ fn attaching_to_a_running_process_unwinds_with_its_tables() {
         .expect("start fibonacci");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let trace = scratch.path("attach.trace");
-    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
+    let output = Command::new(recorder())
         .args(["-q", "--duration", "1", "-p", &child.id().to_string(), "-o"])
         .arg(&trace)
         .output()
         .expect("run memtrail-record");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_ok("memtrail-record -p", &output);
     let records: Vec<Record> = memtrail_format::TraceReader::open(&trace)
         .expect("open trace")
         .map(|r| r.expect("read record"))
@@ -463,28 +440,11 @@ fn fibonacci_built_with_plain_o2_is_found_with_its_caller() {
     let scratch = Scratch::new("unwind_e2e", "fibonacci");
     let binary = compile(&scratch, "gcc", "fibonacci.c", &["-O2"]);
     let trace = scratch.path("fibonacci.trace");
-    let output = Command::new(workspace_binary("MEMTRAIL_RECORD", "memtrail-record"))
-        .args(["-q", "-o"])
-        .arg(&trace)
-        .arg("--")
-        .arg(&binary)
-        .arg("1.5")
-        .output()
-        .expect("run memtrail-record");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let output = Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
-        .args(["leaks", "--json"])
-        .arg(&trace)
-        .output()
-        .expect("run memtrail leaks");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    record_ok(&trace, &[], &[binary.as_os_str(), OsStr::new("1.5")]);
+    let output = run_ok(
+        Command::new(analyzer())
+            .args(["leaks", "--json"])
+            .arg(&trace),
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
     let first = &report["candidates"][0];
@@ -557,13 +517,13 @@ fn every_allocation_of_the_benchmark_workload_gets_its_call_paths_stack() {
     ] {
         let scratch = Scratch::new("unwind_e2e", &format!("workload_{name}"));
         let binary = scratch.path("workload");
-        let status = Command::new("gcc")
-            .args(["-O2", "-g", frame_pointers, "-o"])
-            .arg(&binary)
-            .arg(repo_root().join("bench").join("workload.c"))
-            .status()
-            .expect("run gcc");
-        assert!(status.success(), "gcc failed on bench/workload.c");
+        memtrail_tests::compile(
+            "gcc",
+            &["-O2", "-g", frame_pointers],
+            &binary,
+            &[&repo_root().join("bench").join("workload.c")],
+            &[],
+        );
         let arguments = [pairs.to_string(), depth.to_string()];
         let command = [
             binary.to_str().expect("utf-8 path"),

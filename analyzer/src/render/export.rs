@@ -5,7 +5,7 @@ use std::io::Write;
 
 use polars::prelude::*;
 
-use crate::aggregate::{StackRow, stacks_dataframe};
+use crate::aggregate::{RowLabels, StackRow};
 use crate::analysis::Analysis;
 use crate::escape;
 use crate::replay::AllocationRow;
@@ -292,5 +292,51 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
         text(&|_, s| s.top_function().to_owned()),
     ));
     columns.push(Column::new("key".into(), text(&|_, s| s.key.clone())));
+    DataFrame::new_infer_height(columns)
+}
+
+/// Builds the per-stack `DataFrame`: one row per stack, numbers scaled by `scale` (the
+/// sampling weight per stack; 1.0 for unsampled traces).
+pub fn stacks_dataframe(
+    rows: &[StackRow],
+    labels: &[RowLabels],
+    scale: impl Fn(&StackRow) -> f64,
+) -> PolarsResult<DataFrame> {
+    let s = |f: fn(&StackRow) -> u64| -> Vec<u64> {
+        rows.iter()
+            .map(|r| (f(r) as f64 * scale(r)).round() as u64)
+            .collect()
+    };
+    let raw = |f: fn(&StackRow) -> u64| -> Vec<u64> { rows.iter().map(f).collect() };
+    let opt =
+        |f: fn(&StackRow) -> Option<u64>| -> Vec<Option<u64>> { rows.iter().map(f).collect() };
+    let text = |f: fn(&RowLabels) -> &str| -> Vec<String> {
+        labels.iter().map(|l| f(l).to_owned()).collect()
+    };
+    let columns = vec![
+        Column::new(
+            "stack_id".into(),
+            rows.iter().map(|r| r.stack_id).collect::<Vec<u32>>(),
+        ),
+        Column::new("verdict".into(), text(|l| &l.verdict)),
+        Column::new("unfreed_bytes".into(), s(|r| r.unfreed_bytes)),
+        Column::new("unfreed_allocations".into(), s(|r| r.unfreed_allocations)),
+        Column::new("live_bytes".into(), s(|r| r.live_bytes)),
+        Column::new("live_allocations".into(), s(|r| r.live_allocations)),
+        Column::new("allocations".into(), s(|r| r.allocations)),
+        Column::new("allocated_bytes".into(), s(|r| r.allocated_bytes)),
+        Column::new("frees".into(), s(|r| r.frees)),
+        Column::new("freed_bytes".into(), s(|r| r.freed_bytes)),
+        Column::new("peak_bytes".into(), s(|r| r.peak_bytes)),
+        Column::new("first_alloc_ns".into(), raw(|r| r.first_alloc_ns)),
+        Column::new("last_alloc_ns".into(), raw(|r| r.last_alloc_ns)),
+        Column::new("lifetime_p50_ns".into(), opt(|r| r.lifetime_p50_ns)),
+        Column::new("lifetime_p90_ns".into(), opt(|r| r.lifetime_p90_ns)),
+        Column::new("lifetime_p99_ns".into(), opt(|r| r.lifetime_p99_ns)),
+        Column::new("lifetime_max_ns".into(), opt(|r| r.lifetime_max_ns)),
+        Column::new("top_function".into(), text(|l| &l.top_function)),
+        Column::new("frames".into(), text(|l| &l.frames)),
+        Column::new("reason".into(), text(|l| &l.reason)),
+    ];
     DataFrame::new_infer_height(columns)
 }

@@ -1,7 +1,7 @@
 //! JSON output. The field names here are a public contract (scripts and CI jobs read them):
 //! add fields freely, never rename or remove one.
 //!
-//! The contract, every key of every command, is docs/json.md; tests/tests/json_contract.rs
+//! The contract, every key of every command, is docs/json.md; analyzer/tests/json_contract.rs
 //! checks each documented key against the output. Times are nanoseconds since the
 //! start of the trace; sizes are bytes. Strings hold the trace's raw text: DEL, C1 controls
 //! and bidi overrides are `\uXXXX` escapes, which parse back to the same characters.

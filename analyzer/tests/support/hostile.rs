@@ -1,74 +1,51 @@
 //! Crafted hostile traces: small files that declare a lot. Shared by `tests/hostile.rs` (which
-//! checks the analyzer's answers to them) and `examples/hostile_seeds.rs` (which writes them as
-//! fuzzer seeds under `analyzer/fuzz/seeds/`). Every generator is deterministic: the same
-//! arguments give the same bytes.
+//! checks the analyzer's answers to them), `tests/cli.rs` and `examples/hostile_seeds.rs`
+//! (which writes them as fuzzer seeds under `analyzer/fuzz/seeds/`). Every generator is
+//! deterministic: the same arguments give the same bytes (the committed seeds are these).
 
 #![allow(dead_code)]
 
+use memtrail_format::testing::TraceBuilder;
 use memtrail_format::{
     AllocApi, EndTotals, FreeApi, LostReason, MAX_LIST, MAX_STRING, Module, Record, Stack,
-    StackFrame, Symbol, SymbolFrame, TraceMeta, TraceWriter, Unwinder, WriterOptions,
+    StackFrame, Symbol, SymbolFrame, TraceMeta, Unwinder, WriterOptions,
 };
 
-/// A writer whose output depends only on the records: no time-based flushes, the largest
+/// Options whose output depends only on the records: no time-based flushes, the largest
 /// frames and the strongest compression (hostile files are as small as they can be).
-pub fn writer() -> TraceWriter<Vec<u8>> {
+const OPTIONS: WriterOptions = WriterOptions {
+    frame_bytes: 8 << 20,
+    level: 9,
+    flush_interval: None,
+};
+
+/// A trace written with `OPTIONS`.
+pub fn writer() -> TraceBuilder {
     let meta = TraceMeta {
         tool_version: "hostile".into(),
         command_line: vec!["hostile".into()],
         page_size: 4096,
         ..TraceMeta::default()
     };
-    let options = WriterOptions {
-        frame_bytes: 8 << 20,
-        level: 9,
-        flush_interval: None,
-    };
-    TraceWriter::with_options(Vec::new(), &meta, options).expect("a writer on a Vec")
+    TraceBuilder::with_options(&meta, OPTIONS)
 }
 
-fn put(w: &mut TraceWriter<Vec<u8>>, r: Record) {
-    w.write(&r).expect("writing to a Vec");
-}
-
-fn end(mut w: TraceWriter<Vec<u8>>, time: u64) -> Vec<u8> {
-    put(
-        &mut w,
-        Record::End {
-            time,
-            totals: EndTotals::default(),
-        },
-    );
-    w.finish().expect("finishing a Vec")
-}
-
-fn alloc(w: &mut TraceWriter<Vec<u8>>, time: u64, address: u64, size: u64, stack: u32) {
-    put(
-        w,
-        Record::Alloc {
-            time,
-            thread: 1,
-            address,
-            size,
-            stack,
-            api: AllocApi::Malloc,
-        },
-    );
+/// The trace's bytes, ended at `time` exactly.
+fn end(mut w: TraceBuilder, time: u64) -> Vec<u8> {
+    w.end_with(time, EndTotals::default());
+    w.bytes()
 }
 
 /// `stacks` stacks of `depth` frames each (at most `MAX_LIST`), each allocating one block
 /// that is never freed, so every stack is a leak candidate the reports resolve.
 pub fn deep_stacks(stacks: u32, depth: usize) -> Vec<u8> {
     let mut w = writer();
-    put(
-        &mut w,
-        Record::Module(Box::new(Module {
-            id: 0,
-            path: "/usr/bin/deep".into(),
-            build_id: vec![],
-            ranges: vec![],
-        })),
-    );
+    w.record(Record::Module(Box::new(Module {
+        id: 0,
+        path: "/usr/bin/deep".into(),
+        build_id: vec![],
+        ranges: vec![],
+    })));
     let depth = depth.min(MAX_LIST);
     for id in 0..stacks {
         // A cycle of 16 return addresses (deep recursion): it compresses to nearly nothing.
@@ -79,24 +56,15 @@ pub fn deep_stacks(stacks: u32, depth: usize) -> Vec<u8> {
                 address: 0x5555_0000_0000 + (d % 16) * 16,
             })
             .collect();
-        put(
-            &mut w,
-            Record::Stack(Stack {
-                id,
-                unwinder: Unwinder::FramePointer,
-                truncated: false,
-                frames,
-            }),
-        );
+        w.record(Record::Stack(Stack {
+            id,
+            unwinder: Unwinder::FramePointer,
+            truncated: false,
+            frames,
+        }));
     }
     for id in 0..stacks {
-        alloc(
-            &mut w,
-            1_000 + u64::from(id),
-            0x1000 + u64::from(id) * 64,
-            64,
-            id,
-        );
+        w.alloc(1_000 + u64::from(id), 0x1000 + u64::from(id) * 64, 64, id);
     }
     end(w, 2_000_000_000)
 }
@@ -106,7 +74,7 @@ pub fn deep_stacks(stacks: u32, depth: usize) -> Vec<u8> {
 pub fn live_blocks(n: u64) -> Vec<u8> {
     let mut w = writer();
     for i in 0..n {
-        alloc(&mut w, i, 0x1_0000 + i * 16, 16, 0);
+        w.alloc(i, 0x1_0000 + i * 16, 16, 0);
     }
     end(w, n)
 }
@@ -115,7 +83,7 @@ pub fn live_blocks(n: u64) -> Vec<u8> {
 pub fn many_stacks(n: u32) -> Vec<u8> {
     let mut w = writer();
     for i in 0..n {
-        alloc(&mut w, u64::from(i), 0x1_0000 + u64::from(i) * 16, 16, i);
+        w.alloc(u64::from(i), 0x1_0000 + u64::from(i) * 16, 16, i);
     }
     end(w, u64::from(n))
 }
@@ -126,102 +94,78 @@ pub fn huge_values() -> Vec<u8> {
     let big = u64::MAX - 1000;
     for (i, stack) in [0u32, 0, 1, 2].into_iter().enumerate() {
         let i = i as u64;
-        alloc(&mut w, 10 + i, 0x1000 + i * 0x100, big, stack);
+        w.alloc(10 + i, 0x1000 + i * 0x100, big, stack);
     }
     // A free of one, then another huge block at the same place.
-    put(
-        &mut w,
-        Record::Free {
-            time: 20,
-            thread: 1,
-            address: 0x1000,
-            size: 0,
-            api: FreeApi::Free,
-        },
-    );
-    alloc(&mut w, 21, 0x1000, u64::MAX, 3);
+    w.record(Record::Free {
+        time: 20,
+        thread: 1,
+        address: 0x1000,
+        size: 0,
+        api: FreeApi::Free,
+    });
+    w.alloc(21, 0x1000, u64::MAX, 3);
     // A realloc to a huge size and a mapping to the end of the address space, cut in the
     // middle and unmapped without a length.
-    put(
-        &mut w,
-        Record::Realloc {
-            time: 22,
-            thread: 1,
-            old_address: 0x1100,
-            new_address: 0x9000,
-            size: u64::MAX,
-            stack: 4,
-            api: AllocApi::Realloc,
-        },
-    );
-    put(
-        &mut w,
-        Record::Alloc {
-            time: 23,
-            thread: 1,
-            address: u64::MAX - 0xffff,
-            size: u64::MAX,
-            stack: 5,
-            api: AllocApi::Mmap,
-        },
-    );
-    put(
-        &mut w,
-        Record::Free {
-            time: 24,
-            thread: 1,
-            address: u64::MAX - 0x8000,
-            size: 0x1000,
-            api: FreeApi::Munmap,
-        },
-    );
-    put(
-        &mut w,
-        Record::Free {
-            time: 25,
-            thread: 1,
-            address: u64::MAX - 0x4000,
-            size: 0,
-            api: FreeApi::Munmap,
-        },
-    );
+    w.record(Record::Realloc {
+        time: 22,
+        thread: 1,
+        old_address: 0x1100,
+        new_address: 0x9000,
+        size: u64::MAX,
+        stack: 4,
+        api: AllocApi::Realloc,
+    });
+    w.record(Record::Alloc {
+        time: 23,
+        thread: 1,
+        address: u64::MAX - 0xffff,
+        size: u64::MAX,
+        stack: 5,
+        api: AllocApi::Mmap,
+    });
+    w.record(Record::Free {
+        time: 24,
+        thread: 1,
+        address: u64::MAX - 0x8000,
+        size: 0x1000,
+        api: FreeApi::Munmap,
+    });
+    w.record(Record::Free {
+        time: 25,
+        thread: 1,
+        address: u64::MAX - 0x4000,
+        size: 0,
+        api: FreeApi::Munmap,
+    });
     for reason in [
         LostReason::RingBufferFull,
         LostReason::RingBufferFull,
         LostReason::Recorder,
     ] {
-        put(
-            &mut w,
-            Record::Lost {
-                time: 26,
-                count: u64::MAX - 1,
-                reason,
-            },
-        );
+        w.record(Record::Lost {
+            time: 26,
+            count: u64::MAX - 1,
+            reason,
+        });
     }
-    put(
-        &mut w,
-        Record::Rss {
-            time: u64::MAX - 2,
-            rss_bytes: u64::MAX,
-            anon_bytes: u64::MAX,
-        },
-    );
+    w.record(Record::Rss {
+        time: u64::MAX - 2,
+        rss_bytes: u64::MAX,
+        anon_bytes: u64::MAX,
+    });
     // The clock at the end of time: curves' buckets at their widest.
-    alloc(&mut w, u64::MAX - 1, 0x2000, u64::MAX / 2, 6);
-    put(
-        &mut w,
-        Record::End {
-            time: u64::MAX,
-            totals: EndTotals {
-                allocations: u64::MAX,
-                frees: u64::MAX,
-                reallocs: u64::MAX,
-                lost: u64::MAX,
-            },
+    w.alloc(u64::MAX - 1, 0x2000, u64::MAX / 2, 6);
+    w.record(Record::End {
+        time: u64::MAX,
+        totals: EndTotals {
+            allocations: u64::MAX,
+            frees: u64::MAX,
+            reallocs: u64::MAX,
+            lost: u64::MAX,
         },
-    );
-    w.finish().expect("finishing a Vec")
+    });
+    w.bytes()
 }
 
 /// Names as large as the format allows: `strings` strings of `MAX_STRING` bytes, a symbol
@@ -230,59 +174,44 @@ pub fn huge_values() -> Vec<u8> {
 /// a cap).
 pub fn big_names(strings: u32, stacks: u32, depth: usize) -> Vec<u8> {
     let mut w = writer();
-    put(
-        &mut w,
-        Record::Module(Box::new(Module {
-            id: 0,
-            path: "/usr/bin/names".into(),
-            build_id: vec![0xab; 256],
-            ranges: vec![],
-        })),
-    );
+    w.record(Record::Module(Box::new(Module {
+        id: 0,
+        path: "/usr/bin/names".into(),
+        build_id: vec![0xab; 256],
+        ranges: vec![],
+    })));
     for id in 0..strings {
         let value = char::from(b'a' + (id % 26) as u8)
             .to_string()
             .repeat(MAX_STRING);
-        put(&mut w, Record::String { id, value });
+        w.record(Record::String { id, value });
     }
-    put(
-        &mut w,
-        Record::Symbol(Symbol {
-            module: 0,
-            offset: 0x10,
-            frames: (0..MAX_LIST as u32)
-                .map(|i| SymbolFrame {
-                    function: i % strings.max(1),
-                    file: (i + 1) % strings.max(1),
-                    line: i,
-                })
-                .collect(),
-        }),
-    );
+    w.record(Record::Symbol(Symbol {
+        module: 0,
+        offset: 0x10,
+        frames: (0..MAX_LIST as u32)
+            .map(|i| SymbolFrame {
+                function: i % strings.max(1),
+                file: (i + 1) % strings.max(1),
+                line: i,
+            })
+            .collect(),
+    }));
     for id in 0..stacks {
-        put(
-            &mut w,
-            Record::Stack(Stack {
-                id,
-                unwinder: Unwinder::Dwarf,
-                truncated: true,
-                frames: vec![
-                    StackFrame {
-                        module: 0,
-                        offset: 0x10,
-                        address: 0x5555_0000_0010,
-                    };
-                    depth.min(MAX_LIST)
-                ],
-            }),
-        );
-        alloc(
-            &mut w,
-            100 + u64::from(id),
-            0x1000 + u64::from(id) * 32,
-            32,
+        w.record(Record::Stack(Stack {
             id,
-        );
+            unwinder: Unwinder::Dwarf,
+            truncated: true,
+            frames: vec![
+                StackFrame {
+                    module: 0,
+                    offset: 0x10,
+                    address: 0x5555_0000_0010,
+                };
+                depth.min(MAX_LIST)
+            ],
+        }));
+        w.alloc(100 + u64::from(id), 0x1000 + u64::from(id) * 32, 32, id);
     }
     end(w, 1_000_000_000)
 }
@@ -299,46 +228,32 @@ pub fn capacity_claims() -> Vec<u8> {
         time_resolution_ns: u32::MAX,
         ..TraceMeta::default()
     };
-    let options = WriterOptions {
-        frame_bytes: 8 << 20,
-        level: 9,
-        flush_interval: None,
-    };
-    let mut w = TraceWriter::with_options(Vec::new(), &meta, options).expect("a writer");
-    put(
-        &mut w,
-        Record::String {
-            id: u32::MAX - 1,
-            value: "f".into(),
-        },
-    );
-    put(
-        &mut w,
-        Record::Module(Box::new(Module {
-            id: u32::MAX - 1,
-            path: "/m".into(),
-            build_id: vec![],
-            ranges: vec![],
-        })),
-    );
+    let mut w = TraceBuilder::with_options(&meta, OPTIONS);
+    w.record(Record::String {
+        id: u32::MAX - 1,
+        value: "f".into(),
+    });
+    w.record(Record::Module(Box::new(Module {
+        id: u32::MAX - 1,
+        path: "/m".into(),
+        build_id: vec![],
+        ranges: vec![],
+    })));
     for (i, stack) in [(1 << 22) - 1, 1 << 22, u32::MAX - 1, u32::MAX]
         .into_iter()
         .enumerate()
     {
-        put(
-            &mut w,
-            Record::Stack(Stack {
-                id: stack,
-                unwinder: Unwinder::FramePointer,
-                truncated: false,
-                frames: vec![StackFrame {
-                    module: u32::MAX - 1,
-                    offset: u64::MAX,
-                    address: u64::MAX,
-                }],
-            }),
-        );
-        alloc(&mut w, 10 + i as u64, 0x1000 + i as u64 * 16, 1, stack);
+        w.record(Record::Stack(Stack {
+            id: stack,
+            unwinder: Unwinder::FramePointer,
+            truncated: false,
+            frames: vec![StackFrame {
+                module: u32::MAX - 1,
+                offset: u64::MAX,
+                address: u64::MAX,
+            }],
+        }));
+        w.alloc(10 + i as u64, 0x1000 + i as u64 * 16, 1, stack);
     }
     end(w, 1_000)
 }

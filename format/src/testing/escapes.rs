@@ -1,14 +1,14 @@
 //! A hostile trace: every text a traced program controls (command line, module paths,
 //! function and file names) and the ones from the host (host name, kernel release, recorder
 //! facts) holds escape sequences, C1 controls, DEL, bidi overrides, characters XML forbids,
-//! markup meant to break out of HTML and spreadsheet formulas. Used by the escaping tests.
+//! markup meant to break out of HTML and spreadsheet formulas. Used by the escaping tests
+//! (`analyzer/tests/escaping.rs`), the JSON contract test and the browser test of the HTML
+//! report; `assert_no_raw_controls` also checks what the recorder prints.
 
 use std::path::Path;
 
-use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
-    SymbolFrame, TraceMeta, TraceWriter, Unwinder,
-};
+use super::{StackLayout, TraceBuilder};
+use crate::{AllocApi, FreeApi, LostReason, Record, StackFrame, TraceMeta};
 
 /// Sets the terminal's title.
 pub const TITLE: &str = "\x1b]0;pwned\x07";
@@ -108,49 +108,22 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
         )],
         ..TraceMeta::default()
     };
-    let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-    w.write(&Record::Module(Box::new(Module {
-        id: 1,
-        path: MODULE.into(),
-        build_id: vec![7; 20],
-        ranges: vec![],
-    })))
-    .unwrap();
-    let file = w.intern(FILE).unwrap();
+    let mut t = TraceBuilder::new(&meta);
+    t.module(1, MODULE, &[7; 20]).layout(StackLayout {
+        module: 1,
+        load: 0x5555_0000_0000,
+        file: FILE.into(),
+        first_line: 10,
+    });
     for (id, names) in STACKS {
-        let mut frames = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let offset = u64::from(id) * 0x1000 + i as u64 * 0x10;
-            frames.push(StackFrame {
-                module: 1,
-                offset,
-                address: 0x5555_0000_0000 + offset,
-            });
-            let function = w.intern(name).unwrap();
-            w.write(&Record::Symbol(Symbol {
-                module: 1,
-                offset,
-                frames: vec![SymbolFrame {
-                    function,
-                    file,
-                    line: 10 + i as u32,
-                }],
-            }))
-            .unwrap();
-        }
+        let mut frames = t.named_frames(id, names);
         // One frame without a symbol: shown as `module+0xoffset`.
         frames.push(StackFrame {
             module: 1,
             offset: 0xdead,
             address: 0x5555_0000_dead,
         });
-        w.write(&Record::Stack(Stack {
-            id,
-            unwinder: Unwinder::FramePointer,
-            truncated: false,
-            frames,
-        }))
-        .unwrap();
+        t.stack(id, frames);
     }
     let mut address = 0x10_0000u64;
     for step in 0..200u64 {
@@ -158,19 +131,11 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
         for (k, (stack, _)) in STACKS.iter().enumerate() {
             for _ in 0..scale[k] {
                 address += 0x1000;
-                w.write(&Record::Alloc {
-                    time,
-                    thread: 1,
-                    address,
-                    size: 1024,
-                    stack: *stack,
-                    api: AllocApi::Malloc,
-                })
-                .unwrap();
+                t.alloc(time, address, 1024, *stack);
             }
         }
-        // Short-lived blocks: lifetimes to show.
-        w.write(&Record::Alloc {
+        // Short-lived blocks on another thread: lifetimes to show.
+        t.record(Record::Alloc {
             time: time + 1000,
             thread: 2,
             address: 0x7000_0000,
@@ -178,34 +143,18 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
             stack: 1,
             api: AllocApi::Malloc,
         })
-        .unwrap();
-        w.write(&Record::Free {
+        .record(Record::Free {
             time: time + 20_000,
             thread: 2,
             address: 0x7000_0000,
             size: 0,
             api: FreeApi::Free,
-        })
-        .unwrap();
+        });
         if step % 20 == 0 {
-            w.write(&Record::Rss {
-                time,
-                rss_bytes: (4 << 20) + step * 4096,
-                anon_bytes: step * 4096,
-            })
-            .unwrap();
+            t.rss(time, (4 << 20) + step * 4096, step * 4096);
         }
     }
-    w.write(&Record::Lost {
-        time: 2_005 * MS,
-        count: 3,
-        reason: LostReason::RingBufferFull,
-    })
-    .unwrap();
-    w.write(&Record::End {
-        time: 2_010 * MS,
-        totals: EndTotals::default(),
-    })
-    .unwrap();
-    std::fs::write(path, w.finish().unwrap()).unwrap();
+    t.lost(2_005 * MS, 3, LostReason::RingBufferFull)
+        .end_with(2_010 * MS, Default::default());
+    t.write(path);
 }

@@ -3,15 +3,19 @@
 //! source of the list, so a key dropped from the code, or documented but never written, fails
 //! here.
 
-use std::collections::BTreeMap;
-use std::process::Command;
+mod support;
 
-use memtrail_tests::{Scratch, hostile, repo_root, workspace_binary};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use memtrail_format::testing::escapes as hostile;
 use serde_json::Value;
+use support::{Scratch, memtrail};
 
 /// `## `memtrail info --json`` -> the key paths listed under it.
 fn documented_keys() -> BTreeMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(repo_root().join("docs/json.md")).expect("docs/json.md");
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/json.md");
+    let text = std::fs::read_to_string(doc).expect("docs/json.md");
     let mut sections: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current = None;
     for line in text.lines() {
@@ -62,10 +66,7 @@ fn check(value: &Value, path: &str, whole: &str, command: &str) {
 }
 
 fn json(args: &[&str], expect_status: i32) -> Value {
-    let out = Command::new(workspace_binary("MEMTRAIL_BIN", "memtrail"))
-        .args(args)
-        .output()
-        .expect("run memtrail");
+    let out = memtrail(args);
     assert_eq!(
         out.status.code(),
         Some(expect_status),

@@ -1,22 +1,17 @@
 //! The `memtrail` binary on synthetic traces: JSON shapes (a public contract), well-formed SVGs
 //! naming the expected functions, exports, and clear errors on bad input.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
-    SymbolFrame, TraceMeta, TraceWriter, Unwinder,
-};
+use memtrail_format::testing::{StackLayout, TraceBuilder};
+use memtrail_format::{AllocApi, EndTotals, LostReason, TraceMeta};
 use serde_json::Value;
+use support::{hostile, memtrail, ok};
 
 const MS: u64 = 1_000_000;
-
-/// The analyzer binary (see `memtrail_tests::workspace_binary`).
-fn memtrail_bin() -> PathBuf {
-    memtrail_tests::workspace_binary("MEMTRAIL_BIN", "memtrail")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("memtrail-analyze-cli-{}", std::process::id()));
@@ -24,58 +19,9 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn memtrail(args: &[&str]) -> Output {
-    Command::new(memtrail_bin())
-        .args(args)
-        .output()
-        .expect("run memtrail")
-}
-
-fn ok(args: &[&str]) -> (String, String) {
-    let out = memtrail(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "memtrail {args:?} failed: {stderr}\n{stdout}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (stdout, stderr)
-}
-
 fn json(args: &[&str]) -> Value {
     let (stdout, _) = ok(args);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{stdout}"))
-}
-
-fn alloc(
-    w: &mut TraceWriter<Vec<u8>>,
-    time: u64,
-    address: u64,
-    size: u64,
-    stack: u32,
-    api: AllocApi,
-) {
-    w.write(&Record::Alloc {
-        time,
-        thread: 1,
-        address,
-        size,
-        stack,
-        api,
-    })
-    .unwrap();
-}
-
-fn free(w: &mut TraceWriter<Vec<u8>>, time: u64, address: u64) {
-    w.write(&Record::Free {
-        time,
-        thread: 1,
-        address,
-        size: 0,
-        api: FreeApi::Free,
-    })
-    .unwrap();
 }
 
 /// A 10 s recording of four stacks: a steady leak under `fibonacci <- child <- start_thread`,
@@ -90,115 +36,51 @@ fn write_trace(path: &Path) -> Vec<u8> {
         page_size: 4096,
         ..TraceMeta::default()
     };
-    let mut w = TraceWriter::new(Vec::new(), &meta).unwrap();
-    w.write(&Record::Module(Box::new(Module {
-        id: 1,
-        path: "/opt/app/fib".into(),
-        build_id: vec![0xab; 20],
-        ranges: vec![],
-    })))
-    .unwrap();
-    let stacks: [(u32, &[&str]); 4] = [
-        (1, &["fibonacci", "child", "start_thread"]),
-        (2, &["cache_insert", "lookup", "main"]),
-        (3, &["init_tables", "main"]),
-        (4, &["tmp_buffer", "main"]),
-    ];
-    for (id, names) in stacks {
-        let mut frames = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let offset = u64::from(id) * 0x1000 + i as u64 * 0x10;
-            frames.push(StackFrame {
-                module: 1,
-                offset,
-                address: 0x5555_0000_0000 + offset,
-            });
-            let function = w.intern(name).unwrap();
-            let file = w.intern("/src/fib.c").unwrap();
-            w.write(&Record::Symbol(Symbol {
-                module: 1,
-                offset,
-                frames: vec![SymbolFrame {
-                    function,
-                    file,
-                    line: 20 + i as u32,
-                }],
-            }))
-            .unwrap();
-        }
-        w.write(&Record::Stack(Stack {
-            id,
-            unwinder: Unwinder::FramePointer,
-            truncated: false,
-            frames,
-        }))
-        .unwrap();
-    }
+    let mut t = TraceBuilder::new(&meta);
+    t.module(1, "/opt/app/fib", &[0xab; 20])
+        .layout(StackLayout {
+            module: 1,
+            load: 0x5555_0000_0000,
+            file: "/src/fib.c".into(),
+            first_line: 20,
+        });
+    t.named_stack(1, &["fibonacci", "child", "start_thread"])
+        .named_stack(2, &["cache_insert", "lookup", "main"])
+        .named_stack(3, &["init_tables", "main"])
+        .named_stack(4, &["tmp_buffer", "main"]);
     for i in 0..10u64 {
-        alloc(
-            &mut w,
-            i * MS,
-            0x3000_0000 + i * 0x1000,
-            4096,
-            3,
-            AllocApi::Calloc,
-        );
+        t.alloc_api(i * MS, 0x3000_0000 + i * 0x1000, 4096, 3, AllocApi::Calloc);
     }
     let mut cache = std::collections::VecDeque::new();
     for step in 0..1000u64 {
         let now = 10 * MS + step * 10 * MS;
-        alloc(
-            &mut w,
-            now,
-            0x1000_0000 + step * 0x2000,
-            8192,
-            1,
-            AllocApi::Calloc,
-        );
+        t.alloc_api(now, 0x1000_0000 + step * 0x2000, 8192, 1, AllocApi::Calloc);
         let addr = 0x2000_0000 + step * 0x100;
-        alloc(&mut w, now + 1000, addr, 256, 2, AllocApi::Malloc);
+        t.alloc(now + 1000, addr, 256, 2);
         cache.push_back(addr);
         if cache.len() > 400 {
             let old = cache.pop_front().unwrap();
-            free(&mut w, now + 2000, old);
+            t.free(now + 2000, old);
         }
-        alloc(&mut w, now + 3000, 0x4000_0000, 64, 4, AllocApi::Malloc);
-        free(&mut w, now + 4000, 0x4000_0000);
+        t.alloc(now + 3000, 0x4000_0000, 64, 4)
+            .free(now + 4000, 0x4000_0000);
         if step % 100 == 0 {
-            w.write(&Record::Rss {
-                time: now,
-                rss_bytes: (8 << 20) + step * 9000,
-                anon_bytes: step * 8192,
-            })
-            .unwrap();
+            t.rss(now, (8 << 20) + step * 9000, step * 8192);
         }
     }
-    free(&mut w, 10_005 * MS, 0x7777_0000); // allocated before the recording
-    w.write(&Record::Lost {
-        time: 10_006 * MS,
-        count: 3,
-        reason: LostReason::RingBufferFull,
-    })
-    .unwrap();
-    w.write(&Record::Exit {
-        time: 10_010 * MS,
-        code: Some(0),
-        signal: None,
-    })
-    .unwrap();
-    w.write(&Record::End {
-        time: 10_020 * MS,
-        totals: EndTotals {
-            allocations: 3010,
-            frees: 1601,
-            reallocs: 0,
-            lost: 3,
-        },
-    })
-    .unwrap();
-    let bytes = w.finish().unwrap();
-    std::fs::write(path, &bytes).unwrap();
-    bytes
+    t.free(10_005 * MS, 0x7777_0000) // allocated before the recording
+        .lost(10_006 * MS, 3, LostReason::RingBufferFull)
+        .exit(10_010 * MS, Some(0), None)
+        .end_with(
+            10_020 * MS,
+            EndTotals {
+                allocations: 3010,
+                frees: 1601,
+                reallocs: 0,
+                lost: 3,
+            },
+        );
+    t.write(path)
 }
 
 fn trace() -> &'static (PathBuf, Vec<u8>) {
@@ -551,13 +433,9 @@ fn a_truncated_trace_is_analyzed_with_a_warning() {
 #[test]
 fn an_empty_trace_gives_empty_reports_not_errors() {
     let path = scratch("empty-events.trace");
-    let mut w = TraceWriter::new(Vec::new(), &TraceMeta::default()).unwrap();
-    w.write(&Record::End {
-        time: 0,
-        totals: EndTotals::default(),
-    })
-    .unwrap();
-    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let mut t = TraceBuilder::new(&TraceMeta::default());
+    t.end(0);
+    t.write(&path);
     let p = path.to_str().unwrap();
     let v = json(&["info", p, "--json"]);
     assert_eq!(v["events"], 0);
@@ -595,9 +473,6 @@ fn an_empty_trace_gives_empty_reports_not_errors() {
         ]);
     }
 }
-
-#[path = "../../analyzer/tests/support/hostile.rs"]
-mod hostile;
 
 /// Runs `args`, expecting exit status 2 and one line on stderr; returns the line.
 fn exits_2_on_one_line(args: &[&str]) -> String {
