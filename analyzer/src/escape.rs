@@ -6,7 +6,8 @@
 //! sequences (which a terminal obeys), bidi overrides (which reorder what a terminal or a page
 //! shows), characters XML 1.0 forbids, or spreadsheet formulas.
 //!
-//! Owns which characters are unsafe ([`is_unsafe`]) and how each output form shows them:
+//! Which characters are unsafe is [`is_unsafe`], shared with the recorder through
+//! `memtrail_format::text`. This module owns how each output form of the analyzer shows them:
 //! - terminals ([`terminal`], [`shown`], [`terminal_lines`]): a visible escape in their place,
 //!   `\x1b`, `\t`, `\u{202e}`, so a reader sees that they were there;
 //! - JSON ([`json`], [`JsonWriter`]): `\u007f`-style escapes, so the parsed value is the raw
@@ -25,58 +26,8 @@ use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
 use std::io;
 
-/// True for the characters no output may carry raw: C0 controls (tab and newline included: in
-/// a field they would fake columns and lines), DEL, C1 controls, the bidi formatting
-/// characters (embeddings, overrides, isolates and marks), the line and paragraph separators,
-/// and U+FFFE/U+FFFF, which XML 1.0 forbids.
-pub fn is_unsafe(c: char) -> bool {
-    matches!(
-        c,
-        '\0'..='\x1f'
-            | '\x7f'..='\u{9f}'
-            | '\u{061c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{fffe}'
-            | '\u{ffff}'
-    )
-}
-
-/// Writes the visible escape of an unsafe character.
-fn write_visible(out: &mut impl fmt::Write, c: char) -> fmt::Result {
-    match c {
-        '\t' => out.write_str("\\t"),
-        '\n' => out.write_str("\\n"),
-        '\r' => out.write_str("\\r"),
-        c if u32::from(c) < 0x80 => write!(out, "\\x{:02x}", u32::from(c)),
-        c => write!(out, "\\u{{{:x}}}", u32::from(c)),
-    }
-}
-
-/// `text` with every character `escape` selects replaced by its visible escape; borrowed when
-/// nothing needed escaping.
-fn visible(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
-    let Some(first) = text.find(&escape) else {
-        return Cow::Borrowed(text);
-    };
-    let mut out = String::with_capacity(text.len() + 8);
-    out.push_str(&text[..first]);
-    for c in text[first..].chars() {
-        if escape(c) {
-            let _ = write_visible(&mut out, c);
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// One field for a terminal: every unsafe character (newlines too) as a visible escape.
-pub fn terminal(text: &str) -> Cow<'_, str> {
-    visible(text, is_unsafe)
-}
+pub use memtrail_format::text::{is_unsafe, terminal};
+use memtrail_format::text::{visible, write_visible};
 
 /// A whole report for a terminal, its lines kept: every unsafe character but `\n` as a visible
 /// escape. The renderers escape each field with [`terminal`]; this is the net behind them.

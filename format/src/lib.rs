@@ -19,6 +19,7 @@ mod reader;
 mod record;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod text;
 pub mod units;
 mod wire;
 mod writer;

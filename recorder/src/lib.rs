@@ -31,7 +31,6 @@ mod anon_mappings;
 pub mod cli;
 mod elf_file;
 pub mod error;
-mod escape;
 mod free_probe;
 mod host;
 mod modules;
@@ -66,6 +65,6 @@ pub fn run(cli: &Cli) -> Result<i32, Error> {
 /// escaped (errors name paths and command lines), and the exit status
 /// ([`Error::exit_code`]).
 pub fn failure(error: &Error) -> (String, i32) {
-    let text = escape::terminal(&error.one_line()).into_owned();
+    let text = memtrail_format::text::terminal(&error.one_line()).into_owned();
     (format!("{}: {text}", error.program()), error.exit_code())
 }

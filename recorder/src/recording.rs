@@ -21,7 +21,6 @@ use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
 use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
 use crate::error::Error;
-use crate::escape;
 use crate::host;
 use crate::modules;
 use crate::output;
@@ -30,6 +29,7 @@ use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
 use crate::signals;
 use crate::target::{Target, command_line_of};
 use crate::unwind_loader::{self, UnwindLoader};
+use memtrail_format::text as escape;
 
 /// Records as the options say. Returns the exit status: the launched command's own (0 in
 /// attach mode), or 128 + N when signal N stopped the recording.

@@ -535,7 +535,7 @@ impl Summary {
             t.reallocs,
             t.lost,
             format_bytes(self.bytes_written),
-            crate::escape::terminal(&path.display().to_string()),
+            memtrail_format::text::terminal(&path.display().to_string()),
             format_duration(u64::try_from(self.elapsed.as_nanos()).unwrap_or(u64::MAX)),
             match self.stop {
                 StopReason::TargetExited => "target exited",

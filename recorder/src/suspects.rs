@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use memtrail_format::units::{format_bytes, format_duration};
 
 use crate::cli::{ReportFormat, SuspectsArgs};
-use crate::escape::{json_string, terminal};
 use crate::signals;
+use memtrail_format::text::{json_string, terminal};
 
 /// At most this many sampling rounds (a day at one a second): memory is 8 bytes per process
 /// and round.

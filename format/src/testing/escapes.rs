@@ -58,22 +58,7 @@ pub const STACKS: [(u32, &[&str]); 4] = [
 
 pub const FILE: &str = "/src/\x1b[2J\u{202e}evil.c";
 
-/// Characters no output may carry raw (the analyzer's and the recorder's rule): C0 controls,
-/// DEL, C1 controls, bidi formatting characters, line/paragraph separators, U+FFFE/U+FFFF.
-pub fn is_unsafe(c: char) -> bool {
-    matches!(
-        c,
-        '\0'..='\x1f'
-            | '\x7f'..='\u{9f}'
-            | '\u{061c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{fffe}'
-            | '\u{ffff}'
-    )
-}
+pub use crate::text::is_unsafe;
 
 /// Panics when `text` carries an unsafe character other than the line breaks between lines.
 pub fn assert_no_raw_controls(what: &str, text: &str) {
