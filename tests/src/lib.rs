@@ -203,3 +203,43 @@ pub fn record<S: AsRef<OsStr>>(trace: &Path, extra_args: &[&str], command: &[S])
 pub fn record_ok<S: AsRef<OsStr>>(trace: &Path, extra_args: &[&str], command: &[S]) -> Output {
     run_ok(&mut record_command(trace, extra_args, command))
 }
+
+/// The calloc events readable in the trace at `path` now (0 before it exists): how a test
+/// waits for a recording to have flushed its first events.
+pub fn callocs_in(path: &Path) -> usize {
+    use memtrail_format::{AllocApi, Record, TraceReader};
+    let Ok(reader) = TraceReader::open(path) else {
+        return 0;
+    };
+    reader
+        .map_while(Result::ok)
+        .filter(|r| {
+            matches!(
+                r,
+                Record::Alloc {
+                    api: AllocApi::Calloc,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+/// Waits for `child` to exit, killing it (and failing the test) after `limit`.
+pub fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} still running after {limit:?}", child.id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -16,12 +16,13 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use memtrail_format::{AllocApi, Record, TraceReader};
+use memtrail_format::{Record, TraceReader};
 use memtrail_tests::{
-    Scratch, bpf_available, compile_sample, record, record_command, record_ok, repo_root,
+    Scratch, bpf_available, callocs_in, compile_sample, record, record_command, record_ok,
+    repo_root, wait_at_most,
 };
 
 const NOBODY: u32 = 65534;
@@ -263,39 +264,6 @@ fn a_launch_that_fails_keeps_the_previous_trace() {
     );
 }
 
-fn callocs_at(path: &Path) -> usize {
-    let Ok(reader) = TraceReader::open(path) else {
-        return 0;
-    };
-    reader
-        .map_while(Result::ok)
-        .filter(|r| {
-            matches!(
-                r,
-                Record::Alloc {
-                    api: AllocApi::Calloc,
-                    ..
-                }
-            )
-        })
-        .count()
-}
-
-fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process {} still running after {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigterm_ends_the_recording_with_143_and_a_complete_trace() {
     if !bpf_available() {
@@ -310,7 +278,7 @@ fn sigterm_ends_the_recording_with_143_and_a_complete_trace() {
         .expect("start memtrail-record");
     // The trace is at its final name as soon as the program runs, flushed every second.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && callocs_at(&trace) < 20 {
+    while Instant::now() < deadline && callocs_in(&trace) < 20 {
         std::thread::sleep(Duration::from_millis(200));
     }
     let killed = Command::new("kill")
@@ -327,7 +295,7 @@ fn sigterm_ends_the_recording_with_143_and_a_complete_trace() {
             .status();
     }
     assert_eq!(status.code(), Some(143), "128 + SIGTERM");
-    assert!(callocs_at(&trace) >= 20);
+    assert!(callocs_in(&trace) >= 20);
 }
 
 #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use memtrail_format::{AllocApi, FreeApi, NO_STRING, Record, TraceMeta, TraceReader};
 use memtrail_tests::{
-    Scratch, bpf_available, compile, compile_sample, record, record_command, record_ok, recorder,
-    repo_root,
+    Scratch, bpf_available, callocs_in, compile, compile_sample, record, record_command, record_ok,
+    recorder, repo_root,
 };
 
 /// Builds samples/<source> with frame pointers and debug info; returns the executable.
@@ -310,25 +310,6 @@ fn attach_mode_counts_every_api_exactly() {
     assert_alloc_counts_sample(&facts);
 }
 
-/// Callocs in the complete frames of a trace still being written (0 while it does not exist).
-fn callocs_flushed(path: &Path) -> usize {
-    let Ok(reader) = TraceReader::open(path) else {
-        return 0;
-    };
-    reader
-        .map_while(Result::ok)
-        .filter(|r| {
-            matches!(
-                r,
-                Record::Alloc {
-                    api: AllocApi::Calloc,
-                    ..
-                }
-            )
-        })
-        .count()
-}
-
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
@@ -582,7 +563,7 @@ fn sigint_mid_run_leaves_a_complete_trace() {
     // Attaching takes a moment, more so on a loaded machine: interrupt only once the flushed
     // part of the trace (the writer flushes every second) holds enough allocations.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && callocs_flushed(&trace) < 50 {
+    while Instant::now() < deadline && callocs_in(&trace) < 50 {
         std::thread::sleep(Duration::from_millis(200));
     }
     let status = Command::new("kill")
