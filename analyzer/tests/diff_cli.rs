@@ -9,21 +9,14 @@ use std::path::Path;
 
 use memtrail_format::testing::TraceBuilder;
 use memtrail_format::{EndTotals, StackFrame, TraceMeta};
+use memtrail_tests::Scratch;
+use memtrail_tests::expect_status;
 use serde_json::Value;
-use support::{Scratch, memtrail};
+use support::memtrail;
 
 /// Runs memtrail, expects `status`; returns stdout and stderr.
 fn expect(status: i32, args: &[&str]) -> (String, String) {
-    let out = memtrail(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(status),
-        "memtrail {args:?}: stderr {stderr}\nstdout {stdout}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (stdout, stderr)
+    expect_status(&format!("memtrail {args:?}"), &memtrail(args), status)
 }
 
 fn s(p: &Path) -> &str {

@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use memtrail_format::testing::escapes::{
     self as hostile, FORMULA, HOST, SCRIPT, STACKS, assert_no_raw_controls, command_line,
 };
+use memtrail_tests::Scratch;
 use serde_json::Value;
-use support::{Scratch, memtrail};
+use support::memtrail;
 
 /// Runs memtrail, expects success, and checks that neither stream carries a raw control
 /// character; returns stdout and stderr.

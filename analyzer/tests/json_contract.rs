@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use memtrail_format::testing::escapes as hostile;
+use memtrail_tests::Scratch;
 use serde_json::Value;
-use support::{Scratch, memtrail};
+use support::memtrail;
 
 /// `## `memtrail info --json`` -> the key paths listed under it.
 fn documented_keys() -> BTreeMap<String, Vec<String>> {

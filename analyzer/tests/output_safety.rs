@@ -9,12 +9,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use memtrail_format::testing::TraceBuilder;
 use memtrail_format::{EndTotals, TraceMeta};
-use support::{Scratch, memtrail_bin};
+use memtrail_tests::Scratch;
+use memtrail_tests::{fails_with, stderr_of, wait_at_most};
+use support::memtrail_bin;
 
 fn memtrail(args: &[&str]) -> Output {
     Command::new(memtrail_bin())
@@ -24,36 +26,8 @@ fn memtrail(args: &[&str]) -> Output {
         .expect("run memtrail")
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The error of a run that must fail with `code`, checked to be one line.
-fn fails_with(output: &Output, code: i32) -> String {
-    let stderr = stderr_of(output);
-    assert_eq!(output.status.code(), Some(code), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
 fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process {} still running after {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A small complete trace: one leaked block on one stack.

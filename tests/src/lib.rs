@@ -142,6 +142,34 @@ pub fn assert_ok(what: &str, out: &Output) {
     );
 }
 
+/// A finished run's stderr, as text.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The error of a run that must fail with `code`, checked to be one line and no panic.
+pub fn fails_with(output: &Output, code: i32) -> String {
+    let stderr = stderr_of(output);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// Checks that `what`, a finished run, exited with `status` and did not panic; returns its
+/// stdout and stderr.
+pub fn expect_status(what: &str, output: &Output, status: i32) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = stderr_of(output);
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{what}: stderr {stderr}\nstdout {stdout}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (stdout, stderr)
+}
+
 /// Runs `compiler FLAGS -o OUTPUT INPUTS... AFTER...` (`after`: libraries and linker flags,
 /// which must follow the inputs), creating the output's directory first.
 pub fn compile(compiler: &str, flags: &[&str], output: &Path, inputs: &[&Path], after: &[&str]) {

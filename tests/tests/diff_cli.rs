@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use memtrail_tests::{Scratch, analyzer, bpf_available, compile_sample, record_ok, repo_root};
+use memtrail_tests::{
+    Scratch, analyzer, bpf_available, compile_sample, expect_status, record_ok, repo_root,
+};
 use serde_json::Value;
 
 fn memtrail(args: &[&str]) -> Output {
@@ -20,16 +22,7 @@ fn memtrail(args: &[&str]) -> Output {
 
 /// Runs memtrail, expects `status`; returns stdout and stderr.
 fn expect(status: i32, args: &[&str]) -> (String, String) {
-    let out = memtrail(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(status),
-        "memtrail {args:?}: stderr {stderr}\nstdout {stdout}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (stdout, stderr)
+    expect_status(&format!("memtrail {args:?}"), &memtrail(args), status)
 }
 
 fn json(status: i32, args: &[&str]) -> Value {

@@ -16,29 +16,16 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use memtrail_format::{Record, TraceReader};
 use memtrail_tests::{
-    Scratch, bpf_available, callocs_in, compile_sample, record, record_command, record_ok,
-    repo_root, wait_at_most,
+    Scratch, bpf_available, callocs_in, compile_sample, fails_with, record, record_command,
+    record_ok, repo_root, stderr_of, wait_at_most,
 };
 
 const NOBODY: u32 = 65534;
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The error of a run that must fail with `code`, checked to be one line.
-fn fails_with(output: &Output, code: i32) -> String {
-    let stderr = stderr_of(output);
-    assert_eq!(output.status.code(), Some(code), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
 
 /// The records of a trace that must be complete (it ends with its End record).
 fn complete_trace(path: &Path) -> Vec<Record> {

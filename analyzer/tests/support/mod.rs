@@ -1,6 +1,7 @@
-//! Helpers shared by the analyzer's test files: the `memtrail` binary cargo built for them,
-//! scratch directories, and the crafted hostile traces (`hostile`). Synthetic traces are
-//! written with `memtrail_format::testing::TraceBuilder`.
+//! Helpers shared by the analyzer's test files: the `memtrail` binary cargo built for them
+//! and the crafted hostile traces (`hostile`). Synthetic traces are written with
+//! `memtrail_format::testing::TraceBuilder`; scratch directories and run-and-check helpers
+//! come from `memtrail_tests`, shared with the end-to-end tests.
 //!
 //! These tests need no root: tests that record with real probes live in `tests/tests/`.
 
@@ -42,28 +43,4 @@ pub fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> (String, String) {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     (stdout, stderr)
-}
-
-/// A scratch directory under the system temp dir, removed when dropped.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    /// `suite` names the test file, `name` the test: parallel tests never share a directory.
-    pub fn new(suite: &str, name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("memtrail-{suite}-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
