@@ -108,6 +108,14 @@ impl Default for HeapTable {
     }
 }
 
+/// The slot an address starts probing from in a table of 2^`bits` slots. Fibonacci hashing:
+/// the top bits of the address times 2^64 / phi spread aligned addresses (and runs of them)
+/// evenly.
+#[inline]
+fn home_slot(address: u64, bits: u32) -> usize {
+    (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+}
+
 impl HeapTable {
     fn with_bits(bits: u32) -> HeapTable {
         HeapTable {
@@ -123,11 +131,9 @@ impl HeapTable {
         self.slots.len() - 1
     }
 
-    /// Fibonacci hashing: the top bits of the address times 2^64 / phi spread aligned
-    /// addresses (and runs of them) evenly.
     #[inline]
     fn home(&self, address: u64) -> usize {
-        (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+        home_slot(address, self.bits)
     }
 
     /// The slot holding `address`, or the empty slot where it would go.
@@ -153,13 +159,16 @@ impl HeapTable {
 
     /// Bytes the table holds now.
     fn bytes(&self) -> u64 {
-        (self.slots.len() * std::mem::size_of::<Slot>()) as u64
-            + self.big_sizes.capacity() as u64 * 24
+        self.bytes_with_slots(self.slots.len())
     }
 
-    /// Slots after the next [`HeapTable::grow`].
-    fn grown_slots(&self) -> usize {
-        self.slots.len() * 2
+    /// Bytes the table holds after the next [`HeapTable::grow`].
+    fn grown_bytes(&self) -> u64 {
+        self.bytes_with_slots(self.slots.len() * 2)
+    }
+
+    fn bytes_with_slots(&self, slots: usize) -> u64 {
+        (slots * std::mem::size_of::<Slot>()) as u64 + self.big_sizes.capacity() as u64 * 24
     }
 
     /// The block in slot `s`.
@@ -239,7 +248,7 @@ impl HeapTable {
         let mut slots = vec![EMPTY_SLOT; 1 << bits].into_boxed_slice();
         let mask = slots.len() - 1;
         for s in self.slots.iter().filter(|s| s.address != 0) {
-            let mut i = (s.address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize;
+            let mut i = home_slot(s.address, bits);
             while slots[i].address != 0 {
                 i = (i + 1) & mask;
             }
@@ -487,8 +496,7 @@ impl Replay {
     #[inline(never)]
     fn grow_heap(&mut self, address: u64) {
         let h = &self.live.heap;
-        let grown = (h.grown_slots() * std::mem::size_of::<Slot>()) as u64
-            + h.big_sizes.capacity() as u64 * 24;
+        let grown = h.grown_bytes();
         let old = h.bytes();
         let len = h.len() as u64;
         if self.budget.exceeded().is_none() && self.budget.set(Kind::LiveBlocks, len, grown, old) {
