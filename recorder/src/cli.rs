@@ -50,9 +50,20 @@ Examples:\n  memtrail-record suspects\n  memtrail-record suspects --interval 5s 
 // command's own description).
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Attach to this running process (all its threads), with no restart.
+    /// Attach to this running process (all its threads), with no restart. Repeat to record
+    /// several processes into one trace.
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
-    pub pid: Option<u32>,
+    pub pids: Vec<u32>,
+
+    /// With -p: also trace the processes they start after the attach (fork, vfork, clone
+    /// without CLONE_THREAD, then exec), and the processes those start.
+    #[arg(long, requires = "pids")]
+    pub follow: bool,
+
+    /// With a command: trace only the process launched, not the processes it starts (by
+    /// default every process of its tree is traced).
+    #[arg(long, conflicts_with = "pids")]
+    pub no_follow: bool,
 
     /// Trace file to write: a new file with mode 0600, put in place once the target runs.
     /// An existing memtrail trace there is replaced; any other file or a symbolic link only
@@ -289,8 +300,19 @@ mod tests {
     fn attaches_to_a_pid() {
         let cli = parse(&["-p", "42", "-o", "x.trace", "--duration", "60"]).expect("parses");
         assert!(cli.command.is_none());
-        assert_eq!(cli.record.pid, Some(42));
+        assert_eq!(cli.record.pids, [42]);
         assert_eq!(cli.record.duration, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn pids_repeat_and_follow_needs_them() {
+        let cli = parse(&["-p", "42", "-p", "43", "--follow", "-o", "x.trace"]).expect("parses");
+        assert_eq!(cli.record.pids, [42, 43]);
+        assert!(cli.record.follow);
+        assert!(parse(&["--follow", "-o", "x.trace", "--", "ls"]).is_err());
+        assert!(parse(&["-p", "42", "--no-follow", "-o", "x.trace"]).is_err());
+        let cli = parse(&["--no-follow", "-o", "x.trace", "--", "ls"]).expect("parses");
+        assert!(cli.record.no_follow);
     }
 
     #[test]

@@ -18,8 +18,11 @@
 //! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
 //!   `elf_file` for where);
 //! - `unwind_tables`, `unwind_loader`: CFI unwind tables for the in-kernel unwinder;
-//! - `session`: the recording loop and every record written, with `modules`, `symbols`,
-//!   `anon_mappings` and `rss`;
+//! - `kernel_btf`: the offsets of the kernel's `task_struct` fields the process-tracking
+//!   programs read;
+//! - `session`: the recording loop and every record written, with `processes` (the traced
+//!   process tree), `modules`, `symbols`, `anon_mappings` and `rss`;
+//! - `watchdog`: resumes the processes the programs stopped if the recorder dies;
 //! - `signals`: the one SIGINT/SIGTERM handler, which both commands poll;
 //! - `suspects`: the `suspects` subcommand (which process grows?), apart from all the above;
 //! - `escape`: text from `/proc` made safe to print;
@@ -33,9 +36,11 @@ mod elf_file;
 pub mod error;
 mod free_probe;
 mod host;
+mod kernel_btf;
 mod modules;
 mod output;
 mod probes;
+mod processes;
 mod recording;
 mod rss;
 mod session;
@@ -45,6 +50,7 @@ mod symbols;
 mod target;
 mod unwind_loader;
 mod unwind_tables;
+mod watchdog;
 
 pub use cli::{Cli, Command};
 pub use error::Error;

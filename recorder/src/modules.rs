@@ -1,7 +1,7 @@
 //! The traced process's executable mappings: which module an address belongs to.
 //!
-//! Owns: parsing `/proc/PID/maps`, giving each mapped file (and the vdso) a module id, and
-//! turning addresses into (module id, file offset). Must not: write records (the session
+//! Owns: parsing `/proc/PID/maps`, giving each mapped file (and the vdso) a module id shared
+//! by every traced process, and turning a process's addresses into (module id, file offset). Must not: write records (the session
 //! does, from what `refresh` reports as new) or symbolize.
 
 use std::collections::HashMap;
@@ -61,22 +61,21 @@ pub struct KnownModule {
     pub file_for_reading: PathBuf,
 }
 
-/// All executable mappings seen so far, by module.
+/// All executable mappings seen so far, by module, for every traced process: module ids are
+/// shared (one id per mapped path), address ranges are per process.
 pub struct ModuleTable {
-    pid: u32,
     modules: Vec<KnownModule>,
     by_path: HashMap<String, u32>,
-    /// (start, end, file_offset, module id), sorted by start.
-    ranges: Vec<(u64, u64, u64, u32)>,
+    /// Per process: (start, end, file_offset, module id), sorted by start.
+    ranges: HashMap<u32, Vec<(u64, u64, u64, u32)>>,
 }
 
 impl ModuleTable {
-    pub fn new(pid: u32) -> ModuleTable {
+    pub fn new() -> ModuleTable {
         ModuleTable {
-            pid,
             modules: Vec::new(),
             by_path: HashMap::new(),
-            ranges: Vec::new(),
+            ranges: HashMap::new(),
         }
     }
 
@@ -84,15 +83,11 @@ impl ModuleTable {
         self.modules.get(id as usize)
     }
 
-    /// The target's executable mappings, read now (see [`read_exec_mappings`]).
-    pub fn read_exec_mappings(&self) -> std::io::Result<Vec<ExecMapping>> {
-        read_exec_mappings(self.pid)
-    }
-
-    /// Takes in the target's current executable mappings; returns the ids of modules seen for
-    /// the first time.
-    pub fn apply(&mut self, mappings: &[ExecMapping]) -> Vec<u32> {
+    /// Takes in process `pid`'s current executable mappings; returns the ids of modules seen
+    /// for the first time (in any process).
+    pub fn apply(&mut self, pid: u32, mappings: &[ExecMapping]) -> Vec<u32> {
         let mut new_modules = Vec::new();
+        let ranges = self.ranges.entry(pid).or_default();
         for mapping in mappings {
             let id = match self.by_path.get(&mapping.path) {
                 Some(&id) => id,
@@ -104,7 +99,7 @@ impl ModuleTable {
                         file_for_reading: if mapping.path.starts_with('/') {
                             PathBuf::from(format!(
                                 "/proc/{}/map_files/{:x}-{:x}",
-                                self.pid, mapping.start, mapping.end
+                                pid, mapping.start, mapping.end
                             ))
                         } else {
                             PathBuf::new()
@@ -124,26 +119,30 @@ impl ModuleTable {
             if !module.ranges.contains(&range) {
                 module.ranges.push(range);
             }
-            if !self
-                .ranges
+            if !ranges
                 .iter()
                 .any(|r| r.0 == mapping.start && r.1 == mapping.end && r.3 == id)
             {
                 // A new mapping over an old range (dlclose then dlopen) replaces it.
-                self.ranges
-                    .retain(|r| r.1 <= mapping.start || r.0 >= mapping.end);
-                self.ranges
-                    .push((mapping.start, mapping.end, mapping.file_offset, id));
+                ranges.retain(|r| r.1 <= mapping.start || r.0 >= mapping.end);
+                ranges.push((mapping.start, mapping.end, mapping.file_offset, id));
             }
         }
-        self.ranges.sort_unstable_by_key(|r| r.0);
+        ranges.sort_unstable_by_key(|r| r.0);
         new_modules
     }
 
-    /// The module and file offset of `address`, if it falls in a known executable mapping.
-    pub fn resolve(&self, address: u64) -> Option<(u32, u64)> {
-        let index = self.ranges.partition_point(|r| r.0 <= address);
-        let &(start, end, file_offset, id) = self.ranges.get(index.checked_sub(1)?)?;
+    /// Forgets process `pid`'s mappings (it exec'ed a new image, or ended).
+    pub fn forget(&mut self, pid: u32) {
+        self.ranges.remove(&pid);
+    }
+
+    /// The module and file offset of `address` in process `pid`, if it falls in a known
+    /// executable mapping.
+    pub fn resolve(&self, pid: u32, address: u64) -> Option<(u32, u64)> {
+        let ranges = self.ranges.get(&pid)?;
+        let index = ranges.partition_point(|r| r.0 <= address);
+        let &(start, end, file_offset, id) = ranges.get(index.checked_sub(1)?)?;
         (address < end).then(|| (id, address - start + file_offset))
     }
 }
@@ -178,14 +177,29 @@ mod tests {
 
     #[test]
     fn resolves_addresses_to_file_offsets() {
-        let mut table = ModuleTable::new(1);
-        let new = table.apply(&parse_exec_mappings(MAPS));
+        let mut table = ModuleTable::new();
+        let new = table.apply(1, &parse_exec_mappings(MAPS));
         assert_eq!(new, [0, 1, 2]);
-        assert_eq!(table.resolve(0x55d0c0a01010), Some((0, 0x1010)));
-        assert_eq!(table.resolve(0x7f0000026000 + 5), Some((1, 0x26005)));
-        assert_eq!(table.resolve(0x7f0000200010), None);
-        assert_eq!(table.resolve(0x55d0c0a02000), None);
-        assert_eq!(table.resolve(0), None);
-        assert!(table.apply(&parse_exec_mappings(MAPS)).is_empty());
+        assert_eq!(table.resolve(1, 0x55d0c0a01010), Some((0, 0x1010)));
+        assert_eq!(table.resolve(1, 0x7f0000026000 + 5), Some((1, 0x26005)));
+        assert_eq!(table.resolve(1, 0x7f0000200010), None);
+        assert_eq!(table.resolve(1, 0x55d0c0a02000), None);
+        assert_eq!(table.resolve(1, 0), None);
+        assert!(table.apply(1, &parse_exec_mappings(MAPS)).is_empty());
+    }
+
+    #[test]
+    fn processes_share_module_ids_but_not_addresses() {
+        let mut table = ModuleTable::new();
+        table.apply(1, &parse_exec_mappings(MAPS));
+        // Process 2 maps libc elsewhere and nothing at the first process's addresses.
+        let other = "7e0000000000-7e0000156000 r-xp 00026000 08:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6\n";
+        assert!(table.apply(2, &parse_exec_mappings(other)).is_empty());
+        assert_eq!(table.resolve(2, 0x7e0000000010), Some((1, 0x26010)));
+        assert_eq!(table.resolve(2, 0x55d0c0a01010), None);
+        assert_eq!(table.resolve(1, 0x7e0000000010), None);
+        // An exec: the old image's addresses no longer resolve.
+        table.forget(1);
+        assert_eq!(table.resolve(1, 0x55d0c0a01010), None);
     }
 }

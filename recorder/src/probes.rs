@@ -17,6 +17,7 @@ use memtrail_ebpf_abi as abi;
 
 use crate::elf_file::{ElfError, ElfFile};
 use crate::free_probe::{FreeProbePlacement, choose_free_probe_offset};
+use crate::kernel_btf::TaskOffsets;
 
 /// The object built by `recorder-ebpf/build.sh` (committed; see recorder-ebpf/check.sh).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../../recorder-ebpf/memtrail.bpf.o");
@@ -44,8 +45,14 @@ pub enum ProbeError {
 /// Settings fixed when the object is loaded.
 #[derive(Debug, Clone)]
 pub struct LoadSettings {
-    /// Only this process is traced (in the kernel, on top of the attach scope).
+    /// Only this process is traced (in the kernel, on top of the attach scope); 0 when
+    /// several are (each probe is scoped to one process anyway).
     pub target_tgid: u32,
+    /// The first traced process (slot 0 of the unwinder's mapping lists).
+    pub first_tgid: u32,
+    /// Offsets in the kernel's `task_struct`, for following process trees (None: the
+    /// process-tracking programs are not loaded).
+    pub task_offsets: Option<TaskOffsets>,
     pub min_size: u64,
     pub ring_buffer_bytes: u32,
     /// Stop the target with SIGSTOP when it calls libc's `exit` (see `attach_exit_stop`).
@@ -106,6 +113,34 @@ pub struct Probes {
     pub ebpf: Ebpf,
     links: Vec<(&'static str, UProbeLinkId)>,
     probes_only: bool,
+    /// The allocator functions of each library probed so far, so attaching them to another
+    /// process reads no file.
+    plans: HashMap<PathBuf, AllocatorPlan>,
+    /// Whether the process-tracking programs are attached.
+    tracking: bool,
+}
+
+/// Where the probes of one allocator library go: (symbol, entry program, file offset) of each
+/// allocation function, the free probe's file offset, munmap's, and what to report.
+#[derive(Debug, Clone)]
+struct AllocatorPlan {
+    entries: Vec<(&'static str, &'static str, u64)>,
+    free_offset: u64,
+    munmap_offset: Option<u64>,
+    placement: Placement,
+}
+
+/// Everything attached to each traced process: the allocator's probes and, in launch mode,
+/// the stops that let the recorder read its mappings in time.
+#[derive(Debug, Clone)]
+pub struct ProcessProbes {
+    pub allocator: PathBuf,
+    pub free_offset_override: Option<u64>,
+    /// libc, whose `exit` stops the process until its mappings are read (launch mode).
+    pub exit_stop: Option<PathBuf>,
+    /// The dynamic loader, whose debugger hook stops the process once it mapped libraries
+    /// (launch mode, with unwind tables).
+    pub loader_stop: Option<PathBuf>,
 }
 
 /// A failed load of the object or of one program: `PermissionDenied` when the kernel refused
@@ -125,8 +160,21 @@ impl Probes {
     /// Loads the object (nothing attached yet).
     pub fn load(settings: &LoadSettings) -> Result<Probes, ProbeError> {
         let sampling = settings.sample_bytes != 0;
+        let offsets = settings.task_offsets.unwrap_or(TaskOffsets {
+            tgid: 0,
+            real_parent: 0,
+            exit_code: 0,
+        });
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
+            .override_global(abi::GLOBAL_FIRST_TGID, &settings.first_tgid, true)
+            .override_global(abi::GLOBAL_TASK_TGID_OFFSET, &offsets.tgid, true)
+            .override_global(
+                abi::GLOBAL_TASK_REAL_PARENT_OFFSET,
+                &offsets.real_parent,
+                true,
+            )
+            .override_global(abi::GLOBAL_TASK_EXIT_CODE_OFFSET, &offsets.exit_code, true)
             .override_global(abi::GLOBAL_SAMPLE_BYTES, &settings.sample_bytes, true)
             .override_global(abi::GLOBAL_CAPTURE_STACKS, &settings.capture_stacks, true)
             .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
@@ -195,6 +243,8 @@ impl Probes {
             ebpf,
             links: Vec::new(),
             probes_only: settings.probes_only,
+            plans: HashMap::new(),
+            tracking: false,
         })
     }
 
@@ -259,15 +309,15 @@ impl Probes {
         Ok(())
     }
 
-    /// Attaches every probe to the allocator functions of `library` (an absolute path),
-    /// scoped to `pid`. Return probes go first, so an entry is never seen without its return.
-    /// `free_offset_override` replaces the decoded offset into `free`.
-    pub fn attach_allocator(
+    /// Reads which functions of `library` get which probe (once per library).
+    fn allocator_plan(
         &mut self,
         library: &Path,
-        pid: u32,
         free_offset_override: Option<u64>,
-    ) -> Result<Placement, ProbeError> {
+    ) -> Result<AllocatorPlan, ProbeError> {
+        if let Some(plan) = self.plans.get(library) {
+            return Ok(plan.clone());
+        }
         let elf = ElfFile::read(library)?;
         let mut placement = Placement::default();
         let mut by_offset: HashMap<u64, &str> = HashMap::new();
@@ -290,13 +340,6 @@ impl Probes {
             by_offset.insert(function.file_offset, symbol);
             entries.push((symbol, program, function.file_offset));
         }
-        for &(symbol, _, offset) in &entries {
-            self.attach_at(abi::program::ALLOC_RETURN, symbol, offset, library, pid)?;
-        }
-        for &(symbol, program, offset) in &entries {
-            self.attach_at(program, symbol, offset, library, pid)?;
-        }
-
         let free = elf
             .function("free")
             .ok_or_else(|| ProbeError::MissingSymbol {
@@ -310,27 +353,132 @@ impl Probes {
             },
             None => choose_free_probe_offset(elf.bytes_at(free.file_offset, 32)),
         };
+        placement.free = Some(free_placement);
+        let munmap_offset = elf.function("munmap").map(|f| f.file_offset);
+        if munmap_offset.is_none() {
+            placement.missing.push("munmap".to_owned());
+        }
+        placement.probes = 2 * entries.len() + 1 + usize::from(munmap_offset.is_some());
+        let plan = AllocatorPlan {
+            entries,
+            free_offset: free.file_offset + free_placement.offset,
+            munmap_offset,
+            placement,
+        };
+        self.plans.insert(library.to_owned(), plan.clone());
+        Ok(plan)
+    }
+
+    /// Attaches every probe to the allocator functions of `library` (an absolute path),
+    /// scoped to `pid`. Return probes go first, so an entry is never seen without its return.
+    /// `free_offset_override` replaces the decoded offset into `free`.
+    pub fn attach_allocator(
+        &mut self,
+        library: &Path,
+        pid: u32,
+        free_offset_override: Option<u64>,
+    ) -> Result<Placement, ProbeError> {
+        let plan = self.allocator_plan(library, free_offset_override)?;
+        for &(symbol, _, offset) in &plan.entries {
+            self.attach_at(abi::program::ALLOC_RETURN, symbol, offset, library, pid)?;
+        }
+        for &(symbol, program, offset) in &plan.entries {
+            self.attach_at(program, symbol, offset, library, pid)?;
+        }
         self.attach_at(
             abi::program::FREE_ENTRY,
             "free",
-            free.file_offset + free_placement.offset,
+            plan.free_offset,
             library,
             pid,
         )?;
-        placement.free = Some(free_placement);
-        if let Some(munmap) = elf.function("munmap") {
-            self.attach_at(
-                abi::program::MUNMAP_ENTRY,
-                "munmap",
-                munmap.file_offset,
-                library,
-                pid,
-            )?;
-        } else {
-            placement.missing.push("munmap".to_owned());
+        if let Some(offset) = plan.munmap_offset {
+            self.attach_at(abi::program::MUNMAP_ENTRY, "munmap", offset, library, pid)?;
         }
-        placement.probes = self.links.len();
+        Ok(plan.placement)
+    }
+
+    /// Attaches everything a traced process gets (see [`ProcessProbes`]) to process `pid`.
+    /// A missing loader hook only costs the first stacks' completeness: it is not an error.
+    pub fn attach_process(
+        &mut self,
+        probes: &ProcessProbes,
+        pid: u32,
+    ) -> Result<Placement, ProbeError> {
+        let placement =
+            self.attach_allocator(&probes.allocator, pid, probes.free_offset_override)?;
+        if let Some(libc) = &probes.exit_stop {
+            self.attach_exit_stop(libc, pid)?;
+        }
+        if let Some(loader) = &probes.loader_stop {
+            let _ = self.attach_loader_stop(loader, pid);
+        }
         Ok(placement)
+    }
+
+    /// Attaches the programs that follow process trees: `process_start` (fentry on the
+    /// kernel's `schedule_tail`) and the `sched_process_exec`/`sched_process_exit` raw
+    /// tracepoints. They act only on processes in `TRACED_PROCESSES`.
+    pub fn attach_process_tracking(&mut self) -> Result<(), ProbeError> {
+        let tracking_error = |message: String| ProbeError::Attach {
+            symbol: "schedule_tail".to_owned(),
+            library: PathBuf::from("the kernel"),
+            message,
+        };
+        let btf = aya::Btf::from_sys_fs().map_err(|e| tracking_error(error_chain(&e)))?;
+        let program = self
+            .ebpf
+            .program_mut(abi::program::PROCESS_START)
+            .ok_or_else(|| ProbeError::Load("program process_start missing".to_owned()))?;
+        let fentry: &mut aya::programs::FEntry = program
+            .try_into()
+            .map_err(|e| ProbeError::Load(format!("program process_start: {e}")))?;
+        fentry.load("schedule_tail", &btf).map_err(load_error)?;
+        fentry
+            .attach()
+            .map_err(|e| tracking_error(error_chain(&e)))?;
+        for (name, tracepoint) in [
+            (abi::program::PROCESS_EXEC, "sched_process_exec"),
+            (abi::program::PROCESS_EXIT, "sched_process_exit"),
+        ] {
+            let program = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?;
+            let raw: &mut aya::programs::RawTracePoint = program
+                .try_into()
+                .map_err(|e| ProbeError::Load(format!("program {name}: {e}")))?;
+            raw.load().map_err(load_error)?;
+            raw.attach(tracepoint).map_err(|e| ProbeError::Attach {
+                symbol: tracepoint.to_owned(),
+                library: PathBuf::from("the kernel"),
+                message: error_chain(&e),
+            })?;
+        }
+        self.tracking = true;
+        Ok(())
+    }
+
+    /// Detaches the process-tracking programs (no process is stopped by them afterwards).
+    pub fn detach_process_tracking(&mut self) {
+        if !self.tracking {
+            return;
+        }
+        self.tracking = false;
+        for name in [
+            abi::program::PROCESS_START,
+            abi::program::PROCESS_EXEC,
+            abi::program::PROCESS_EXIT,
+        ] {
+            if let Some(program) = self.ebpf.program_mut(name) {
+                // Unloading closes the program's links: the hooks are gone when it returns.
+                let _ = match program {
+                    aya::programs::Program::FEntry(p) => p.unload(),
+                    aya::programs::Program::RawTracePoint(p) => p.unload(),
+                    _ => Ok(()),
+                };
+            }
+        }
     }
 
     /// Probes libc's `exit` so that a launched target stops there (SIGSTOP) until the recorder

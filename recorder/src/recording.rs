@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use memtrail_ebpf_abi as abi;
-use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
+use memtrail_format::{ProcessOrigin, TraceMeta, TraceWriter, WriterOptions};
 
 use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
@@ -24,7 +24,8 @@ use crate::error::Error;
 use crate::host;
 use crate::modules;
 use crate::output;
-use crate::probes::{LoadSettings, Placement, Probes, error_chain};
+use crate::kernel_btf;
+use crate::probes::{LoadSettings, Placement, ProbeError, ProcessProbes, Probes, error_chain};
 use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
 use crate::signals;
 use crate::target::{Target, command_line_of};
@@ -45,7 +46,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     // 2. Output: the trace's temporary file, before anything else happens: this proves the directory is
     // writable and settles what is at the output path (see `output`). Dropped on any error
     // below, it is removed and the path keeps what it had.
-    let program = match args.pid {
+    let program = match args.pids.first() {
         Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/exe"))),
         None => resolve_command(&args.command[0]),
     };
@@ -58,24 +59,31 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         monotonic_ns: session::monotonic_now_ns(),
     };
 
-    // 4. Target, and 5. probes on it.
-    let mut target = match args.pid {
-        Some(pid) => Target::existing(pid)?,
-        None => Target::launch_held(&args.command)?,
+    // 4. Targets, and 5. probes on them.
+    let mut targets = if args.pids.is_empty() {
+        vec![Target::launch_held(&args.command)?]
+    } else {
+        args.pids
+            .iter()
+            .map(|&pid| Target::existing(pid))
+            .collect::<Result<Vec<_>, _>>()?
     };
-    let stacks = StackCapture::choose(args, &target);
-    let mut attached = attach(args, &target, &allocator, &stacks)?;
-    if !target.is_child() && target.has_exited() {
-        return Err(Error::ExitedWhileAttaching(target.pid));
+    let stacks = StackCapture::choose(args, &targets[0]);
+    let mut attached = attach(args, &targets, &allocator, &stacks)?;
+    for target in targets.iter_mut() {
+        if !target.is_child() && target.has_exited() {
+            return Err(Error::ExitedWhileAttaching(target.pid));
+        }
     }
+    let target = &targets[0];
 
     // 6. Metadata and writer.
     let meta = trace_meta(
         args,
-        &target,
+        target,
         &allocator,
         &stacks,
-        &attached.placement,
+        &attached,
         host_names,
         start,
     );
@@ -94,6 +102,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     // 7. The session.
     let options = SessionOptions {
         allocator_path: allocator.name.clone(),
+        process_probes: attached.process_probes.clone(),
         stack_depth: usize::from(args.stack_depth),
         page_size: u64::from(meta.page_size),
         symbolize: !args.no_symbols,
@@ -103,18 +112,43 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     if let Some(loader) = attached.unwinder.as_mut()
         && !target.is_child()
     {
-        loader.refresh_from_proc(); // libraries loaded while the probes were being attached
+        for target in &targets {
+            loader.refresh_from_proc(target.pid); // libraries loaded while attaching
+        }
     }
+    let origin = if target.is_child() {
+        ProcessOrigin::Launched
+    } else {
+        ProcessOrigin::Attached
+    };
+    let first: Vec<(u32, ProcessOrigin)> = targets.iter().map(|t| (t.pid, origin)).collect();
     let mut recording = Recording::new(
         writer,
         start.monotonic_ns,
-        target.pid,
+        &first,
         &options,
         attached.unwinder.take(),
     );
-    if target.is_child() {
-        target.release(&args.command[0])?;
+    let command_lines: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            if t.is_child() {
+                args.command.clone()
+            } else {
+                command_line_of(t.pid)
+            }
+        })
+        .collect();
+    recording
+        .write_first_processes(&command_lines)
+        .map_err(|source| Error::Write {
+            path: output_path.to_path_buf(),
+            source,
+        })?;
+    if targets[0].is_child() {
+        targets[0].release(&args.command[0])?;
     }
+    let target = &targets[0];
     // The target runs (exec succeeded, or the probes are on the running process): the trace
     // takes its final name now, and is readable there from here on, even if the recorder is
     // killed.
@@ -123,9 +157,15 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         source,
     })?;
     if !args.quiet {
+        let pids: Vec<String> = targets.iter().map(|t| t.pid.to_string()).collect();
         eprintln!(
-            "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
-            target.pid,
+            "memtrail-record: tracing process {}{} ({} probes in {}, free probe at +{}); writing {}",
+            pids.join(", "),
+            match attached.following {
+                Following::Children => " and the processes it starts",
+                Following::No => "",
+                Following::Unavailable => " (not the processes it starts: see the warning above)",
+            },
             attached.placement.probes,
             escape::terminal(&allocator.name),
             attached.placement.free_offset(),
@@ -133,7 +173,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         );
     }
     let mut probes = attached.probes;
-    let summary = session::run(recording, &mut probes, &mut target, &options).map_err(|error| {
+    let summary = session::run(recording, &mut probes, &mut targets, &options).map_err(|error| {
         Error::Session {
             path: output_path.to_path_buf(),
             error,
@@ -146,19 +186,19 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         }
     }
     probes.detach_in_background();
-    Ok(exit_code(&summary, &target))
+    Ok(exit_code(&summary, &targets[0]))
 }
 
 /// Step 1: something to trace, the privileges to trace it, and the PID exists.
 fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
-    if args.pid.is_none() && args.command.is_empty() {
+    if args.pids.is_empty() && args.command.is_empty() {
         return Err(Error::NothingToTrace);
     }
     let missing = host::missing_capabilities();
     if !missing.is_empty() {
         return Err(Error::MissingCapabilities(missing));
     }
-    if let Some(pid) = args.pid {
+    for &pid in &args.pids {
         Target::existing(pid)?;
     }
     Ok(())
@@ -184,7 +224,8 @@ impl Allocator {
             let name = path.display().to_string();
             return Ok(Allocator { path, name });
         }
-        let (path, name) = find_libc(args.pid).ok_or(match args.pid {
+        let first_pid = args.pids.first().copied();
+        let (path, name) = find_libc(first_pid).ok_or(match first_pid {
             Some(pid) => Error::NoLibcIn(pid),
             None => Error::NoOwnLibc,
         })?;
@@ -218,7 +259,7 @@ impl StackCapture {
         };
         let unwind_tables = capture == abi::CAPTURE_STACKS
             && !args.probes_only
-            && use_unwind_tables(args.unwind, args.pid, executable.as_deref());
+            && use_unwind_tables(args.unwind, args.pids.first().copied(), executable.as_deref());
         StackCapture {
             capture,
             unwind_tables,
@@ -238,23 +279,64 @@ impl StackCapture {
     }
 }
 
-/// The loaded object with its probes on the target.
+/// Whether the processes the targets start are traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Following {
+    Children,
+    /// `--no-follow`, or attached without `--follow`.
+    No,
+    /// Asked for, but the kernel side could not be set up (the warning said why).
+    Unavailable,
+}
+
+/// The loaded object with its probes on the targets.
 struct Attached {
     probes: Probes,
     unwinder: Option<UnwindLoader>,
     placement: Placement,
+    /// What each process traced later gets attached.
+    process_probes: ProcessProbes,
+    following: Following,
 }
 
 /// Step 5: loads the object, prepares the unwind tables, attaches the allocator's probes
-/// (and, for a launched command, the stops at exit and after the loader).
+/// (and, for a launched command, the stops at exit and after the loader) to every target,
+/// and the programs that follow the processes they start.
 fn attach(
     args: &RecordArgs,
-    target: &Target,
+    targets: &[Target],
     allocator: &Allocator,
     stacks: &StackCapture,
 ) -> Result<Attached, Error> {
+    let target = &targets[0];
+    let follow = if target.is_child() {
+        !args.no_follow
+    } else {
+        args.follow
+    };
+    // The kernel's task_struct layout, for the programs that see processes start, exec and
+    // end (also without --follow: an exec's old blocks are not leaks).
+    let task_offsets = match kernel_btf::TaskOffsets::of_running_kernel() {
+        Ok(offsets) => Some(offsets),
+        Err(error) => {
+            if follow {
+                eprintln!(
+                    "memtrail-record: warning: {}; the processes the target starts will not be traced",
+                    escape::terminal(&error.to_string())
+                );
+            }
+            None
+        }
+    };
     let settings = LoadSettings {
-        target_tgid: target.pid,
+        // One process and no others to come: the kernel-side check stays (and costs a compare).
+        target_tgid: if targets.len() == 1 && !follow {
+            target.pid
+        } else {
+            0
+        },
+        first_tgid: target.pid,
+        task_offsets,
         min_size: args.min_size,
         ring_buffer_bytes: args.ring_buffer_size,
         stop_at_exit: target.is_child(),
@@ -270,17 +352,29 @@ fn attach(
         let mut loader = UnwindLoader::new(&mut probes.ebpf, target.pid, settings.unwind_rows)?;
         if !target.is_child() {
             // Tables before probes: the first events already unwind completely.
-            loader.refresh_from_proc();
+            for target in targets {
+                loader.refresh_from_proc(target.pid);
+            }
         }
         Some(loader)
     } else {
         None
     };
-    let placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
+    let mut process_probes = ProcessProbes {
+        allocator: allocator.path.clone(),
+        free_offset_override: args.free_probe_offset,
+        exit_stop: None,
+        loader_stop: None,
+    };
+    let mut placement = Placement::default();
+    for target in targets {
+        placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
+    }
     if target.is_child()
         && let Some((libc, _)) = find_libc(None)
     {
         probes.attach_exit_stop(&libc, target.pid)?;
+        process_probes.exit_stop = Some(libc);
         if stacks.unwind_tables
             && let Some(executable) = &stacks.executable
         {
@@ -289,21 +383,73 @@ fn attach(
             // static executable has no ld.so: it stops at its entry point instead (and a
             // library it dlopens is picked up within 100 ms).
             let loader = dynamic_loader(executable);
-            let loader_probed =
-                loader.is_some_and(|l| probes.attach_loader_stop(&l, target.pid).is_ok());
+            let loader_probed = loader
+                .as_ref()
+                .is_some_and(|l| probes.attach_loader_stop(l, target.pid).is_ok());
             if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
                 eprintln!(
                     "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
                     escape::terminal(&error_chain(&error))
                 );
             }
+            process_probes.loader_stop = loader;
         }
     }
+    let following = match task_offsets {
+        Some(_) => match probes.attach_process_tracking() {
+            Ok(()) => {
+                let flags = if follow { abi::TRACED_FOLLOW } else { 0 };
+                mark_traced(&mut probes, targets, flags)?;
+                if follow {
+                    Following::Children
+                } else {
+                    Following::No
+                }
+            }
+            Err(error) => {
+                if follow {
+                    eprintln!(
+                        "memtrail-record: warning: cannot follow new processes: {}; only {} traced",
+                        escape::terminal(&error_chain(&error)),
+                        if targets.len() == 1 {
+                            "the first process is"
+                        } else {
+                            "the given processes are"
+                        }
+                    );
+                    Following::Unavailable
+                } else {
+                    Following::No
+                }
+            }
+        },
+        None if follow => Following::Unavailable,
+        None => Following::No,
+    };
     Ok(Attached {
         probes,
         unwinder,
         placement,
+        process_probes,
+        following,
     })
+}
+
+/// Lists the targets in `TRACED_PROCESSES` (with `flags`), so their execs and exits are
+/// reported and, with `TRACED_FOLLOW`, the processes they start are traced.
+fn mark_traced(probes: &mut Probes, targets: &[Target], flags: u32) -> Result<(), Error> {
+    let map = probes
+        .ebpf
+        .map_mut(abi::TRACED_PROCESSES_MAP)
+        .ok_or_else(|| Error::Probe(ProbeError::Load("map TRACED_PROCESSES missing".to_owned())))?;
+    let mut traced = aya::maps::HashMap::<_, u32, u32>::try_from(map)
+        .map_err(|e| Error::Probe(ProbeError::Load(e.to_string())))?;
+    for target in targets {
+        traced
+            .insert(target.pid, flags, 0)
+            .map_err(|e| Error::Probe(ProbeError::Load(e.to_string())))?;
+    }
+    Ok(())
 }
 
 /// When the recording started, on both clocks a trace keeps.
@@ -320,10 +466,11 @@ fn trace_meta(
     target: &Target,
     allocator: &Allocator,
     stacks: &StackCapture,
-    placement: &Placement,
+    attached: &Attached,
     host_names: host::HostNames,
     start: StartTime,
 ) -> TraceMeta {
+    let placement = &attached.placement;
     let mut extra = vec![
         (
             "free_probe_offset".to_owned(),
@@ -351,6 +498,15 @@ fn trace_meta(
             args.ring_buffer_size.to_string(),
         ),
         ("probes".to_owned(), placement.probes.to_string()),
+        (
+            "follow".to_owned(),
+            match attached.following {
+                Following::Children => "children",
+                Following::No => "none",
+                Following::Unavailable => "unavailable",
+            }
+            .to_owned(),
+        ),
     ];
     if args.probes_only {
         extra.push(("probes_only".to_owned(), "true".to_owned()));

@@ -1,34 +1,42 @@
 //! One recording: from the attached probes to the finished trace file.
 //!
-//! Owns: the polling loop (ring buffer every ~10 ms, RSS, loss counters and target liveness
-//! every 100 ms), turning kernel events into trace records, translating kernel stack ids (and
-//! the hashes of stacks unwound with CFI tables) into deduplicated trace stacks with their
-//! modules and symbols, and the closing records (lost, exit, end). Must not: load or attach
-//! probes (see `probes`), or decide how the target is started (see `target`).
+//! Owns: the polling loop (ring buffer every ~10 ms, RSS, loss counters and the processes'
+//! liveness every 100 ms), turning kernel events into trace records (allocations, and the
+//! processes of the traced tree: new, exec'ed, ended), resuming the processes the eBPF
+//! programs stopped (once a new one's probes are attached, once an exec'ed one's mappings are
+//! read), translating kernel stack ids (and the hashes of stacks unwound with CFI tables)
+//! into deduplicated trace stacks with their modules and symbols, and the closing records
+//! (lost, exit, end). Must not: decide where probes go (see `probes`: the session only asks
+//! for a new process's set), or how the target is started (see `target`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::units::{format_bytes, format_duration};
 use memtrail_format::{
     AllocApi, EndTotals, FormatError, FreeApi, IntMap, LostReason, Module, NO_MODULE, NO_STRING,
-    OutputFile, Record, Stack, StackFrame, Symbol, SymbolFrame, TraceWriter, Unwinder,
+    OutputFile, ProcessInfo, ProcessOrigin, Record, Stack, StackFrame, Symbol, SymbolFrame,
+    TraceWriter, Unwinder,
 };
 
 use crate::anon_mappings::AnonMappings;
 use crate::elf_file::build_id_of;
-use crate::modules::ModuleTable;
-use crate::probes::Probes;
+use crate::modules::{ModuleTable, read_exec_mappings};
+use crate::probes::{ProcessProbes, Probes, error_chain};
+use crate::processes::{
+    ProcessTable, decode_exit_code, has_ended, share_address_space,
+};
 use crate::rss::sample_rss;
 use crate::signals;
 use crate::symbols::SymbolResolver;
-use crate::target::{ExitStatus, Target};
+use crate::target::{ExitStatus, Target, command_line_of};
 use crate::unwind_loader::{UnwindLoader, UnwindStats};
+use crate::watchdog::Watchdog;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -46,6 +54,9 @@ pub enum SessionError {
 
 pub struct SessionOptions {
     pub allocator_path: String,
+    /// What a process that starts being traced gets attached (new processes of followed
+    /// ones; vfork children at their exec).
+    pub process_probes: ProcessProbes,
     pub stack_depth: usize,
     pub page_size: u64,
     pub symbolize: bool,
@@ -71,6 +82,10 @@ pub struct Summary {
     pub exit: Option<ExitStatus>,
     /// Set when stacks were unwound with CFI tables.
     pub unwind: Option<UnwindStats>,
+    /// Processes traced, the first ones included.
+    pub processes: usize,
+    /// Processes of the tree that could not be traced.
+    pub unfollowed: u64,
 }
 
 /// A trace being recorded: the writer plus everything interned so far.
@@ -79,8 +94,16 @@ pub struct Recording {
     start_monotonic_ns: u64,
     stack_depth: usize,
     modules: ModuleTable,
-    /// (event stack kind, kernel stack id or table-unwound stack hash) -> trace stack id.
-    kernel_stacks: IntMap<(u8, u64), u32>,
+    processes: ProcessTable,
+    /// The processes traced from the start, in the order given (the first is `meta.pid`).
+    first_processes: Vec<(u32, ProcessOrigin)>,
+    /// (address space, event stack kind, kernel stack id or table-unwound stack hash) -> trace
+    /// stack id.
+    kernel_stacks: IntMap<(u32, u8, u64), u32>,
+    /// Stacks taken out of `DWARF_STACKS` (the kernel deletes none itself and stores each
+    /// hash once): their return addresses and flags, for another process (or the same one
+    /// after an exec) that unwinds to the same addresses.
+    table_stacks: IntMap<u64, (Vec<u64>, u32)>,
     /// Unwinder and frames -> trace stack id (stacks equal after truncation share one id).
     stacks_by_frames: HashMap<(Unwinder, Vec<(u32, u64)>), u32>,
     /// Loads unwind tables and hands out table-unwound stacks (`--unwind dwarf|auto`).
@@ -88,11 +111,15 @@ pub struct Recording {
     unknown_stack: Option<u32>,
     next_stack_id: u32,
     resolver: Option<SymbolResolver>,
+    /// Resumed processes that got no unwinder slot (all taken): their stacks stop early.
+    unwind_slots_full: u64,
     symbolized: HashSet<(u32, u64)>,
     totals: EndTotals,
     lost_seen: [u64; abi::LOST_COUNTER_COUNT as usize],
-    anon_mappings: AnonMappings,
+    /// Per process.
+    anon_mappings: HashMap<u32, AnonMappings>,
     page_size: u64,
+    unfollowed: u64,
     /// munmaps of regions never recorded as mapped (glibc releasing its own large blocks).
     pub unrecorded_munmaps: u64,
     /// Path of the probed allocator library: mmaps it makes itself (malloc arenas, thread
@@ -130,29 +157,43 @@ impl Recording {
         self.writer.publish()
     }
 
+    /// A recording of the processes `first` (their probes attached; the first of them is
+    /// the trace's `meta.pid`).
     pub fn new(
         writer: TraceWriter<OutputFile>,
         start_monotonic_ns: u64,
-        pid: u32,
+        first: &[(u32, ProcessOrigin)],
         options: &SessionOptions,
         unwinder: Option<UnwindLoader>,
     ) -> Recording {
+        let mut processes = ProcessTable::new(first.first().map_or(0, |f| f.0));
+        for &(pid, origin) in first {
+            processes.add(pid, 0, origin);
+            if let Some(process) = processes.get_mut(pid) {
+                process.probed = true;
+            }
+        }
         Recording {
             unwinder,
             writer,
             start_monotonic_ns,
             stack_depth: options.stack_depth,
-            modules: ModuleTable::new(pid),
+            modules: ModuleTable::new(),
+            processes,
+            first_processes: first.to_vec(),
             kernel_stacks: IntMap::default(),
+            table_stacks: IntMap::default(),
             stacks_by_frames: HashMap::new(),
             unknown_stack: None,
             next_stack_id: 0,
             resolver: options.symbolize.then(SymbolResolver::new),
+            unwind_slots_full: 0,
             symbolized: HashSet::new(),
             totals: EndTotals::default(),
             lost_seen: [0; abi::LOST_COUNTER_COUNT as usize],
-            anon_mappings: AnonMappings::default(),
+            anon_mappings: HashMap::new(),
             page_size: options.page_size,
+            unfollowed: 0,
             unrecorded_munmaps: 0,
             allocator_path: options.allocator_path.clone(),
             caller_module: IntMap::default(),
@@ -164,17 +205,36 @@ impl Recording {
         monotonic_now_ns().saturating_sub(self.start_monotonic_ns)
     }
 
-    /// Re-reads the target's maps (once, for both tables: a big process's maps file takes
+    /// Writes the Process record of each first process (before any of their events), with
+    /// `command_lines` in the order the processes were given to [`Recording::new`].
+    pub fn write_first_processes(
+        &mut self,
+        command_lines: &[Vec<String>],
+    ) -> Result<(), FormatError> {
+        for (index, (pid, origin)) in self.first_processes.clone().into_iter().enumerate() {
+            let command_line = command_lines.get(index).cloned().unwrap_or_default();
+            self.writer.write(&Record::Process(Box::new(ProcessInfo {
+                pid,
+                parent_pid: 0,
+                time: 0,
+                origin,
+                command_line,
+            })))?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads process `pid`'s maps (once, for both tables: a big process's maps file takes
     /// a while to read and parse) and writes a Module record for each new module; gives the
     /// unwinder the tables of new modules.
-    fn refresh_modules(&mut self) -> Result<(), SessionError> {
-        let Ok(mappings) = self.modules.read_exec_mappings() else {
+    fn refresh_modules(&mut self, pid: u32) -> Result<(), SessionError> {
+        let Ok(mappings) = read_exec_mappings(pid) else {
             return Ok(()); // the process is gone: keep what is known
         };
         if let Some(unwinder) = self.unwinder.as_mut() {
-            unwinder.refresh(&mappings);
+            unwinder.refresh(pid, &mappings);
         }
-        let new_ids = self.modules.apply(&mappings);
+        let new_ids = self.modules.apply(pid, &mappings);
         for id in new_ids {
             let Some(module) = self.modules.module(id) else {
                 continue;
@@ -216,15 +276,17 @@ impl Recording {
         Ok(id)
     }
 
-    /// The trace stack id of an event's stack, writing the stack (and its modules and
-    /// symbols) the first time it is seen.
+    /// The trace stack id of an event's stack in process `pid`, writing the stack (and its
+    /// modules and symbols) the first time it is seen.
     fn trace_stack(
         &mut self,
+        pid: u32,
         kind: u8,
         kernel_key: u64,
         stacks: &StackTraceMap<MapData>,
     ) -> Result<u32, SessionError> {
-        if let Some(&id) = self.kernel_stacks.get(&(kind, kernel_key)) {
+        let space = self.processes.space_of(pid);
+        if let Some(&id) = self.kernel_stacks.get(&(space, kind, kernel_key)) {
             return Ok(id);
         }
         let (addresses, unwinder, mut truncated) = match kind {
@@ -241,30 +303,36 @@ impl Recording {
                 (addresses, Unwinder::FramePointer, truncated)
             }
             abi::STACK_TABLES => {
-                let Some(stack) = self
-                    .unwinder
-                    .as_mut()
-                    .and_then(|unwinder| unwinder.take_stack(kernel_key))
-                else {
+                if !self.table_stacks.contains_key(&kernel_key) {
+                    let Some(stack) = self
+                        .unwinder
+                        .as_mut()
+                        .and_then(|unwinder| unwinder.take_stack(kernel_key))
+                    else {
+                        return self.unknown_stack_id();
+                    };
+                    let depth = (stack.depth as usize).min(abi::UNWIND_MAX_FRAMES);
+                    self.table_stacks
+                        .insert(kernel_key, (stack.frames[..depth].to_vec(), stack.flags));
+                }
+                let Some((addresses, flags)) = self.table_stacks.get(&kernel_key) else {
                     return self.unknown_stack_id();
                 };
-                let depth = (stack.depth as usize).min(abi::UNWIND_MAX_FRAMES);
-                let addresses = stack.frames[..depth].to_vec();
-                let truncated = stack.flags & abi::DWARF_STACK_TRUNCATED != 0
+                let truncated = flags & abi::DWARF_STACK_TRUNCATED != 0
                     || addresses.len() > self.stack_depth;
-                (addresses, Unwinder::Dwarf, truncated)
+                (addresses.clone(), Unwinder::Dwarf, truncated)
             }
             _ => return self.unknown_stack_id(),
         };
         let mut frames = Vec::new();
         let mut refreshed = false;
         for &address in addresses.iter().take(self.stack_depth) {
-            let mut resolved = self.modules.resolve(address);
+            let mut resolved = self.modules.resolve(pid, address);
             if resolved.is_none() && !refreshed {
                 // Maybe a library loaded since (dlopen): look again, once per stack.
-                self.refresh_modules()?;
+                self.refresh_modules(pid)?;
                 refreshed = true;
-                resolved = self.modules.resolve(address);
+                resolved = self.modules.resolve(pid, address);
             }
             match resolved {
                 Some((module, offset)) => frames.push(StackFrame {
@@ -288,7 +356,7 @@ impl Recording {
                 .collect::<Vec<_>>(),
         );
         if let Some(&id) = self.stacks_by_frames.get(&key) {
-            self.kernel_stacks.insert((kind, kernel_key), id);
+            self.kernel_stacks.insert((space, kind, kernel_key), id);
             return Ok(id);
         }
         let id = self.next_stack_id;
@@ -304,7 +372,7 @@ impl Recording {
             frames,
         }))?;
         self.stacks_by_frames.insert(key, id);
-        self.kernel_stacks.insert((kind, kernel_key), id);
+        self.kernel_stacks.insert((space, kind, kernel_key), id);
         Ok(id)
     }
 
@@ -384,20 +452,33 @@ impl Recording {
         // SAFETY: at least EVENT_SIZE bytes; Event is plain old data; unaligned read.
         let event: abi::Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
         let time = event.time_ns.saturating_sub(self.start_monotonic_ns);
+        let pid = event.tgid;
+        if event.kind >= abi::EVENT_PROCESS_START {
+            return self.record_process_event(&event, time);
+        }
+        if self.processes.bind_thread(event.tid, pid) {
+            self.writer.write(&Record::Thread {
+                thread: event.tid,
+                pid,
+            })?;
+        }
         let record = match event.kind {
             abi::EVENT_ALLOC | abi::EVENT_REALLOC => {
                 let Some(api) = AllocApi::from_u8(event.api) else {
                     return Ok(());
                 };
-                let stack = self.trace_stack(event.stack_kind, event.stack_key, stacks)?;
+                let stack = self.trace_stack(pid, event.stack_kind, event.stack_key, stacks)?;
                 if api == AllocApi::Mmap && self.called_by_allocator(stack) {
                     self.allocator_internal_mmaps += 1;
                     return Ok(());
                 }
                 if event.kind == abi::EVENT_ALLOC {
                     if api == AllocApi::Mmap {
-                        self.anon_mappings
-                            .mapped(event.address, event.size, self.page_size);
+                        self.anon_mappings.entry(pid).or_default().mapped(
+                            event.address,
+                            event.size,
+                            self.page_size,
+                        );
                     }
                     self.totals.allocations += 1;
                     Record::Alloc {
@@ -425,7 +506,12 @@ impl Recording {
                 let Some(api) = FreeApi::from_u8(event.api) else {
                     return Ok(());
                 };
-                if api == FreeApi::Munmap && !self.anon_mappings.unmap(event.address, event.size) {
+                if api == FreeApi::Munmap
+                    && !self
+                        .anon_mappings
+                        .get_mut(&pid)
+                        .is_some_and(|mappings| mappings.unmap(event.address, event.size))
+                {
                     self.unrecorded_munmaps += 1;
                     return Ok(());
                 }
@@ -448,6 +534,153 @@ impl Recording {
         // event, to `Record`'s drop glue (which has to look at the variant first).
         let record = std::mem::ManuallyDrop::new(record);
         self.writer.write(&record)?;
+        Ok(())
+    }
+
+    /// A process event: a new process of a followed one, an exec, an exit.
+    fn record_process_event(&mut self, event: &abi::Event, time: u64) -> Result<(), SessionError> {
+        let pid = event.tgid;
+        match event.kind {
+            abi::EVENT_PROCESS_START => {
+                let parent = event.old_address as u32;
+                if event.api == abi::PROCESS_TABLE_FULL {
+                    self.write_unfollowed(
+                        time,
+                        pid,
+                        parent,
+                        format!(
+                            "more than {} processes were traced at once",
+                            abi::TRACED_PROCESSES_CAPACITY
+                        ),
+                    )?;
+                    return Ok(());
+                }
+                self.processes.add(pid, parent, ProcessOrigin::Forked);
+                self.writer.write(&Record::Process(Box::new(ProcessInfo {
+                    pid,
+                    parent_pid: parent,
+                    time,
+                    origin: ProcessOrigin::Forked,
+                    command_line: command_line_of(pid),
+                })))?;
+            }
+            abi::EVENT_PROCESS_EXEC => {
+                self.processes.exec(pid);
+                self.modules.forget(pid);
+                self.anon_mappings.remove(&pid);
+                if let Some(unwinder) = self.unwinder.as_mut() {
+                    unwinder.forget(pid, false);
+                }
+                self.writer.write(&Record::Exec {
+                    time,
+                    pid,
+                    command_line: command_line_of(pid),
+                })?;
+            }
+            abi::EVENT_PROCESS_EXIT => {
+                let (code, signal) = decode_exit_code(event.size as u32);
+                self.process_ended(time, pid, code, signal)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Process `pid` ended (once): its ProcessExit record, and its unwinder slot freed.
+    fn process_ended(
+        &mut self,
+        time: u64,
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    ) -> Result<(), SessionError> {
+        if !self.processes.exited(pid) {
+            return Ok(());
+        }
+        if let Some(unwinder) = self.unwinder.as_mut() {
+            unwinder.forget(pid, true);
+        }
+        self.anon_mappings.remove(&pid);
+        self.writer.write(&Record::ProcessExit {
+            time,
+            pid,
+            code,
+            signal,
+        })?;
+        Ok(())
+    }
+
+    /// A process of the tree that is not traced, said in the trace and on stderr.
+    fn write_unfollowed(
+        &mut self,
+        time: u64,
+        pid: u32,
+        parent: u32,
+        reason: String,
+    ) -> Result<(), SessionError> {
+        self.unfollowed += 1;
+        eprintln!(
+            "memtrail-record: warning: process {pid} (started by {parent}) is not traced: {}",
+            memtrail_format::text::terminal(&reason)
+        );
+        self.writer.write(&Record::Unfollowed {
+            time,
+            pid,
+            parent_pid: parent,
+            reason,
+        })?;
+        Ok(())
+    }
+
+    /// Resumes every process the programs stopped: a new process gets its probes first (a
+    /// vfork child only once it has exec'ed: until then it runs in its parent's address
+    /// space, whose probes see it), and each gets its mappings read. `attach` is false at the
+    /// end of the recording (nothing is attached any more).
+    fn resume_stopped(
+        &mut self,
+        maps: &mut KernelMaps<'_>,
+        probes: &mut Probes,
+        process_probes: &ProcessProbes,
+        attach: bool,
+    ) -> Result<(), SessionError> {
+        let stopped: Vec<(u32, u32)> = maps.stopped.iter().filter_map(Result::ok).collect();
+        if stopped.is_empty() {
+            return Ok(());
+        }
+        // The events before each stop (the new process or exec records) first.
+        drain(self, maps.ring, maps.stacks)?;
+        for (pid, reason) in stopped {
+            let new_image = reason == abi::STOP_START || reason == abi::STOP_EXEC;
+            let unprobed = self.processes.get(pid).is_some_and(|p| !p.probed && !p.exited);
+            if attach && new_image && unprobed {
+                let parent = self.processes.get(pid).map_or(0, |p| p.parent);
+                let vforked = reason == abi::STOP_START && share_address_space(pid, parent);
+                if !vforked {
+                    match probes.attach_process(process_probes, pid) {
+                        Ok(_) => {
+                            if let Some(process) = self.processes.get_mut(pid) {
+                                process.probed = true;
+                            }
+                        }
+                        Err(error) => {
+                            let time = self.now();
+                            let _ = maps.traced.remove(&pid);
+                            self.processes.exited(pid);
+                            self.write_unfollowed(time, pid, parent, error_chain(&error))?;
+                        }
+                    }
+                }
+            }
+            self.refresh_modules(pid)?;
+            if self.unwinder.as_ref().is_some_and(|u| !u.has_slot(pid))
+                && !self.processes.get(pid).is_some_and(|p| p.exited)
+            {
+                self.unwind_slots_full += 1;
+            }
+            let _ = maps.stopped.remove(&pid);
+            // SAFETY: a signal to a process our programs stopped and listed.
+            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        }
         Ok(())
     }
 
@@ -484,16 +717,36 @@ impl Recording {
         Ok(())
     }
 
-    fn record_rss(&mut self, pid: u32) -> Result<(), SessionError> {
-        if let Some(sample) = sample_rss(pid) {
-            let time = self.now();
-            self.writer.write(&Record::Rss {
-                time,
-                rss_bytes: sample.rss_bytes,
-                anon_bytes: sample.anon_bytes,
-            })?;
+    /// The resident memory of every running traced process, summed (one Rss record).
+    fn record_rss(&mut self) -> Result<(), SessionError> {
+        let samples: Vec<_> = self.processes.running().filter_map(sample_rss).collect();
+        if samples.is_empty() {
+            return Ok(());
         }
+        let time = self.now();
+        self.writer.write(&Record::Rss {
+            time,
+            rss_bytes: samples.iter().map(|s| s.rss_bytes).sum(),
+            anon_bytes: samples.iter().map(|s| s.anon_bytes).sum(),
+        })?;
         Ok(())
+    }
+
+    /// Marks the processes that ended without their exit event (it was lost, or the process
+    /// tracking is off) and writes their ProcessExit (status unknown, unless `status` knows
+    /// it: the launched command's, from waitpid). True while some process still runs.
+    fn check_processes(&mut self, status: Option<(u32, ExitStatus)>) -> Result<bool, SessionError> {
+        let ended: Vec<u32> = self.processes.running().filter(|&pid| has_ended(pid)).collect();
+        for pid in ended {
+            let (code, signal) = match status {
+                Some((known, ExitStatus::Code(code))) if known == pid => (Some(code), None),
+                Some((known, ExitStatus::Signal(signal))) if known == pid => (None, Some(signal)),
+                _ => (None, None),
+            };
+            let time = self.now();
+            self.process_ended(time, pid, code, signal)?;
+        }
+        Ok(self.processes.running().next().is_some())
     }
 
     /// Events written so far.
@@ -546,13 +799,15 @@ impl Summary {
     }
 }
 
-/// Records until the target exits, a signal arrives or the duration is up, then closes the
-/// trace with the lost, exit and end records. On a write error the probes are detached and
-/// the error returned; what was written before stays readable.
+/// Records until every traced process has exited, a signal arrives or the duration is up,
+/// then closes the trace with the lost, exit and end records. `targets` are the processes
+/// traced from the start (the launched command, or the attached PIDs), the first one the
+/// trace's `meta.pid`. On a write error the probes are detached and the error returned; what
+/// was written before stays readable.
 pub fn run(
     mut recording: Recording,
     probes: &mut Probes,
-    target: &mut Target,
+    targets: &mut [Target],
     options: &SessionOptions,
 ) -> Result<Summary, SessionError> {
     let started = Instant::now();
@@ -571,49 +826,57 @@ pub fn run(
         .take_map(abi::LOST_COUNTERS_MAP)
         .and_then(|m| PerCpuArray::<MapData, u64>::try_from(m).ok())
         .ok_or(SessionError::Map(abi::LOST_COUNTERS_MAP))?;
+    let mut stopped = probes
+        .ebpf
+        .take_map(abi::STOPPED_PROCESSES_MAP)
+        .and_then(|m| BpfHashMap::<MapData, u32, u32>::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::STOPPED_PROCESSES_MAP))?;
+    let mut traced = probes
+        .ebpf
+        .take_map(abi::TRACED_PROCESSES_MAP)
+        .and_then(|m| BpfHashMap::<MapData, u32, u32>::try_from(m).ok())
+        .ok_or(SessionError::Map(abi::TRACED_PROCESSES_MAP))?;
+    // From here on, a recorder that dies leaves no traced process stopped.
+    let watchdog = Watchdog::start(stopped.fd().as_fd().as_raw_fd());
 
     recording.forget_calls_in_flight_at_attach(&lost);
 
-    let mut exit_stop = probes
-        .ebpf
-        .take_map(abi::EXIT_STOP_MAP)
-        .and_then(|m| Array::<MapData, u32>::try_from(m).ok())
-        .ok_or(SessionError::Map(abi::EXIT_STOP_MAP))?;
-    let maps = KernelMaps {
+    let mut maps = KernelMaps {
         ring: &mut ring,
         stacks: &stacks,
         lost: &lost,
-        exit_stop: &mut exit_stop,
+        stopped: &mut stopped,
+        traced: &mut traced,
     };
-    let result = record_loop(&mut recording, maps, target, options, started);
+    let result = record_loop(&mut recording, &mut maps, probes, targets, options, started);
     let mut exit_time = recording.now();
-    // The other probes stay until the recorder exits (see `Probes::detach_in_background`):
-    // detaching takes seconds, and events after the final drain are simply not recorded.
+    // No process stops itself after this: the tracking programs and the stopping probes go
+    // (the other probes stay until the recorder exits, see `Probes::detach_in_background`:
+    // detaching takes seconds, and events after the final drain are simply not recorded).
+    probes.detach_process_tracking();
     probes.detach_exit_stop();
-    // A launched target that entered exit() just before the probes went away may still be
-    // stopped there: never leave it stopped.
-    if target.is_child() && exit_stop.get(&0, 0).ok() == Some(target.pid) {
-        recording.refresh_modules()?;
-        let _ = exit_stop.set(0, 0, 0);
-        // SAFETY: signalling our own child, which the exit probe stopped.
-        unsafe { libc::kill(target.pid as i32, libc::SIGCONT) };
-    }
+    // A process that stopped itself just before may still be: never leave one stopped.
+    recording.resume_stopped(&mut maps, probes, &options.process_probes, false)?;
+    drop(watchdog);
     let stop = result?;
     // Events submitted before detaching are still in the ring.
-    drain(&mut recording, &mut ring, &stacks)?;
-    recording.record_losses(&lost)?;
+    drain(&mut recording, maps.ring, maps.stacks)?;
+    recording.record_losses(maps.lost)?;
     // Stopped by a signal: a launched target usually got it too (Ctrl-C goes to the whole
     // process group) and has ended by now.
-    let exited = stop == StopReason::TargetExited || (target.is_child() && target.has_exited());
+    let first = &mut targets[0];
+    let exited = stop == StopReason::TargetExited || (first.is_child() && first.has_exited());
     if stop != StopReason::TargetExited && exited {
         exit_time = recording.now();
     }
     if exited {
-        let (code, signal) = match target.exit_status() {
+        let status = first.exit_status();
+        let (code, signal) = match status {
             Some(ExitStatus::Code(code)) => (Some(code), None),
             Some(ExitStatus::Signal(signal)) => (None, Some(signal)),
             None => (None, None),
         };
+        recording.check_processes(status.map(|s| (first.pid, s)))?;
         recording.writer.write(&Record::Exit {
             time: exit_time,
             code,
@@ -629,13 +892,22 @@ pub fn run(
     if options.status_line {
         eprintln!();
     }
+    if recording.unwind_slots_full > 0 {
+        eprintln!(
+            "memtrail-record: warning: {} processes were traced while {} others held every unwinder slot: their stacks stop at the allocator's caller",
+            recording.unwind_slots_full,
+            abi::UNWIND_PROCESS_SLOTS
+        );
+    }
     Ok(Summary {
         totals,
         bytes_written,
         elapsed: started.elapsed(),
         stop,
-        exit: target.exit_status(),
+        exit: targets[0].exit_status(),
         unwind: recording.unwinder.as_ref().map(|u| u.stats),
+        processes: recording.processes.count(),
+        unfollowed: recording.unfollowed,
     })
 }
 
@@ -644,63 +916,55 @@ struct KernelMaps<'a> {
     ring: &'a mut RingBuf<MapData>,
     stacks: &'a StackTraceMap<MapData>,
     lost: &'a PerCpuArray<MapData, u64>,
-    exit_stop: &'a mut Array<MapData, u32>,
-}
-
-/// If the target stopped itself in `exit` (launch mode), reads its maps and the events
-/// still queued while they exist, then resumes it.
-fn resume_if_stopped_at_exit(
-    recording: &mut Recording,
-    maps: &mut KernelMaps<'_>,
-    pid: u32,
-) -> Result<(), SessionError> {
-    if maps.exit_stop.get(&0, 0).ok() != Some(pid) {
-        return Ok(());
-    }
-    recording.refresh_modules()?;
-    drain(recording, maps.ring, maps.stacks)?;
-    let _ = maps.exit_stop.set(0, 0, 0);
-    // SAFETY: signalling our own child, which we stopped.
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-    Ok(())
+    stopped: &'a mut BpfHashMap<MapData, u32, u32>,
+    traced: &'a mut BpfHashMap<MapData, u32, u32>,
 }
 
 fn record_loop(
     recording: &mut Recording,
-    mut maps: KernelMaps<'_>,
-    target: &mut Target,
+    maps: &mut KernelMaps<'_>,
+    probes: &mut Probes,
+    targets: &mut [Target],
     options: &SessionOptions,
     started: Instant,
 ) -> Result<StopReason, SessionError> {
     let ring_fd = maps.ring.as_raw_fd();
-    let pid = target.pid;
-    let early_phase = target.is_child();
+    let first_pid = targets[0].pid;
+    let early_phase = targets[0].is_child();
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut last_status_events = 0u64;
-    recording.refresh_modules()?;
-    recording.record_rss(pid)?;
+    for target in targets.iter() {
+        recording.refresh_modules(target.pid)?;
+    }
+    recording.record_rss()?;
     loop {
         if early_phase && started.elapsed() < EARLY_PHASE {
             wait_readable(ring_fd, Duration::from_millis(1));
-            recording.refresh_modules()?;
+            recording.refresh_modules(first_pid)?;
         } else {
             wait_readable(ring_fd, POLL_INTERVAL);
         }
         drain(recording, maps.ring, maps.stacks)?;
-        if target.is_child() {
-            resume_if_stopped_at_exit(recording, &mut maps, pid)?;
-        }
+        recording.resume_stopped(maps, probes, &options.process_probes, true)?;
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + TICK_INTERVAL;
-            let exited = target.has_exited();
-            if !exited {
-                recording.refresh_modules()?;
-                recording.record_rss(pid)?;
+            // Reaps the launched command (its status goes into its ProcessExit).
+            let status = targets
+                .iter_mut()
+                .filter(|t| t.is_child())
+                .find_map(|t| t.has_exited().then(|| t.exit_status().map(|s| (t.pid, s))))
+                .flatten();
+            let running = recording.check_processes(status)?;
+            if running {
+                for pid in recording.processes.running().collect::<Vec<_>>() {
+                    recording.refresh_modules(pid)?;
+                }
+                recording.record_rss()?;
             }
             recording.record_losses(maps.lost)?;
-            if exited {
+            if !running {
                 return Ok(StopReason::TargetExited);
             }
             // The writer's flush interval (WriterOptions, 1 s) is the one policy: records

@@ -2,8 +2,9 @@
 //! reading back the stacks it unwound.
 //!
 //! Owns: building each module's table once (cached by GNU build-id, else by path), placing it
-//! in `UNWIND_ROWS`, keeping `UNWIND_MAPPINGS` equal to the target's executable mappings
-//! (libraries loaded later with dlopen included), and taking stacks out of `DWARF_STACKS`.
+//! in `UNWIND_ROWS` (shared by every process), giving each traced process a slot of
+//! `UNWIND_MAPPINGS` and keeping it equal to that process's executable mappings (libraries
+//! loaded later with dlopen included), and taking stacks out of `DWARF_STACKS`.
 //! Must not: write trace records (the session does).
 
 use std::collections::HashMap;
@@ -85,24 +86,36 @@ impl UnwindStats {
     }
 }
 
+/// One traced process's slot of `UNWIND_MAPPINGS`.
+#[derive(Default)]
+struct ProcessSlot {
+    index: u32,
+    /// The mappings as last written to the kernel.
+    written: Vec<abi::UnwindMapping>,
+    /// Each mapping seen (range, file offset, path) and its kernel entry, so a refresh
+    /// reads no file twice.
+    seen: HashMap<(u64, u64, u64, String), Option<abi::UnwindMapping>>,
+}
+
 pub struct UnwindLoader {
-    pid: u32,
+    /// The process given slot 0 (`FIRST_TGID` in the program: no lookup for it).
+    first_pid: u32,
     /// `UNWIND_ROWS`, kept as the untyped map: rows are written in batches through its fd.
     rows: aya::maps::Map,
     mappings: Array<MapData, MappingValue>,
     state: Array<MapData, u32>,
-    /// Bumped on every rewrite of the mapping list (`UNWIND_STATE[1]`).
+    /// `UNWIND_SLOTS`: the slot of every process but the first.
+    slot_of: BpfHashMap<MapData, u32, u32>,
+    /// Set on every rewrite of any slot's mapping list (its `UNWIND_STATE` generation), so a
+    /// generation names one process's list at one time.
     generation: u32,
     stacks: BpfHashMap<MapData, u64, StackValue>,
     rows_capacity: u32,
     next_row: u32,
     /// By build-id (hex) or, without one, by path.
     tables: HashMap<String, LoadedTable>,
-    /// The mappings as last written to the kernel.
-    written: Vec<abi::UnwindMapping>,
-    /// Each mapping seen (range, file offset, path) and its kernel entry, so a refresh
-    /// reads no file twice.
-    seen: HashMap<(u64, u64, u64, String), Option<abi::UnwindMapping>>,
+    slots: HashMap<u32, ProcessSlot>,
+    free_slots: Vec<u32>,
     pub stats: UnwindStats,
 }
 
@@ -110,7 +123,7 @@ impl UnwindLoader {
     /// Takes the unwinder's maps out of the loaded object.
     pub fn new(
         ebpf: &mut Ebpf,
-        pid: u32,
+        first_pid: u32,
         rows_capacity: u32,
     ) -> Result<UnwindLoader, UnwindLoadError> {
         fn take<T>(
@@ -122,13 +135,15 @@ impl UnwindLoader {
                 .and_then(convert)
                 .ok_or(UnwindLoadError::Map(name))
         }
+        let slot_count = abi::UNWIND_PROCESS_SLOTS;
         Ok(UnwindLoader {
-            pid,
+            first_pid,
             rows: take(ebpf, abi::UNWIND_ROWS_MAP, |m| {
                 matches!(m, aya::maps::Map::Array(_)).then_some(m)
             })?,
             mappings: take(ebpf, abi::UNWIND_MAPPINGS_MAP, |m| Array::try_from(m).ok())?,
             state: take(ebpf, abi::UNWIND_STATE_MAP, |m| Array::try_from(m).ok())?,
+            slot_of: take(ebpf, abi::UNWIND_SLOTS_MAP, |m| BpfHashMap::try_from(m).ok())?,
             generation: 0,
             stacks: take(ebpf, abi::DWARF_STACKS_MAP, |m| {
                 BpfHashMap::try_from(m).ok()
@@ -136,23 +151,58 @@ impl UnwindLoader {
             rows_capacity,
             next_row: 0,
             tables: HashMap::new(),
-            written: Vec::new(),
-            seen: HashMap::new(),
+            slots: HashMap::new(),
+            // Slot 0 is the first process's; the others are handed out lowest first.
+            free_slots: (1..slot_count).rev().collect(),
             stats: UnwindStats::default(),
         })
     }
 
     /// `refresh` with the mappings read from `/proc/PID/maps` now; quietly does nothing if the
     /// process is gone.
-    pub fn refresh_from_proc(&mut self) {
-        if let Ok(mappings) = read_exec_mappings(self.pid) {
-            self.refresh(&mappings);
+    pub fn refresh_from_proc(&mut self, pid: u32) {
+        if let Ok(mappings) = read_exec_mappings(pid) {
+            self.refresh(pid, &mappings);
         }
     }
 
-    /// Takes in the target's current executable mappings, loads the tables of modules not
-    /// seen before and rewrites the kernel's mapping list if it changed.
-    pub fn refresh(&mut self, mappings: &[ExecMapping]) {
+    /// The slot of process `pid`, given one if it has none; `None` when every slot is taken.
+    fn slot_mut(&mut self, pid: u32) -> Option<&mut ProcessSlot> {
+        if !self.slots.contains_key(&pid) {
+            let index = if pid == self.first_pid {
+                0
+            } else {
+                let index = self.free_slots.pop()?;
+                if self.slot_of.insert(pid, index, 0).is_err() {
+                    self.free_slots.push(index);
+                    return None;
+                }
+                index
+            };
+            self.slots.insert(
+                pid,
+                ProcessSlot {
+                    index,
+                    ..ProcessSlot::default()
+                },
+            );
+        }
+        self.slots.get_mut(&pid)
+    }
+
+    /// Whether process `pid` has a slot (its stacks are unwound with the tables).
+    pub fn has_slot(&self, pid: u32) -> bool {
+        self.slots.contains_key(&pid)
+    }
+
+    /// Takes in process `pid`'s current executable mappings, loads the tables of modules not
+    /// seen before and rewrites the process's mapping list in the kernel if it changed. False
+    /// when the process has no slot (all are taken): its stacks stop at the first frame.
+    pub fn refresh(&mut self, pid: u32, mappings: &[ExecMapping]) -> bool {
+        let Some(slot) = self.slot_mut(pid) else {
+            return false;
+        };
+        let mut seen = std::mem::take(&mut slot.seen);
         let mut wanted = Vec::new();
         for mapping in mappings {
             let key = (
@@ -161,11 +211,11 @@ impl UnwindLoader {
                 mapping.file_offset,
                 mapping.path.clone(),
             );
-            let entry = match self.seen.get(&key) {
+            let entry = match seen.get(&key) {
                 Some(entry) => *entry,
                 None => {
-                    let entry = self.mapping_entry(mapping);
-                    self.seen.insert(key, entry);
+                    let entry = self.mapping_entry(pid, mapping);
+                    seen.insert(key, entry);
                     entry
                 }
             };
@@ -173,24 +223,53 @@ impl UnwindLoader {
         }
         wanted.sort_by_key(|m| m.start);
         wanted.truncate(abi::UNWIND_MAPPINGS_CAPACITY as usize);
-        if wanted == self.written {
-            return;
+        let Some(slot) = self.slots.get_mut(&pid) else {
+            return false;
+        };
+        slot.seen = seen;
+        if wanted == slot.written {
+            return true;
         }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let first = slot.index * abi::UNWIND_MAPPINGS_CAPACITY;
         for (index, mapping) in wanted.iter().enumerate() {
-            if self.written.get(index) != Some(mapping) {
-                let _ = self.mappings.set(index as u32, MappingValue(*mapping), 0);
+            if slot.written.get(index) != Some(mapping) {
+                let _ = self
+                    .mappings
+                    .set(first + index as u32, MappingValue(*mapping), 0);
             }
         }
         // Entries first, then the count: the program never reads past what is written. Then
         // a new generation: rows the program cached for the old list are not used again.
-        let _ = self.state.set(0, wanted.len() as u32, 0);
-        self.generation = self.generation.wrapping_add(1);
-        let _ = self.state.set(1, self.generation, 0);
-        self.written = wanted;
+        let _ = self.state.set(2 * slot.index, wanted.len() as u32, 0);
+        let _ = self.state.set(2 * slot.index + 1, generation, 0);
+        slot.written = wanted;
+        true
     }
 
-    /// The kernel's view of one mapping, loading its module's table the first time.
-    fn mapping_entry(&mut self, mapping: &ExecMapping) -> Option<abi::UnwindMapping> {
+    /// Forgets process `pid`'s mappings: after an exec (the new image's are taken in next) or
+    /// when it ended (its slot is freed for another process).
+    pub fn forget(&mut self, pid: u32, ended: bool) {
+        let Some(slot) = self.slots.get_mut(&pid) else {
+            return;
+        };
+        let index = slot.index;
+        let _ = self.state.set(2 * index, 0, 0);
+        slot.written.clear();
+        slot.seen.clear();
+        if ended {
+            self.slots.remove(&pid);
+            if index != 0 {
+                let _ = self.slot_of.remove(&pid);
+                self.free_slots.push(index);
+            }
+        }
+    }
+
+    /// The kernel's view of one mapping of process `pid`, loading its module's table the
+    /// first time.
+    fn mapping_entry(&mut self, pid: u32, mapping: &ExecMapping) -> Option<abi::UnwindMapping> {
         if !mapping.path.starts_with('/') {
             // The vdso: no file to read; the frame-pointer rule (its code keeps rbp).
             return Some(abi::UnwindMapping {
@@ -203,7 +282,7 @@ impl UnwindLoader {
         }
         let file = format!(
             "/proc/{}/map_files/{:x}-{:x}",
-            self.pid, mapping.start, mapping.end
+            pid, mapping.start, mapping.end
         );
         let file_path = if Path::new(&file).exists() {
             file

@@ -41,6 +41,23 @@ pub const EVENT_ALLOC: u8 = 1;
 pub const EVENT_FREE: u8 = 2;
 /// [`Event::kind`]: `old_address` was resized into `address` (realloc, reallocarray).
 pub const EVENT_REALLOC: u8 = 3;
+/// [`Event::kind`]: process `tgid` was started by a followed process, `old_address`
+/// (fork, vfork, clone without `CLONE_THREAD`). `api` is [`PROCESS_FOLLOWED`] (it is stopped
+/// with SIGSTOP and in [`STOPPED_PROCESSES_MAP`] until user space has attached its probes)
+/// or [`PROCESS_TABLE_FULL`] (not traced: [`TRACED_PROCESSES_MAP`] is full).
+pub const EVENT_PROCESS_START: u8 = 4;
+/// [`Event::kind`]: traced process `tgid` replaced its image (execve); it is stopped with
+/// SIGSTOP (in [`STOPPED_PROCESSES_MAP`]) before it runs the new image.
+pub const EVENT_PROCESS_EXEC: u8 = 5;
+/// [`Event::kind`]: traced process `tgid` ended (its thread group leader exited); `size` is
+/// the kernel's exit code (a wait status: code << 8, or the signal).
+pub const EVENT_PROCESS_EXIT: u8 = 6;
+
+/// [`Event::api`] of [`EVENT_PROCESS_START`]: the new process is traced.
+pub const PROCESS_FOLLOWED: u8 = 0;
+/// [`Event::api`] of [`EVENT_PROCESS_START`]: the new process could not be traced because
+/// [`TRACED_PROCESSES_MAP`] is full.
+pub const PROCESS_TABLE_FULL: u8 = 1;
 
 /// One allocator call, as the eBPF program writes it into the ring buffer [`EVENTS_MAP`].
 #[repr(C)]
@@ -60,13 +77,17 @@ pub struct Event {
     pub stack_key: u64,
     /// Kernel thread id (the low half of `bpf_get_current_pid_tgid`).
     pub tid: u32,
-    /// [`EVENT_ALLOC`], [`EVENT_FREE`] or [`EVENT_REALLOC`].
+    /// Kernel process id (thread group id, the high half of `bpf_get_current_pid_tgid`).
+    pub tgid: u32,
+    /// [`EVENT_ALLOC`], [`EVENT_FREE`], [`EVENT_REALLOC`] or a process event
+    /// ([`EVENT_PROCESS_START`], [`EVENT_PROCESS_EXEC`], [`EVENT_PROCESS_EXIT`]).
     pub kind: u8,
     /// One of [`alloc_api`] or [`free_api`], depending on `kind`.
     pub api: u8,
     /// [`STACK_NONE`], [`STACK_FRAME_POINTER`] or [`STACK_TABLES`].
     pub stack_kind: u8,
     pub padding: u8,
+    pub padding_wide: u32,
 }
 
 /// [`Event::stack_kind`]: no stack (frees, `--no-stacks`, or capture failed: the loss is then
@@ -80,7 +101,7 @@ pub const STACK_FRAME_POINTER: u8 = 1;
 pub const STACK_TABLES: u8 = 2;
 
 /// Size of [`Event`] in the ring buffer (checked at compile time on both sides).
-pub const EVENT_SIZE: usize = 48;
+pub const EVENT_SIZE: usize = 56;
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
 
 /// What the entry probe of an allocation function remembers until its return probe fires:
@@ -134,9 +155,46 @@ pub const GLOBAL_THREAD_SLOTS_MASK: &str = "THREAD_SLOTS_MASK";
 pub const PENDING_CALLS_MAP: &str = "PENDING_CALLS";
 /// Per-CPU array of `u64` loss counters, indexed by the `LOST_*` constants.
 pub const LOST_COUNTERS_MAP: &str = "LOST_COUNTERS";
-/// Array of one `u32`: the thread group id that `exit_entry` stopped with SIGSTOP (0: none).
-/// User space reads the process's maps while it is stopped, clears this and sends SIGCONT.
-pub const EXIT_STOP_MAP: &str = "EXIT_STOP";
+/// Hash map `u32 tgid -> u32 reason` (`STOP_*`): the processes the program stopped with
+/// SIGSTOP and user space has not resumed yet. An entry is written before the signal is sent;
+/// user space reads the process's maps (and attaches probes to a new process), deletes the
+/// entry and sends SIGCONT. The recorder's watchdog resumes whatever is left here if the
+/// recorder dies.
+pub const STOPPED_PROCESSES_MAP: &str = "STOPPED_PROCESSES";
+/// [`STOPPED_PROCESSES_MAP`] reason: a stopping uprobe (`exit`, the loader's debugger hook,
+/// an entry point).
+pub const STOP_PROBE: u32 = 1;
+/// [`STOPPED_PROCESSES_MAP`] reason: a new process of a followed one.
+pub const STOP_START: u32 = 2;
+/// [`STOPPED_PROCESSES_MAP`] reason: an exec.
+pub const STOP_EXEC: u32 = 3;
+/// Capacity of [`STOPPED_PROCESSES_MAP`].
+pub const STOPPED_PROCESSES_CAPACITY: u32 = 4096;
+/// Hash map `u32 tgid -> u32 flags`: the traced processes whose execs and exits are reported
+/// and, with [`TRACED_FOLLOW`], whose new processes are followed. User space inserts the
+/// processes it traces from the start; the program inserts followed children and removes
+/// processes that end.
+pub const TRACED_PROCESSES_MAP: &str = "TRACED_PROCESSES";
+/// [`TRACED_PROCESSES_MAP`] flag: processes this one starts are traced too (and inherit it).
+pub const TRACED_FOLLOW: u32 = 1;
+/// Default capacity of [`TRACED_PROCESSES_MAP`] (processes traced at once).
+pub const TRACED_PROCESSES_CAPACITY: u32 = 1024;
+/// Hash map `u32 tgid -> u32 slot`: which slot of the unwinder's per-process mapping lists
+/// ([`UNWIND_MAPPINGS_MAP`], [`UNWIND_STATE_MAP`]) describes the process. The process in
+/// global [`GLOBAL_FIRST_TGID`] uses slot 0 without a lookup.
+pub const UNWIND_SLOTS_MAP: &str = "UNWIND_SLOTS";
+/// Default number of per-process slots of the unwinder: processes unwound with the tables at
+/// once. Stacks of processes beyond it stop at the allocator's caller (marked truncated);
+/// the recorder says so.
+pub const UNWIND_PROCESS_SLOTS: u32 = 64;
+/// Global (`u32`): the process that uses unwinder slot 0 (the first traced process).
+pub const GLOBAL_FIRST_TGID: &str = "FIRST_TGID";
+/// Globals (`u32`): byte offsets in `struct task_struct` of `tgid`, `real_parent` and
+/// `exit_code`, read by user space from the kernel's BTF (0: not set, the process-tracking
+/// programs do nothing).
+pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
+pub const GLOBAL_TASK_REAL_PARENT_OFFSET: &str = "TASK_REAL_PARENT_OFFSET";
+pub const GLOBAL_TASK_EXIT_CODE_OFFSET: &str = "TASK_EXIT_CODE_OFFSET";
 
 /// Loss counter: an event could not be reserved in the ring buffer (it was full).
 pub const LOST_RING_BUFFER_FULL: u32 = 0;
@@ -223,8 +281,9 @@ pub const GLOBAL_UNWIND_TABLES: &str = "UNWIND_TABLES";
 
 /// Most frames the table unwinder walks per stack; deeper stacks are marked truncated.
 pub const UNWIND_MAX_FRAMES: usize = 64;
-/// Capacity of [`UNWIND_MAPPINGS_MAP`]: executable mappings of the target known to the
-/// unwinder (sorted by start; the first `count` of [`UNWIND_STATE_MAP`] are valid).
+/// Executable mappings of one process known to the unwinder: each slot of
+/// [`UNWIND_MAPPINGS_MAP`] holds this many (sorted by start; the first `count` of the slot's
+/// [`UNWIND_STATE_MAP`] entry are valid).
 pub const UNWIND_MAPPINGS_CAPACITY: u32 = 512;
 /// Default capacity of [`UNWIND_ROWS_MAP`] (rows of every module's table together).
 pub const UNWIND_ROWS_CAPACITY: u32 = 1 << 21;
@@ -236,11 +295,13 @@ pub const UNWIND_MAPPING_SEARCH_STEPS: u32 = 9;
 
 /// Array of [`UnwindRow`]: every loaded module's rows, each module's sorted by `pc`.
 pub const UNWIND_ROWS_MAP: &str = "UNWIND_ROWS";
-/// Array of [`UnwindMapping`], sorted by `start`.
+/// Array of [`UnwindMapping`]: slot `s` (one process) is entries
+/// `s * UNWIND_MAPPINGS_CAPACITY ..`, sorted by `start`.
 pub const UNWIND_MAPPINGS_MAP: &str = "UNWIND_MAPPINGS";
-/// Array of two `u32`: how many entries of [`UNWIND_MAPPINGS_MAP`] are valid, and a
-/// generation user space bumps after every change of the mapping list (the program caches
-/// the row of each return address it unwinds, valid for one generation).
+/// Array of `u32` pairs, one per slot (`2 * s`, `2 * s + 1`): how many entries of the slot
+/// in [`UNWIND_MAPPINGS_MAP`] are valid, and a generation user space sets after every change
+/// of the slot's mapping list, unique across slots (the program caches the row of each return
+/// address it unwinds and each walk, valid for one generation, hence one process).
 pub const UNWIND_STATE_MAP: &str = "UNWIND_STATE";
 /// Hash map `u64 stack hash -> DwarfStack` of stacks unwound with the tables. User space
 /// deletes each entry once it has read it (and remembers the hash).
@@ -336,6 +397,13 @@ pub mod program {
     pub const MUNMAP_ENTRY: &str = "munmap_entry";
     /// On libc's `exit`: see [`super::GLOBAL_STOP_AT_EXIT`].
     pub const EXIT_ENTRY: &str = "exit_entry";
+    /// fentry on the kernel's `schedule_tail`, which every new task runs first, in its own
+    /// context: a new process of a followed one is traced and stopped there.
+    pub const PROCESS_START: &str = "process_start";
+    /// Raw tracepoint `sched_process_exec`.
+    pub const PROCESS_EXEC: &str = "process_exec";
+    /// Raw tracepoint `sched_process_exit`.
+    pub const PROCESS_EXIT: &str = "process_exit";
     /// Does nothing: attached in place of every entry program to measure what the probes
     /// alone cost (the floor of any uprobe-based tracer).
     pub const EMPTY_ENTRY: &str = "empty_entry";

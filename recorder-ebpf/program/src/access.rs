@@ -15,10 +15,12 @@ use aya_ebpf::{
     bindings::pt_regs,
     cty::{c_long, c_void},
     helpers::generated::bpf_probe_read_user as read_user_bytes,
+    helpers::generated::bpf_get_current_task,
     helpers::{
-        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_user, bpf_send_signal,
+        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel,
+        bpf_probe_read_user, bpf_send_signal,
     },
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 
 /// A global user space sets at load time (`memtrail_ebpf_abi::GLOBAL_*`). Read volatile: the
@@ -49,6 +51,36 @@ pub fn now_ns() -> u64 {
 pub fn send_signal(signal: u32) {
     // SAFETY: the helper takes a signal number and touches no memory of ours.
     unsafe { bpf_send_signal(signal) };
+}
+
+/// The value of `key` in a `u32 -> u32` hash map, copied out.
+#[inline(always)]
+pub fn lookup_u32(map: &HashMap<u32, u32>, key: u32) -> Option<u32> {
+    // SAFETY: the value is a plain u32, copied out at once; no reference outlives the lookup
+    // (another program may update or delete the entry at any time).
+    unsafe { map.get(&key) }.copied()
+}
+
+/// The address of the current task's `struct task_struct` (`bpf_get_current_task`).
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: the helper takes no arguments and cannot fail.
+    unsafe { bpf_get_current_task() }
+}
+
+/// The kernel `u32` at `address` (`bpf_probe_read_kernel`); `None` if the read faults.
+#[inline(always)]
+pub fn read_kernel_u32(address: u64) -> Option<u32> {
+    // SAFETY: the helper copies with fault handling, so any address is allowed: a bad one
+    // makes it fail, which is returned; any 4 bytes are a valid u32.
+    unsafe { bpf_probe_read_kernel(address as *const u32) }.ok()
+}
+
+/// The kernel `u64` at `address` (`bpf_probe_read_kernel`); `None` if the read faults.
+#[inline(always)]
+pub fn read_kernel_u64(address: u64) -> Option<u64> {
+    // SAFETY: as for `read_kernel_u32`.
+    unsafe { bpf_probe_read_kernel(address as *const u64) }.ok()
 }
 
 /// The user registers of the probed task (uprobe and uretprobe contexts are its `pt_regs`).

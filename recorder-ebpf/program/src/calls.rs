@@ -10,14 +10,13 @@
 //! higher stack pointer within `NESTED_CALL_WINDOW` bytes, and a "tail call" when it sits at the
 //! same one. Frees and munmaps have entry probes only and carry no stack.
 //!
-//! Owns: the decisions (report or not, as what, sampled or not), `SAMPLED_BLOCKS` and
-//! `EXIT_STOP`. Must not: capture stacks (`stacks`) or write to the ring buffer other than
+//! Owns: the decisions (report or not, as what, sampled or not) and `SAMPLED_BLOCKS`. Must not: capture stacks (`stacks`) or write to the ring buffer other than
 //! through `emit`; or leave a slot busy once its outermost call has returned (the thread's
 //! next call would be taken for a nested one and not reported).
 
 use memtrail_ebpf_abi::{
     EVENT_ALLOC, EVENT_FREE, EVENT_REALLOC, Event, LOST_MISSING_ENTRY, LOST_PENDING_TABLE_FULL,
-    LOST_SAMPLE_TABLE_FULL, OWNER_BUSY, STACK_NONE, alloc_api, free_api,
+    LOST_SAMPLE_TABLE_FULL, OWNER_BUSY, STACK_NONE, STOP_PROBE, alloc_api, free_api,
 };
 use memtrail_ebpf_arith::is_nested_call;
 
@@ -29,9 +28,10 @@ use aya_ebpf::{
 };
 
 use crate::{
-    access::{MapPtr, global, now_ns, read_user_u64, send_signal, user_regs},
+    access::{global, now_ns, read_user_u64, user_regs},
     emit::{count_lost, emit},
-    maps::{EXIT_STOP, MIN_SIZE, SAMPLE_BYTES, SAMPLED_BLOCKS, STOP_AT_EXIT, TARGET_TGID},
+    maps::{MIN_SIZE, SAMPLE_BYTES, SAMPLED_BLOCKS, STOP_AT_EXIT, TARGET_TGID},
+    processes::stop_current,
     sampling::take_sample,
     slots::{
         CallEntry, array_slot, busy_owner, busy_slot, hash_slot, idle_owner, insert_hash_slot,
@@ -227,10 +227,12 @@ pub fn finish(ctx: &RetProbeContext) -> u32 {
             size: 0,
             stack_key: 0,
             tid: pid_tgid as u32,
+            tgid: (pid_tgid >> 32) as u32,
             kind: EVENT_FREE,
             api: free_api::FREE,
             stack_kind: STACK_NONE,
             padding: 0,
+            padding_wide: 0,
         });
         return 0;
     }
@@ -242,10 +244,12 @@ pub fn finish(ctx: &RetProbeContext) -> u32 {
         size: call.size,
         stack_key,
         tid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
         kind,
         api: call.api,
         stack_kind,
         padding: 0,
+        padding_wide: 0,
     });
     0
 }
@@ -275,16 +279,19 @@ pub fn release(ctx: &ProbeContext, api: u8, address: u64, size: u64) -> u32 {
         size,
         stack_key: 0,
         tid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
         kind: EVENT_FREE,
         api,
         stack_kind: STACK_NONE,
         padding: 0,
+        padding_wide: 0,
     });
     0
 }
 
 /// In launch mode (`STOP_AT_EXIT`), stops the traced process entering `exit()` (SIGSTOP) so the
-/// recorder can read its mappings before they are torn down; the recorder resumes it.
+/// recorder can read its mappings before they are torn down; the recorder resumes it. The
+/// same program stops a launched process once the loader has mapped its libraries.
 #[inline(always)]
 pub fn stop_at_exit() -> u32 {
     let Some(pid_tgid) = traced_pid_tgid() else {
@@ -293,10 +300,6 @@ pub fn stop_at_exit() -> u32 {
     if global(&STOP_AT_EXIT) == 0 {
         return 0;
     }
-    if let Some(slot) = MapPtr::array(&EXIT_STOP, 0) {
-        slot.write((pid_tgid >> 32) as u32);
-        // SIGSTOP is 19 on every Linux architecture aya-ebpf targets here (x86-64).
-        send_signal(19);
-    }
+    stop_current((pid_tgid >> 32) as u32, STOP_PROBE);
     0
 }

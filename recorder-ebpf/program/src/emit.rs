@@ -29,7 +29,23 @@ const WAKEUP_CHECK_EVERY: u64 = 32;
 /// Writes `event` into the ring buffer, waking the reader only when a lot is pending.
 #[inline(always)]
 pub fn emit(event: Event) {
-    let mut flags = BPF_RB_NO_WAKEUP as u64;
+    emit_with(event, false);
+}
+
+/// Writes `event` and wakes the reader at once: a process event, which a stopped process
+/// waits on.
+#[inline(always)]
+pub fn emit_now(event: Event) {
+    emit_with(event, true);
+}
+
+#[inline(always)]
+fn emit_with(event: Event, wake: bool) {
+    let mut flags = if wake {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
     if let Some(count) = MapPtr::per_cpu(&EMIT_COUNT, 0) {
         // Plain, not atomic: a count lost to a preempting probe only moves the next look.
         let n = count.read().wrapping_add(1);
@@ -54,10 +70,12 @@ pub fn emit(event: Event) {
                 core::ptr::write_volatile(&raw mut (*slot).size, event.size);
                 core::ptr::write_volatile(&raw mut (*slot).stack_key, event.stack_key);
                 core::ptr::write_volatile(&raw mut (*slot).tid, event.tid);
+                core::ptr::write_volatile(&raw mut (*slot).tgid, event.tgid);
                 core::ptr::write_volatile(&raw mut (*slot).kind, event.kind);
                 core::ptr::write_volatile(&raw mut (*slot).api, event.api);
                 core::ptr::write_volatile(&raw mut (*slot).stack_kind, event.stack_kind);
                 core::ptr::write_volatile(&raw mut (*slot).padding, 0);
+                core::ptr::write_volatile(&raw mut (*slot).padding_wide, 0);
             }
             entry.submit(flags);
         }

@@ -1,4 +1,5 @@
-//! memtrail's eBPF program: uprobes on the allocator functions of one process.
+//! memtrail's eBPF program: uprobes on the allocator functions of the traced processes, and
+//! the kernel hooks that follow a process tree.
 //!
 //! Owns: turning allocator calls into `memtrail_ebpf_abi::Event`s in the ring buffer,
 //! per-thread entry state, stack capture and loss counting. Must not: format anything, allocate
@@ -10,6 +11,7 @@
 //! `memtrail_ebpf_abi::program`), each a thin wrapper. The modules:
 //! - `calls`: what each probed call means (entry and return halves, nesting, sampling
 //!   decisions, releases, the stop at exit);
+//! - `processes`: following a process tree (new processes, execs, exits; the stops);
 //! - `slots`: per-thread pending-call slots;
 //! - `sampling`: per-thread byte countdowns;
 //! - `emit`: the ring buffer and the loss counters;
@@ -37,14 +39,15 @@ mod access;
 mod calls;
 mod emit;
 mod maps;
+mod processes;
 mod sampling;
 mod slots;
 mod stacks;
 mod unwind;
 
 use aya_ebpf::{
-    macros::{uprobe, uretprobe},
-    programs::{ProbeContext, RetProbeContext},
+    macros::{fentry, raw_tracepoint, uprobe, uretprobe},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use memtrail_ebpf_abi::{MAP_ANONYMOUS, alloc_api, free_api};
 use memtrail_ebpf_arith::array_bytes;
@@ -141,6 +144,25 @@ pub fn munmap_entry(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn exit_entry(_ctx: ProbeContext) -> u32 {
     calls::stop_at_exit()
+}
+
+/// fentry on `schedule_tail`, the first kernel function every new task runs in its own
+/// context: follows new processes of followed ones (see `processes`).
+#[fentry(function = "schedule_tail")]
+pub fn process_start(_ctx: FEntryContext) -> i32 {
+    processes::process_started() as i32
+}
+
+/// Raw tracepoint `sched_process_exec`.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec(_ctx: RawTracePointContext) -> i32 {
+    processes::process_exec() as i32
+}
+
+/// Raw tracepoint `sched_process_exit`.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
+    processes::process_exit() as i32
 }
 
 /// Does nothing, on every entry attach point: the cost of the probes alone.

@@ -12,8 +12,10 @@ use aya_ebpf::{
 };
 use memtrail_ebpf_abi::{
     DEFAULT_RING_BUFFER_BYTES, DwarfStack, LOST_COUNTER_COUNT, PENDING_CALLS_CAPACITY, PendingCall,
-    SAMPLE_COUNTDOWN_CAPACITY, SAMPLED_BLOCKS_CAPACITY, STACKS_CAPACITY, THREAD_SLOTS_CAPACITY,
-    UNWIND_MAPPINGS_CAPACITY, UNWIND_ROWS_CAPACITY, UnwindMapping, UnwindRow,
+    SAMPLE_COUNTDOWN_CAPACITY, SAMPLED_BLOCKS_CAPACITY, STACKS_CAPACITY,
+    STOPPED_PROCESSES_CAPACITY, THREAD_SLOTS_CAPACITY, TRACED_PROCESSES_CAPACITY,
+    UNWIND_MAPPINGS_CAPACITY, UNWIND_PROCESS_SLOTS, UNWIND_ROWS_CAPACITY, UnwindMapping,
+    UnwindRow,
 };
 
 use crate::unwind::{
@@ -48,9 +50,19 @@ pub static LOST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_
 #[map(name = "EMIT_COUNT")]
 pub static EMIT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// The process `exit_entry` stopped.
-#[map(name = "EXIT_STOP")]
-pub static EXIT_STOP: Array<u32> = Array::with_max_entries(1, 0);
+/// Processes stopped with SIGSTOP and not resumed yet, tgid -> `STOP_*` reason.
+#[map(name = "STOPPED_PROCESSES")]
+pub static STOPPED_PROCESSES: HashMap<u32, u32> =
+    HashMap::with_max_entries(STOPPED_PROCESSES_CAPACITY, 0);
+
+/// Traced processes, tgid -> `TRACED_*` flags.
+#[map(name = "TRACED_PROCESSES")]
+pub static TRACED_PROCESSES: HashMap<u32, u32> =
+    HashMap::with_max_entries(TRACED_PROCESSES_CAPACITY, 0);
+
+/// Unwinder slot of each traced process but the first (which uses slot 0).
+#[map(name = "UNWIND_SLOTS")]
+pub static UNWIND_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(UNWIND_PROCESS_SLOTS, 0);
 
 /// Sampled blocks still live, address -> size (when sampling).
 #[map(name = "SAMPLED_BLOCKS")]
@@ -66,14 +78,14 @@ pub static SAMPLE_COUNTDOWN: LruHashMap<u64, u64> =
 #[map(name = "UNWIND_ROWS")]
 pub static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(UNWIND_ROWS_CAPACITY, 0);
 
-/// The target's executable mappings, sorted by start.
+/// Per slot (process), its executable mappings, sorted by start.
 #[map(name = "UNWIND_MAPPINGS")]
 pub static UNWIND_MAPPINGS: Array<UnwindMapping> =
-    Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY, 0);
+    Array::with_max_entries(UNWIND_MAPPINGS_CAPACITY * UNWIND_PROCESS_SLOTS, 0);
 
-/// Valid entries of `UNWIND_MAPPINGS`, and the generation of the mapping list.
+/// Per slot, the valid entries of its `UNWIND_MAPPINGS` and the generation of its list.
 #[map(name = "UNWIND_STATE")]
-pub static UNWIND_STATE: Array<u32> = Array::with_max_entries(2, 0);
+pub static UNWIND_STATE: Array<u32> = Array::with_max_entries(2 * UNWIND_PROCESS_SLOTS, 0);
 
 /// Stacks unwound with the tables, by hash (the recorder deletes those it has read).
 #[map(name = "DWARF_STACKS")]
@@ -116,6 +128,16 @@ pub static WAKEUP_THRESHOLD: u64 = 1 << 20;
 /// 1: `exit_entry` stops the process.
 #[unsafe(no_mangle)]
 pub static STOP_AT_EXIT: u32 = 0;
+/// The process whose mappings are in unwinder slot 0.
+#[unsafe(no_mangle)]
+pub static FIRST_TGID: u32 = 0;
+/// Offsets in `struct task_struct` (0: unknown, process tracking off).
+#[unsafe(no_mangle)]
+pub static TASK_TGID_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static TASK_REAL_PARENT_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static TASK_EXIT_CODE_OFFSET: u32 = 0;
 /// Mean bytes between sampled allocations (0: no sampling).
 #[unsafe(no_mangle)]
 pub static SAMPLE_BYTES: u64 = 0;

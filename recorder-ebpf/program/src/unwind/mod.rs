@@ -20,7 +20,9 @@ pub mod step;
 pub mod tables;
 pub mod window;
 
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::RetProbeContext};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST, helpers::bpf_get_current_pid_tgid, programs::RetProbeContext,
+};
 use memtrail_ebpf_abi::{DwarfStack, UNWIND_MAX_FRAMES};
 use memtrail_ebpf_arith::{known_stack_slot, stack_hash, walk_memo_slot};
 
@@ -30,10 +32,10 @@ use self::{
     window::StackReader,
 };
 use crate::{
-    access::{MapPtr, run_loop, user_regs},
+    access::{MapPtr, global, lookup_u32, run_loop, user_regs},
     maps::{
-        DWARF_STACKS, KNOWN_STACKS, UNWIND_SCRATCH, UNWIND_STATE, UNWIND_WINDOW, WALK_CLAIMS,
-        WALK_MEMO,
+        DWARF_STACKS, FIRST_TGID, KNOWN_STACKS, UNWIND_SCRATCH, UNWIND_SLOTS, UNWIND_STATE,
+        UNWIND_WINDOW, WALK_CLAIMS, WALK_MEMO,
     },
 };
 
@@ -56,6 +58,8 @@ pub struct UnwindCursor<'a> {
     reader: StackReader<'a>,
     /// `UNWIND_STATE`'s generation when the walk began (see `tables::RowCacheEntry`).
     generation: u32,
+    /// The unwinder slot of the current process (whose mapping list is searched).
+    slot: u32,
     /// The walk's level (see [`claim_walk_level`]); only level 0 uses the per-CPU caches.
     level: u32,
 }
@@ -79,6 +83,17 @@ fn release_walk_level(claim: MapPtr<u64>) {
 
 /// Unwinds the user stack from the return probe's registers with the loaded tables, stores
 /// it in `DWARF_STACKS` (once per distinct stack) and returns its key.
+/// The unwinder slot of the current process: 0 for the first traced process (no lookup: the
+/// single-process case pays nothing), else its entry of `UNWIND_SLOTS`.
+#[inline(always)]
+fn process_slot() -> Option<u32> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == global(&FIRST_TGID) {
+        return Some(0);
+    }
+    lookup_u32(&UNWIND_SLOTS, tgid)
+}
+
 #[inline(always)]
 pub fn unwind_with_tables(ctx: &RetProbeContext) -> Option<u64> {
     let (level, claim) = claim_walk_level()?;
@@ -94,7 +109,8 @@ fn walk_stack(ctx: &RetProbeContext, level: u32) -> Option<u64> {
     let (ip, sp, bp) = (regs.rip, regs.rsp, regs.rbp);
     let stack = MapPtr::per_cpu(&UNWIND_SCRATCH, level)?;
     let window = MapPtr::per_cpu(&UNWIND_WINDOW, level)?;
-    let generation = *UNWIND_STATE.get(1)?;
+    let slot = process_slot()?;
+    let generation = *UNWIND_STATE.get(2 * slot + 1)?;
     // SAFETY: this CPU's entries of the walk state at `level`, which the caller claimed in
     // `WALK_CLAIMS`: a walk preempting this one on this CPU takes another level (or none), walks
     // on other CPUs have their own entries, and nothing else uses these maps (the bench mode's
@@ -132,6 +148,7 @@ fn walk_stack(ctx: &RetProbeContext, level: u32) -> Option<u64> {
             reach: 0,
         },
         generation,
+        slot,
         level,
     };
     run_loop(UNWIND_MAX_FRAMES as u32 + 1, unwind_step, &mut cursor);

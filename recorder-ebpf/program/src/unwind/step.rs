@@ -32,7 +32,7 @@ pub extern "C" fn unwind_step(_index: u64, cursor: &mut UnwindCursor) -> c_long 
     cursor.stack.frames[depth & (UNWIND_MAX_FRAMES - 1)] = cursor.ip;
     cursor.stack.depth = depth as u32 + 1;
 
-    let Some(row) = row_for(cursor.ip, cursor.generation, cursor.level) else {
+    let Some(row) = row_for(cursor.ip, cursor.generation, cursor.slot, cursor.level) else {
         return truncated(cursor.stack);
     };
     let offset = row.cfa_offset as i64 as u64;

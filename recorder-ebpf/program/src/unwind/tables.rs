@@ -7,7 +7,7 @@
 
 use memtrail_ebpf_abi::{
     CFA_FRAME_POINTER, RBP_AT_CFA, UNWIND_MAPPING_SEARCH_STEPS, UNWIND_MAPPINGS_CAPACITY,
-    UNWIND_ROW_SEARCH_STEPS, UnwindMapping, UnwindRow,
+    UNWIND_PROCESS_SLOTS, UNWIND_ROW_SEARCH_STEPS, UnwindMapping, UnwindRow,
 };
 use memtrail_ebpf_arith::row_cache_slot;
 
@@ -31,13 +31,14 @@ pub struct RowCacheEntry {
     row: UnwindRow,
 }
 
-/// The row for return address `ip`: from the cache, or searched and then cached. `None`
-/// when `ip` is in no known executable mapping.
+/// The row for return address `ip` in the process of unwinder slot `slot`: from the cache, or
+/// searched and then cached. `None` when `ip` is in no known executable mapping. Generations
+/// are unique across slots, so a cached row never serves another process.
 #[inline(always)]
-pub fn row_for(ip: u64, generation: u32, level: u32) -> Option<UnwindRow> {
+pub fn row_for(ip: u64, generation: u32, slot: u32, level: u32) -> Option<UnwindRow> {
     if level != 0 {
         // A walk nested in another on this CPU: the cache is the outer walk's.
-        return search_row(ip);
+        return search_row(ip, slot);
     }
     let entry = MapPtr::per_cpu(&UNWIND_ROW_CACHE, row_cache_slot(ip, ROW_CACHE_ENTRIES))?;
     // SAFETY: each projection is to the field it names and does nothing else.
@@ -51,7 +52,7 @@ pub fn row_for(ip: u64, generation: u32, level: u32) -> Option<UnwindRow> {
     if cached_ip.read() == ip && cached_generation.read() == generation {
         return Some(cached_row.read());
     }
-    let row = search_row(ip)?;
+    let row = search_row(ip, slot)?;
     // `ip` cleared first and set last: the entry never pairs one address with another's row.
     cached_ip.write_volatile(0);
     cached_row.write_volatile(row);
@@ -63,8 +64,8 @@ pub fn row_for(ip: u64, generation: u32, level: u32) -> Option<UnwindRow> {
 /// The row for return address `ip`, by binary search of the mappings and of the module's
 /// rows. `None` when `ip` is in no known executable mapping.
 #[inline(always)]
-fn search_row(ip: u64) -> Option<UnwindRow> {
-    let mapping = find_mapping(ip)?;
+fn search_row(ip: u64, slot: u32) -> Option<UnwindRow> {
+    let mapping = find_mapping(ip, slot)?;
     // Every ip here is a return address: the call instruction is the byte before, and its
     // row holds the state after the call (the return address may already be past the end
     // of the function for a call that does not return).
@@ -79,15 +80,19 @@ fn search_row(ip: u64) -> Option<UnwindRow> {
     }))
 }
 
-/// The executable mapping containing `ip`, by binary search over the sorted mappings.
+/// The executable mapping containing `ip`, by binary search over the sorted mappings of slot
+/// `slot`.
 #[inline(always)]
-fn find_mapping(ip: u64) -> Option<UnwindMapping> {
-    let count = *UNWIND_STATE.get(0)?;
+fn find_mapping(ip: u64, slot: u32) -> Option<UnwindMapping> {
+    if slot >= UNWIND_PROCESS_SLOTS {
+        return None;
+    }
+    let count = *UNWIND_STATE.get(2 * slot)?;
     if count == 0 || count > UNWIND_MAPPINGS_CAPACITY {
         return None;
     }
     // Largest index whose start <= ip.
-    let mut base = 0u32;
+    let mut base = slot * UNWIND_MAPPINGS_CAPACITY;
     let mut len = count;
     for _ in 0..UNWIND_MAPPING_SEARCH_STEPS + 1 {
         if len <= 1 {
