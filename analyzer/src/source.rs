@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use memtrail_format::frame::read_file_header;
 use memtrail_format::{
-    FileHeader, FormatError, FrameReader, RawFrame, Record, Truncation, decode_frame,
+    FileHeader, FormatError, FrameReader, RawFrame, Record, Truncation, decode_frame_of,
 };
 
 /// What the reading saw besides the records.
@@ -128,14 +128,14 @@ pub fn read_records<R: Read + Send>(
         let mut frames = frames;
         let mut scratch = Vec::new();
         for frame in &mut frames {
-            decode_frame(&frame?, &mut scratch, |r| take.take(r))?;
+            decode_frame_of(&header, &frame?, &mut scratch, |r| take.take(r))?;
             if take.sink.stopped() {
                 break;
             }
         }
         frames
     } else {
-        parallel(frames, threads, &mut take)?
+        parallel(&header, frames, threads, &mut take)?
     };
     let Counting {
         records,
@@ -178,6 +178,7 @@ enum Msg {
 }
 
 fn parallel<R: Read + Send, S: RecordSink>(
+    header: &FileHeader,
     mut frames: FrameReader<R>,
     workers: usize,
     take: &mut Counting<S>,
@@ -205,7 +206,7 @@ fn parallel<R: Read + Send, S: RecordSink>(
                 for job in job_rx {
                     let done = job.and_then(|frame| {
                         let mut chunk = fresh();
-                        decode_frame(&frame, &mut scratch, |r| {
+                        decode_frame_of(header, &frame, &mut scratch, |r| {
                             chunk.push(r);
                             if chunk.len() == CHUNK && open {
                                 let full = std::mem::replace(&mut chunk, fresh());

@@ -375,15 +375,64 @@ fn arg_value(flag: &str) -> Option<String> {
 
 /// The synthetic stream written at the defaults (1 us clock, default level).
 fn default_trace(w: &Workload) -> Vec<u8> {
+    trace_with_prefix(w, &[])
+}
+
+/// The synthetic stream at the defaults after `prefix` (records written right after the meta),
+/// without time-based flushes so that the bytes depend on the records only.
+fn trace_with_prefix(w: &Workload, prefix: &[Record]) -> Vec<u8> {
     let meta = TraceMeta {
         time_resolution_ns: 1000,
         ..TraceMeta::default()
     };
-    let mut writer = TraceWriter::new(Vec::new(), &meta).expect("writer");
-    for r in &w.records {
+    let options = WriterOptions {
+        flush_interval: None,
+        ..WriterOptions::default()
+    };
+    let mut writer = TraceWriter::with_options(Vec::new(), &meta, options).expect("writer");
+    for r in prefix.iter().chain(&w.records) {
         writer.write(r).expect("write");
     }
     writer.finish().expect("finish")
+}
+
+/// What format 1.1's process records cost a single-process trace: the stream as 1.0 wrote it
+/// (no process records), with the root's Process record (what a 1.1 recorder writes), and with
+/// a Thread record binding each of its four threads too (which a recorder may omit for the
+/// root: unbound threads belong to it). Frames after the first hold the same bytes.
+fn process_records_cost(w: &Workload) {
+    let root = Record::Process(Box::new(ProcessInfo {
+        pid: 4242,
+        parent_pid: 4200,
+        time: 0,
+        origin: ProcessOrigin::Launched,
+        command_line: vec!["/usr/bin/app".into(), "--serve".into()],
+    }));
+    let plain = trace_with_prefix(w, &[]);
+    let with_process = trace_with_prefix(w, std::slice::from_ref(&root));
+    let mut prefix = vec![root];
+    prefix.extend((4242..4246).map(|thread| Record::Thread { thread, pid: 4242 }));
+    let with_threads = trace_with_prefix(w, &prefix);
+    let frames = |bytes: &[u8]| -> Vec<Vec<u8>> {
+        FrameReader::new(Cursor::new(
+            &bytes[memtrail_format::frame::FILE_HEADER_LEN..],
+        ))
+        .map(|f| f.expect("frame").payload)
+        .collect()
+    };
+    let (a, b) = (frames(&plain), frames(&with_process));
+    let same_after_first = a.len() == b.len() && a[1..] == b[1..];
+    println!(
+        "single process, format 1.1: {} bytes without process records, {} (+{}) with the root's \
+         Process record, {} (+{}) with Thread records for its 4 threads too; frames after the \
+         first identical: {}",
+        plain.len(),
+        with_process.len(),
+        with_process.len() as i64 - plain.len() as i64,
+        with_threads.len(),
+        with_threads.len() as i64 - plain.len() as i64,
+        if same_after_first { "yes" } else { "NO" }
+    );
 }
 
 /// `--profile-decode`: decode the default trace `--passes` times (5), through the reader and
@@ -601,6 +650,7 @@ fn main() {
         base_bpe / best,
         if best <= 2.4 { "met" } else { "NOT met" }
     );
+    process_records_cost(&w);
     // Decode speed on one core through the frame path (what the analyzer uses), several
     // passes over the default trace, judged on the median pass (the best one shows what the
     // code does when the shared machine lets it).

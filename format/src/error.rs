@@ -28,6 +28,17 @@ pub enum FormatError {
         needs: String,
     },
 
+    #[error(
+        "trace format {major}.{minor} holds records this memtrail does not know (it reads format {major}.{reads}; the first is in the frame at byte offset {offset}): open it with memtrail {needs} or newer"
+    )]
+    NewerRecords {
+        offset: u64,
+        major: u16,
+        minor: u16,
+        reads: u16,
+        needs: String,
+    },
+
     #[error("corrupt trace at byte offset {offset}: {what}")]
     Corrupt { offset: u64, what: String },
 

@@ -13,9 +13,11 @@ use crate::wire::MAX_RAW_PAYLOAD;
 pub const MAGIC: [u8; 8] = *b"\x89MTRACE\n";
 /// The format version this crate writes. Readers accept any minor of the same major.
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
-/// The oldest memtrail release that reads what this crate writes.
-pub const READER_VERSION: [u16; 3] = [0, 1, 0];
+/// 1.1 added the process records (SPEC.md 3.4, 4.5).
+pub const FORMAT_MINOR: u16 = 1;
+/// The oldest memtrail release that reads what this crate writes: 0.2.0, the first to know the
+/// process records of format 1.1.
+pub const READER_VERSION: [u16; 3] = [0, 2, 0];
 pub const FILE_HEADER_LEN: usize = 20;
 
 pub const FRAME_HEADER_LEN: usize = 20;

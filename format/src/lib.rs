@@ -28,7 +28,7 @@ pub use error::{FormatError, Truncation};
 pub use frame::{FileHeader, FrameReader, RawFrame};
 pub use int_map::{IntHasher, IntMap};
 pub use output::{Existing, FileKind, OutputFile, open_input};
-pub use reader::{TraceReader, decode_frame};
+pub use reader::{TraceReader, decode_frame, decode_frame_of};
 pub use record::*;
 pub use wire::{MAX_LIST, MAX_RAW_PAYLOAD, MAX_STRING};
 pub use writer::{TraceWriter, WriterOptions};

@@ -5,15 +5,30 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use crate::error::{FormatError, Truncation};
-use crate::frame::{FileHeader, FrameReader, RawFrame, inflate_frame, read_file_header};
+use crate::frame::{
+    FORMAT_MAJOR, FORMAT_MINOR, FileHeader, FrameReader, RawFrame, inflate_frame, read_file_header,
+};
 use crate::record::Record;
 use crate::wire::{DecoderTables, FrameDecoder};
 
 /// Decodes every record of one frame, calling `sink` for each in order, and returns how many
 /// there were. Frames are independent: callers that want parallelism read frames with
 /// [`FrameReader`] and decode them on several threads with this function. On corruption the
-/// records before the bad one have already been given to `sink`.
+/// records before the bad one have already been given to `sink`. Prefer [`decode_frame_of`],
+/// which can tell a newer file's records from corruption.
 pub fn decode_frame(
+    frame: &RawFrame,
+    scratch: &mut Vec<u8>,
+    sink: impl FnMut(Record),
+) -> Result<u64, FormatError> {
+    decode_frame_of(&FileHeader::current(), frame, scratch, sink)
+}
+
+/// [`decode_frame`] for a frame of the file whose header is `header`: a record kind this
+/// reader does not know, in a file of a newer minor version, is reported as needing a newer
+/// memtrail (naming the version the header says) rather than as corruption.
+pub fn decode_frame_of(
+    header: &FileHeader,
     frame: &RawFrame,
     scratch: &mut Vec<u8>,
     mut sink: impl FnMut(Record),
@@ -24,12 +39,12 @@ pub fn decode_frame(
         Ok(decoder) => decoder,
         Err(e) => {
             SPARE_TABLES.set(spare);
-            return Err(corrupt(frame.offset, e));
+            return Err(corrupt(header, frame.offset, e));
         }
     };
     let outcome = decoder.decode(scratch, usize::MAX, &mut sink);
     SPARE_TABLES.set(Some(decoder.into_tables()));
-    let n = outcome.map_err(|e| corrupt(frame.offset, e))?;
+    let n = outcome.map_err(|e| corrupt(header, frame.offset, e))?;
     Ok(n as u64)
 }
 
@@ -42,7 +57,17 @@ thread_local! {
 
 /// A record error inside the frame at `frame_offset`, as a format error naming that offset.
 #[cold]
-fn corrupt(frame_offset: u64, e: crate::wire::RecordError) -> FormatError {
+fn corrupt(header: &FileHeader, frame_offset: u64, e: crate::wire::RecordError) -> FormatError {
+    if e.unknown_tag && header.major == FORMAT_MAJOR && header.minor > FORMAT_MINOR {
+        let [a, b, c] = header.reader_version;
+        return FormatError::NewerRecords {
+            offset: frame_offset,
+            major: header.major,
+            minor: header.minor,
+            reads: FORMAT_MINOR,
+            needs: format!("{a}.{b}.{c}"),
+        };
+    }
     FormatError::corrupt(
         frame_offset,
         format!(
@@ -204,7 +229,7 @@ impl<R: Read> TraceReader<R> {
                     Ok(_) => {}
                     Err(e) => {
                         self.finish_frame();
-                        self.pending_error = Some(corrupt(self.frame_offset, e));
+                        self.pending_error = Some(corrupt(&self.header, self.frame_offset, e));
                     }
                 }
                 continue;
@@ -217,7 +242,7 @@ impl<R: Read> TraceReader<R> {
                     let decoder = FrameDecoder::new(&self.payload, &mut self.spare_tables)
                         .map_err(|e| {
                             self.failed = true;
-                            corrupt(frame.offset, e)
+                            corrupt(&self.header, frame.offset, e)
                         })?;
                     self.decoder = Some(decoder);
                 }

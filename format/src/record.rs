@@ -228,6 +228,57 @@ pub struct EndTotals {
     pub lost: u64,
 }
 
+/// How a process came into the trace (format 1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ProcessOrigin {
+    /// Started by the recorder (`memtrail-record -- COMMAND`).
+    Launched = 0,
+    /// Already running; the recorder attached to it (`-p PID`).
+    Attached = 1,
+    /// Forked (or cloned without sharing memory) by a process of the trace.
+    Forked = 2,
+    /// Found running the executable given with `--exe`.
+    Found = 3,
+    /// Any other way; readers map unknown values here.
+    Other = 255,
+}
+
+impl ProcessOrigin {
+    /// The name reports and JSON print.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessOrigin::Launched => "launched",
+            ProcessOrigin::Attached => "attached",
+            ProcessOrigin::Forked => "forked",
+            ProcessOrigin::Found => "found",
+            ProcessOrigin::Other => "other",
+        }
+    }
+
+    pub fn from_u8(v: u8) -> ProcessOrigin {
+        match v {
+            0 => ProcessOrigin::Launched,
+            1 => ProcessOrigin::Attached,
+            2 => ProcessOrigin::Forked,
+            3 => ProcessOrigin::Found,
+            _ => ProcessOrigin::Other,
+        }
+    }
+}
+
+/// A process entering the trace (format 1.1). See `Record::Process`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// 0 when unknown.
+    pub parent_pid: u32,
+    /// When the recorder first saw it.
+    pub time: u64,
+    pub origin: ProcessOrigin,
+    pub command_line: Vec<String>,
+}
+
 /// Everything a trace holds. Times are nanoseconds since `TraceMeta::start_monotonic_ns`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -292,6 +343,36 @@ pub enum Record {
         time: u64,
         totals: EndTotals,
     },
+    // Format 1.1: the processes of a traced tree. A trace without `Process` records has one
+    // process, `TraceMeta::pid` (SPEC.md 4.5).
+    /// A process enters the trace (the first, root process too).
+    Process(Box<ProcessInfo>),
+    /// `pid` replaced its image: its live blocks are gone (not leaks); new modules follow.
+    Exec {
+        time: u64,
+        pid: u32,
+        command_line: Vec<String>,
+    },
+    /// `pid` ended with exit status `code`, or was killed by `signal`.
+    ProcessExit {
+        time: u64,
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Thread id `thread` belongs to `pid` from here on. A thread never bound belongs to
+    /// `TraceMeta::pid`.
+    Thread {
+        thread: u32,
+        pid: u32,
+    },
+    /// A process of the tree the recorder could not trace, and why.
+    Unfollowed {
+        time: u64,
+        pid: u32,
+        parent_pid: u32,
+        reason: String,
+    },
 }
 
 impl Record {
@@ -304,7 +385,11 @@ impl Record {
             | Record::Lost { time, .. }
             | Record::Rss { time, .. }
             | Record::Exit { time, .. }
-            | Record::End { time, .. } => Some(*time),
+            | Record::End { time, .. }
+            | Record::Exec { time, .. }
+            | Record::ProcessExit { time, .. }
+            | Record::Unfollowed { time, .. } => Some(*time),
+            Record::Process(p) => Some(p.time),
             _ => None,
         }
     }

@@ -114,6 +114,9 @@ impl<W: Write> TraceWriter<W> {
             Record::Module(m) => m.path.len() + m.ranges.len() * 30,
             Record::Stack(s) => s.frames.len() * 30,
             Record::Symbol(s) => s.frames.len() * 15,
+            Record::Process(p) => p.command_line.iter().map(String::len).sum(),
+            Record::Exec { command_line, .. } => command_line.iter().map(String::len).sum(),
+            Record::Unfollowed { reason, .. } => reason.len(),
             _ => 0,
         };
         if size > MAX_RAW_PAYLOAD / 4 {

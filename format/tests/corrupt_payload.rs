@@ -291,3 +291,160 @@ proptest! {
         prop_assert_eq!(read_with_reader(&trace), read_with_frames(&trace));
     }
 }
+
+/// One frame's payload of a single record with tag `tag` and (if `timed`) a time delta of 0,
+/// whose body is `body`.
+fn one_record_payload(tag: u8, timed: bool, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let lens = [1, u64::from(timed), 0, 0, 0, 0, 0, body.len() as u64];
+    for v in [1u64, 1].iter().chain(&lens) {
+        bincode::encode_into_std_write(v, &mut payload, bincode::config::standard())
+            .expect("encode");
+    }
+    payload.push(tag);
+    if timed {
+        payload.push(0);
+    }
+    payload.extend_from_slice(body);
+    payload
+}
+
+fn encoded<T: bincode::Encode>(values: &[T]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in values {
+        bincode::encode_into_std_write(v, &mut b, bincode::config::standard()).expect("encode");
+    }
+    b
+}
+
+#[test]
+fn process_records_with_hostile_lengths_are_corruption_not_allocations() {
+    // Process: pid, parent pid, origin byte, then a command line claiming 2^40 arguments.
+    let mut body = encoded(&[7u32, 1]);
+    body.push(0);
+    body.extend(encoded(&[1u64 << 40]));
+    let (records, error) =
+        read_with_reader(&trace_with_payload(&one_record_payload(9, true, &body)));
+    assert!(records.is_empty());
+    assert!(error.expect("corrupt").contains("list longer than"));
+
+    // Exec: pid, then 65,536 arguments claimed and one present that claims a 1 GiB string.
+    let mut body = encoded(&[7u32]);
+    body.extend(encoded(&[65_536u64, 1 << 30]));
+    let (_, error) = read_with_reader(&trace_with_payload(&one_record_payload(10, true, &body)));
+    assert!(error.expect("corrupt").contains("1 MiB"));
+
+    // Exec: 65,536 arguments claimed, 3 present: the column ends.
+    let mut body = encoded(&[7u32]);
+    body.extend(encoded(&[65_536u64, 1, 1, 1]));
+    body.extend_from_slice(b"abc");
+    let (_, error) = read_with_reader(&trace_with_payload(&one_record_payload(10, true, &body)));
+    assert!(error.expect("corrupt").contains("ends too early"));
+
+    // Unfollowed: a reason that is not UTF-8.
+    let mut body = encoded(&[7u32, 1, 2]);
+    body.extend_from_slice(&[0xff, 0xfe]);
+    let (_, error) = read_with_reader(&trace_with_payload(&one_record_payload(13, true, &body)));
+    assert!(error.expect("corrupt").contains("UTF-8"));
+
+    // Thread takes no time and no flags; a thread record missing its pid ends the column.
+    let (_, error) = read_with_reader(&trace_with_payload(&one_record_payload(
+        12,
+        false,
+        &encoded(&[5u32]),
+    )));
+    assert!(error.expect("corrupt").contains("ends too early"));
+    let (_, error) = read_with_reader(&trace_with_payload(&one_record_payload(
+        12 | 0x80,
+        false,
+        &encoded(&[5u32, 6]),
+    )));
+    assert!(error.expect("corrupt").contains("unknown record tag"));
+
+    // An unknown origin reads as "other"; a process exit reads its options.
+    let mut body = encoded(&[7u32, 1]);
+    body.push(77);
+    body.extend(encoded(&[0u64]));
+    let (records, error) =
+        read_with_reader(&trace_with_payload(&one_record_payload(9, true, &body)));
+    assert_eq!(error, None);
+    assert!(
+        matches!(&records[..], [Record::Process(p)] if p.origin == ProcessOrigin::Other && p.pid == 7)
+    );
+}
+
+/// Every process record kind, as the writer encodes them, uncompressed.
+fn process_payload() -> Vec<u8> {
+    let meta = TraceMeta {
+        time_resolution_ns: 1,
+        ..TraceMeta::default()
+    };
+    let mut w = TraceWriter::new(Vec::new(), &meta).expect("writer");
+    for pid in [100u32, 101] {
+        w.write(&Record::Process(Box::new(ProcessInfo {
+            pid,
+            parent_pid: 99,
+            time: u64::from(pid),
+            origin: ProcessOrigin::Forked,
+            command_line: vec!["/bin/worker".into(), format!("--id={pid}")],
+        })))
+        .expect("write");
+        w.write(&Record::Thread { thread: pid, pid })
+            .expect("write");
+        w.write(&Record::Alloc {
+            time: 200,
+            thread: pid,
+            address: 0x1000,
+            size: 16,
+            stack: 0,
+            api: AllocApi::Malloc,
+        })
+        .expect("write");
+    }
+    w.write(&Record::Exec {
+        time: 300,
+        pid: 101,
+        command_line: vec!["/bin/sh".into()],
+    })
+    .expect("write");
+    w.write(&Record::Unfollowed {
+        time: 310,
+        pid: 102,
+        parent_pid: 101,
+        reason: "the process limit".into(),
+    })
+    .expect("write");
+    w.write(&Record::ProcessExit {
+        time: 320,
+        pid: 101,
+        code: Some(3),
+        signal: None,
+    })
+    .expect("write");
+    let bytes = w.finish().expect("finish");
+    let frame = FrameReader::new(Cursor::new(&bytes[frame::FILE_HEADER_LEN..]))
+        .next()
+        .expect("one frame")
+        .expect("valid frame");
+    let mut payload = Vec::new();
+    flate2::read::DeflateDecoder::new(&frame.payload[..])
+        .read_to_end(&mut payload)
+        .expect("inflate");
+    payload
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Any byte of a payload of process records changed to any value: no panic, and the two
+    /// ways of reading agree.
+    #[test]
+    fn a_changed_process_payload_byte_reads_the_same_both_ways(at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        let mut payload = process_payload();
+        prop_assert_eq!(read_with_reader(&trace_with_payload(&payload)).0.len(), 10);
+        let i = at.index(payload.len());
+        payload[i] = value;
+        let trace = trace_with_payload(&payload);
+        prop_assert_eq!(read_with_reader(&trace), read_with_frames(&trace));
+    }
+}

@@ -53,6 +53,17 @@ fn read_all(bytes: &[u8]) -> (Vec<Record>, Result<Option<Truncation>, FormatErro
 /// A small, varied trace: every record kind, several frames.
 fn sample_records() -> Vec<Record> {
     let mut v = vec![
+        Record::Process(Box::new(ProcessInfo {
+            pid: 4242,
+            parent_pid: 1,
+            time: 0,
+            origin: ProcessOrigin::Launched,
+            command_line: vec!["./app".into(), "--flag".into()],
+        })),
+        Record::Thread {
+            thread: 10,
+            pid: 4242,
+        },
         Record::String {
             id: 0,
             value: "main".into(),
@@ -131,6 +142,36 @@ fn sample_records() -> Vec<Record> {
         time: 9200,
         rss_bytes: 1 << 20,
         anon_bytes: 1 << 19,
+    });
+    v.push(Record::Process(Box::new(ProcessInfo {
+        pid: 4300,
+        parent_pid: 4242,
+        time: 9210,
+        origin: ProcessOrigin::Forked,
+        command_line: vec!["./app".into(), "--flag".into()],
+    })));
+    v.push(Record::Exec {
+        time: 9220,
+        pid: 4300,
+        command_line: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+    });
+    v.push(Record::Unfollowed {
+        time: 9230,
+        pid: 4301,
+        parent_pid: 4300,
+        reason: "too many processes".into(),
+    });
+    v.push(Record::ProcessExit {
+        time: 9240,
+        pid: 4300,
+        code: None,
+        signal: Some(9),
+    });
+    v.push(Record::ProcessExit {
+        time: 9300,
+        pid: 4242,
+        code: Some(0),
+        signal: None,
     });
     v.push(Record::Exit {
         time: 9300,
@@ -296,6 +337,92 @@ fn newer_major_version_names_the_memtrail_that_reads_it() {
     );
 }
 
+/// A file of a newer minor version with a record kind this reader does not know: the reader
+/// names the memtrail that reads it (from the header) instead of calling the file corrupt.
+#[test]
+fn a_newer_minors_unknown_record_names_the_memtrail_that_reads_it() {
+    // The payload of one frame: the meta record, then tag 15 (no record kind in 1.1).
+    let mut b = write_all(&[], &meta(), 1 << 16);
+    let frame = FrameReader::new(Cursor::new(&b[FILE_HEADER_LEN..]))
+        .next()
+        .expect("a frame")
+        .expect("valid");
+    let mut payload = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::DeflateDecoder::new(&frame.payload[..]),
+        &mut payload,
+    )
+    .expect("inflate");
+    // Preamble: time unit 1, one record, 8 column lengths (one byte each here: only the bodies
+    // column, last, is not empty); then the tags column.
+    assert_eq!(payload[..3], [1, 1, 1], "one record, one tag");
+    assert_eq!(
+        usize::from(payload[9]),
+        payload.len() - 11,
+        "one-byte lengths"
+    );
+    payload[1] = 2;
+    payload[2] = 2;
+    payload.insert(11, 15);
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut deflate, &payload).expect("deflate");
+    let stored = deflate.finish().expect("deflate");
+    let header = FrameHeader {
+        kind: 1,
+        flags: 0,
+        stored_len: stored.len() as u32,
+        raw_len: payload.len() as u32,
+        payload_crc: crc(&stored),
+    };
+    b.truncate(FILE_HEADER_LEN);
+    b.extend_from_slice(&header.to_bytes());
+    b.extend_from_slice(&stored);
+
+    // In a 1.1 file, tag 15 is corruption.
+    let (read, end) = read_all(&b);
+    assert_eq!(read.len(), 1, "the meta record before it");
+    let msg = end.expect_err("corrupt").to_string();
+    assert!(
+        msg.contains("corrupt") && msg.contains("unknown record tag"),
+        "{msg}"
+    );
+
+    // In a 1.7 file that needs memtrail 0.9.1, it is a record kind of 1.7, both ways of reading.
+    let h = FileHeader {
+        major: 1,
+        minor: 7,
+        reader_version: [0, 9, 1],
+    };
+    b[..FILE_HEADER_LEN].copy_from_slice(&h.to_bytes());
+    let (read, end) = read_all(&b);
+    assert_eq!(read.len(), 1);
+    let msg = end.expect_err("refused").to_string();
+    assert!(
+        msg.contains("format 1.7")
+            && msg.contains("reads format 1.1")
+            && msg.contains("memtrail 0.9.1"),
+        "{msg}"
+    );
+    let frame = FrameReader::new(Cursor::new(&b[FILE_HEADER_LEN..]))
+        .next()
+        .expect("a frame")
+        .expect("valid");
+    let err = decode_frame_of(&h, &frame, &mut Vec::new(), |_| {}).expect_err("refused");
+    assert_eq!(err.to_string(), msg);
+}
+
+/// The version written in the header as the one that reads this file is never newer than this
+/// memtrail itself.
+#[test]
+fn the_reader_version_is_this_release_or_older() {
+    let own: Vec<u16> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert!(frame::READER_VERSION[..] <= own[..], "{own:?}");
+    assert_eq!(FileHeader::current().minor, 1);
+}
+
 #[test]
 fn absurd_length_is_corruption_at_its_offset() {
     let mut b = write_all(&sample_records(), &meta(), 1 << 16);
@@ -395,7 +522,18 @@ fn arb_record() -> impl Strategy<Value = Record> {
         1 => (time.clone(), any::<u64>()).prop_map(|(time, count)| Record::Lost { time, count, reason: LostReason::Recorder }),
         1 => (time.clone(), any::<u64>(), any::<u64>()).prop_map(|(time, rss_bytes, anon_bytes)| Record::Rss { time, rss_bytes, anon_bytes }),
         1 => (time.clone(), any::<Option<i32>>(), any::<Option<i32>>()).prop_map(|(time, code, signal)| Record::Exit { time, code, signal }),
-        1 => (time, any::<u64>()).prop_map(|(time, allocations)| Record::End { time, totals: EndTotals { allocations, frees: 1, reallocs: 2, lost: 3 } }),
+        1 => (time.clone(), any::<u64>()).prop_map(|(time, allocations)| Record::End { time, totals: EndTotals { allocations, frees: 1, reallocs: 2, lost: 3 } }),
+        1 => (time.clone(), any::<u32>(), any::<u32>(), prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(255)], proptest::collection::vec(arb_string(), 0..4))
+            .prop_map(|(time, pid, parent_pid, origin, command_line)| Record::Process(Box::new(ProcessInfo {
+                pid, parent_pid, time, origin: ProcessOrigin::from_u8(origin), command_line,
+            }))),
+        1 => (time.clone(), any::<u32>(), proptest::collection::vec(arb_string(), 0..4))
+            .prop_map(|(time, pid, command_line)| Record::Exec { time, pid, command_line }),
+        1 => (time.clone(), any::<u32>(), any::<Option<i32>>(), any::<Option<i32>>())
+            .prop_map(|(time, pid, code, signal)| Record::ProcessExit { time, pid, code, signal }),
+        1 => (any::<u32>(), any::<u32>()).prop_map(|(thread, pid)| Record::Thread { thread, pid }),
+        1 => (time, any::<u32>(), any::<u32>(), arb_string())
+            .prop_map(|(time, pid, parent_pid, reason)| Record::Unfollowed { time, pid, parent_pid, reason }),
     ]
 }
 

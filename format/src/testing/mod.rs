@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use crate::{
-    AllocApi, EndTotals, FreeApi, LostReason, Module, Record, Stack, StackFrame, Symbol,
-    SymbolFrame, TraceMeta, TraceWriter, Unwinder, WriterOptions,
+    AllocApi, EndTotals, FreeApi, LostReason, Module, ProcessInfo, ProcessOrigin, Record, Stack,
+    StackFrame, Symbol, SymbolFrame, TraceMeta, TraceWriter, Unwinder, WriterOptions,
 };
 
 pub mod escapes;
@@ -37,8 +37,8 @@ impl Default for StackLayout {
     }
 }
 
-/// A trace under construction, in memory. Events are on thread 1 unless written with
-/// [`TraceBuilder::record`]; the builder remembers the latest event time so that
+/// A trace under construction, in memory. Events are on thread 1 unless
+/// [`TraceBuilder::on_thread`] says otherwise or they are written with [`TraceBuilder::record`]; the builder remembers the latest event time so that
 /// [`TraceBuilder::end`] can close the trace no earlier than its last event.
 ///
 /// ```
@@ -58,6 +58,7 @@ pub struct TraceBuilder {
     writer: TraceWriter<Vec<u8>>,
     layout: StackLayout,
     latest: u64,
+    thread: u32,
 }
 
 impl TraceBuilder {
@@ -80,12 +81,19 @@ impl TraceBuilder {
             writer,
             layout: StackLayout::default(),
             latest: 0,
+            thread: 1,
         }
     }
 
     /// Sets where the next [`TraceBuilder::named_stack`]s put their frames.
     pub fn layout(&mut self, layout: StackLayout) -> &mut Self {
         self.layout = layout;
+        self
+    }
+
+    /// The thread the next events are on (1 at the start).
+    pub fn on_thread(&mut self, thread: u32) -> &mut Self {
+        self.thread = thread;
         self
     }
 
@@ -189,7 +197,7 @@ impl TraceBuilder {
     ) -> &mut Self {
         self.record(Record::Alloc {
             time,
-            thread: 1,
+            thread: self.thread,
             address,
             size,
             stack,
@@ -201,7 +209,7 @@ impl TraceBuilder {
     pub fn free(&mut self, time: u64, address: u64) -> &mut Self {
         self.record(Record::Free {
             time,
-            thread: 1,
+            thread: self.thread,
             address,
             size: 0,
             api: FreeApi::Free,
@@ -212,7 +220,7 @@ impl TraceBuilder {
     pub fn munmap(&mut self, time: u64, address: u64, length: u64) -> &mut Self {
         self.record(Record::Free {
             time,
-            thread: 1,
+            thread: self.thread,
             address,
             size: length,
             api: FreeApi::Munmap,
@@ -223,7 +231,7 @@ impl TraceBuilder {
     pub fn realloc(&mut self, time: u64, old: u64, new: u64, size: u64, stack: u32) -> &mut Self {
         self.record(Record::Realloc {
             time,
-            thread: 1,
+            thread: self.thread,
             old_address: old,
             new_address: new,
             size,
@@ -253,6 +261,64 @@ impl TraceBuilder {
     /// The traced process exited.
     pub fn exit(&mut self, time: u64, code: Option<i32>, signal: Option<i32>) -> &mut Self {
         self.record(Record::Exit { time, code, signal })
+    }
+
+    /// Process `pid` (child of `parent_pid`, 0: unknown) enters the trace at `time`.
+    pub fn process(
+        &mut self,
+        time: u64,
+        pid: u32,
+        parent_pid: u32,
+        origin: ProcessOrigin,
+        command_line: &[&str],
+    ) -> &mut Self {
+        self.record(Record::Process(Box::new(ProcessInfo {
+            pid,
+            parent_pid,
+            time,
+            origin,
+            command_line: command_line.iter().map(|s| s.to_string()).collect(),
+        })))
+    }
+
+    /// Thread `thread` belongs to process `pid` from here on.
+    pub fn thread(&mut self, thread: u32, pid: u32) -> &mut Self {
+        self.record(Record::Thread { thread, pid })
+    }
+
+    /// Process `pid` replaced its image with `command_line`.
+    pub fn exec(&mut self, time: u64, pid: u32, command_line: &[&str]) -> &mut Self {
+        self.record(Record::Exec {
+            time,
+            pid,
+            command_line: command_line.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Process `pid` ended.
+    pub fn process_exit(
+        &mut self,
+        time: u64,
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    ) -> &mut Self {
+        self.record(Record::ProcessExit {
+            time,
+            pid,
+            code,
+            signal,
+        })
+    }
+
+    /// Process `pid` (child of `parent_pid`) could not be traced, for `reason`.
+    pub fn unfollowed(&mut self, time: u64, pid: u32, parent_pid: u32, reason: &str) -> &mut Self {
+        self.record(Record::Unfollowed {
+            time,
+            pid,
+            parent_pid,
+            reason: reason.into(),
+        })
     }
 
     /// The end record, at `time` or at the latest event if that is later, with zero totals.

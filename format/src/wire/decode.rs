@@ -55,6 +55,9 @@ impl Reader for Column<'_> {
 pub(crate) struct RecordError {
     pub(crate) pos: usize,
     pub(crate) what: String,
+    /// The record's tag is one this decoder does not know: in a file of a newer minor
+    /// version, a record kind added after this reader, not corruption.
+    pub(crate) unknown_tag: bool,
 }
 
 type Dec<'a> = DecoderImpl<Column<'a>, DecodeConfig, ()>;
@@ -189,9 +192,9 @@ const TAG_KINDS: [u8; 256] = {
             KIND_MUNMAP
         } else if new_thread {
             KIND_INVALID
-        } else if base >= TAG_LOST && base <= TAG_END {
+        } else if (base >= TAG_LOST && base <= TAG_PROCESS_EXIT) || base == TAG_UNFOLLOWED {
             KIND_TIMED
-        } else if base <= TAG_SYMBOL {
+        } else if base <= TAG_SYMBOL || base == TAG_THREAD {
             KIND_BODY
         } else {
             KIND_INVALID
@@ -216,9 +219,9 @@ const KIND_ALLOC: u8 = 1;
 const KIND_FREE: u8 = 2;
 const KIND_MUNMAP: u8 = 3;
 const KIND_REALLOC: u8 = 4;
-/// Lost, RSS, exit, end: a time, then a body.
+/// Lost, RSS, exit, end, process, exec, process exit, unfollowed: a time, then a body.
 const KIND_TIMED: u8 = 5;
-/// Metadata, string, module, stack, symbol: a body only.
+/// Metadata, string, module, stack, symbol, thread: a body only.
 const KIND_BODY: u8 = 6;
 
 /// One hot column while a batch decodes: its bytes (fixed) and how far it has been read.
@@ -337,6 +340,9 @@ impl Hot<'_> {
     }
 }
 
+/// The message of a tag this decoder does not know (`error` recognizes it).
+const UNKNOWN_TAG: &str = "unknown record tag";
+
 /// A bincode error as a fixed message: the hot path must not build or drop strings.
 fn describe(e: DecodeError) -> &'static str {
     match e {
@@ -366,6 +372,7 @@ impl FrameDecoder {
         let bad = |pos: usize, what: &str| RecordError {
             pos,
             what: what.to_string(),
+            unknown_tag: false,
         };
         let header = (|| -> Result<(u64, u64, [u64; COLUMNS]), DecodeError> {
             let unit: u64 = get(&mut pre)?;
@@ -609,7 +616,7 @@ impl FrameDecoder {
                 sink(record.map_err(|e| (BODIES, describe(e)))?);
             }
             KIND_BODY => sink(self.body(p, tag).map_err(|e| (BODIES, describe(e)))?),
-            _ => return Err((TAGS, "unknown record tag")),
+            _ => return Err((TAGS, UNKNOWN_TAG)),
         }
         Ok(())
     }
@@ -623,6 +630,7 @@ impl FrameDecoder {
         RecordError {
             pos: self.columns[column].pos,
             what: format!("record with tag at payload byte {tag_pos}: {what}"),
+            unknown_tag: what == UNKNOWN_TAG,
         }
     }
 
@@ -656,7 +664,7 @@ impl FrameDecoder {
                 code: get(d)?,
                 signal: get(d)?,
             },
-            _ => Record::End {
+            TAG_END => Record::End {
                 time,
                 totals: EndTotals {
                     allocations: get(d)?,
@@ -665,6 +673,32 @@ impl FrameDecoder {
                     lost: get(d)?,
                 },
             },
+            TAG_PROCESS => Record::Process(Box::new(ProcessInfo {
+                pid: get(d)?,
+                parent_pid: get(d)?,
+                time,
+                origin: ProcessOrigin::from_u8(get_u8(d)?),
+                command_line: get_list(d, get_string)?,
+            })),
+            TAG_EXEC => Record::Exec {
+                time,
+                pid: get(d)?,
+                command_line: get_list(d, get_string)?,
+            },
+            TAG_PROCESS_EXIT => Record::ProcessExit {
+                time,
+                pid: get(d)?,
+                code: get(d)?,
+                signal: get(d)?,
+            },
+            TAG_UNFOLLOWED => Record::Unfollowed {
+                time,
+                pid: get(d)?,
+                parent_pid: get(d)?,
+                reason: get_string(d)?,
+            },
+            // `TAG_KINDS` sends no other tag here.
+            _ => return Err(DecodeError::Other("unknown record tag")),
         })
     }
 
@@ -742,6 +776,10 @@ impl FrameDecoder {
                     frames,
                 })
             }
+            TAG_THREAD => Record::Thread {
+                thread: get(d)?,
+                pid: get(d)?,
+            },
             _ => {
                 let module = get(d)?;
                 let offset = get(d)?;

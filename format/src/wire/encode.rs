@@ -234,6 +234,11 @@ impl FrameEncoder {
             Record::Rss { .. } => TAG_RSS,
             Record::Exit { .. } => TAG_EXIT,
             Record::End { .. } => TAG_END,
+            Record::Process(_) => TAG_PROCESS,
+            Record::Exec { .. } => TAG_EXEC,
+            Record::ProcessExit { .. } => TAG_PROCESS_EXIT,
+            Record::Thread { .. } => TAG_THREAD,
+            Record::Unfollowed { .. } => TAG_UNFOLLOWED,
         };
         let tag_at = self.columns[TAGS].len();
         self.columns[TAGS].push(tag);
@@ -359,6 +364,44 @@ impl FrameEncoder {
                 put!(b, &totals.frees);
                 put!(b, &totals.reallocs);
                 put!(b, &totals.lost);
+            }
+            Record::Process(p) => {
+                let b = &mut self.columns[body];
+                put!(b, &p.pid);
+                put!(b, &p.parent_pid);
+                b.push(p.origin as u8);
+                put!(b, &p.command_line);
+            }
+            Record::Exec {
+                pid, command_line, ..
+            } => {
+                let b = &mut self.columns[body];
+                put!(b, pid);
+                put!(b, command_line);
+            }
+            Record::ProcessExit {
+                pid, code, signal, ..
+            } => {
+                let b = &mut self.columns[body];
+                put!(b, pid);
+                put!(b, code);
+                put!(b, signal);
+            }
+            Record::Thread { thread, pid } => {
+                let b = &mut self.columns[body];
+                put!(b, thread);
+                put!(b, pid);
+            }
+            Record::Unfollowed {
+                pid,
+                parent_pid,
+                reason,
+                ..
+            } => {
+                let b = &mut self.columns[body];
+                put!(b, pid);
+                put!(b, parent_pid);
+                put!(b, reason.as_str());
             }
         }
         self.columns[TAGS][tag_at] |= flags;

@@ -3,7 +3,7 @@
 //! A payload is column-oriented: every record contributes a tag byte to the `tags` column and
 //! its hot fields to the `times`, `threads`, `addresses`, `literals`, `sizes` and `stacks`
 //! columns; the rare records (metadata, strings, modules, stacks, symbols, lost counts, RSS,
-//! exit, end) put their other fields in the `bodies` column. Keeping like with like is what
+//! exit, end, processes) put their other fields in the `bodies` column. Keeping like with like is what
 //! lets DEFLATE find the repetition of a program's loops: a row layout interleaves the noisy
 //! time deltas with everything else and hides it.
 //!
@@ -54,6 +54,12 @@ pub(crate) const TAG_LOST: u8 = 5;
 pub(crate) const TAG_RSS: u8 = 6;
 pub(crate) const TAG_EXIT: u8 = 7;
 pub(crate) const TAG_END: u8 = 8;
+// Format 1.1: processes.
+pub(crate) const TAG_PROCESS: u8 = 9;
+pub(crate) const TAG_EXEC: u8 = 10;
+pub(crate) const TAG_PROCESS_EXIT: u8 = 11;
+pub(crate) const TAG_THREAD: u8 = 12;
+pub(crate) const TAG_UNFOLLOWED: u8 = 13;
 /// `TAG_ALLOC + api`: one tag per allocation function, so the common records carry no api byte.
 pub(crate) const TAG_ALLOC: u8 = 16;
 pub(crate) const TAG_FREE: u8 = 32;
