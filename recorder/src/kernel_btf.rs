@@ -1,8 +1,8 @@
 //! Field offsets of kernel structures, read from the running kernel's BTF
 //! (`/sys/kernel/btf/vmlinux`).
 //!
-//! The process-tracking programs read a few fields of `struct task_struct` (the parent, the
-//! thread group id, the exit code) with `bpf_probe_read_kernel`; their offsets change with
+//! The process-tracking programs read a few fields of `struct task_struct` (a new task's
+//! thread and thread group ids, the exit code) with `bpf_probe_read_kernel`; their offsets change with
 //! every kernel build, so user space looks them up here and hands them to the programs as
 //! load-time globals (the programs have no CO-RE relocations).
 //!
@@ -16,7 +16,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read the kernel's BTF at {VMLINUX_BTF}: {0} (a kernel built with CONFIG_DEBUG_INFO_BTF is needed to follow child processes)")]
+    #[error(
+        "cannot read the kernel's BTF at {VMLINUX_BTF}: {0} (a kernel built with CONFIG_DEBUG_INFO_BTF is needed to follow child processes)"
+    )]
     Read(std::io::Error),
     #[error("the kernel's BTF is malformed: {0}")]
     Malformed(&'static str),
@@ -27,8 +29,8 @@ pub enum BtfError {
 /// Offsets (bytes) of the `task_struct` fields the process-tracking programs read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskOffsets {
+    pub pid: u32,
     pub tgid: u32,
-    pub real_parent: u32,
     pub exit_code: u32,
 }
 
@@ -48,8 +50,8 @@ impl TaskOffsets {
                 .ok_or_else(|| BtfError::Missing(format!("task_struct.{name}")))
         };
         Ok(TaskOffsets {
+            pid: field("pid")?,
             tgid: field("tgid")?,
-            real_parent: field("real_parent")?,
             exit_code: field("exit_code")?,
         })
     }
@@ -161,9 +163,9 @@ mod tests {
             return; // no BTF on this machine: nothing to check
         };
         let offsets = TaskOffsets::from_btf(&data).expect("task_struct offsets");
-        // pid and tgid are adjacent `pid_t`s; real_parent is a pointer after them.
-        assert!(offsets.tgid > 0 && offsets.tgid % 4 == 0);
-        assert!(offsets.real_parent > offsets.tgid && offsets.real_parent % 8 == 0);
+        // pid and tgid are adjacent `pid_t`s.
+        assert!(offsets.pid > 0 && offsets.pid % 4 == 0);
+        assert_eq!(offsets.tgid, offsets.pid + 4);
         assert!(offsets.exit_code > 0 && offsets.exit_code % 4 == 0);
     }
 

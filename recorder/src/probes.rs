@@ -161,19 +161,15 @@ impl Probes {
     pub fn load(settings: &LoadSettings) -> Result<Probes, ProbeError> {
         let sampling = settings.sample_bytes != 0;
         let offsets = settings.task_offsets.unwrap_or(TaskOffsets {
+            pid: 0,
             tgid: 0,
-            real_parent: 0,
             exit_code: 0,
         });
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
             .override_global(abi::GLOBAL_FIRST_TGID, &settings.first_tgid, true)
+            .override_global(abi::GLOBAL_TASK_PID_OFFSET, &offsets.pid, true)
             .override_global(abi::GLOBAL_TASK_TGID_OFFSET, &offsets.tgid, true)
-            .override_global(
-                abi::GLOBAL_TASK_REAL_PARENT_OFFSET,
-                &offsets.real_parent,
-                true,
-            )
             .override_global(abi::GLOBAL_TASK_EXIT_CODE_OFFSET, &offsets.exit_code, true)
             .override_global(abi::GLOBAL_SAMPLE_BYTES, &settings.sample_bytes, true)
             .override_global(abi::GLOBAL_CAPTURE_STACKS, &settings.capture_stacks, true)
@@ -271,7 +267,7 @@ impl Probes {
         pid: u32,
     ) -> Result<(), ProbeError> {
         let program = match program {
-            abi::program::EXIT_ENTRY => program,
+            abi::program::EXIT_ENTRY | abi::program::FORK_RETURN => program,
             abi::program::ALLOC_RETURN if self.probes_only => abi::program::EMPTY_RETURN,
             _ if self.probes_only => abi::program::EMPTY_ENTRY,
             _ => program,
@@ -416,28 +412,14 @@ impl Probes {
         Ok(placement)
     }
 
-    /// Attaches the programs that follow process trees: `process_start` (fentry on the
-    /// kernel's `schedule_tail`) and the `sched_process_exec`/`sched_process_exit` raw
-    /// tracepoints. They act only on processes in `TRACED_PROCESSES`.
-    pub fn attach_process_tracking(&mut self) -> Result<(), ProbeError> {
-        let tracking_error = |message: String| ProbeError::Attach {
-            symbol: "schedule_tail".to_owned(),
-            library: PathBuf::from("the kernel"),
-            message,
-        };
-        let btf = aya::Btf::from_sys_fs().map_err(|e| tracking_error(error_chain(&e)))?;
-        let program = self
-            .ebpf
-            .program_mut(abi::program::PROCESS_START)
-            .ok_or_else(|| ProbeError::Load("program process_start missing".to_owned()))?;
-        let fentry: &mut aya::programs::FEntry = program
-            .try_into()
-            .map_err(|e| ProbeError::Load(format!("program process_start: {e}")))?;
-        fentry.load("schedule_tail", &btf).map_err(load_error)?;
-        fentry
-            .attach()
-            .map_err(|e| tracking_error(error_chain(&e)))?;
+    /// Attaches the programs that follow process trees: the `sched_process_fork`,
+    /// `sched_process_exec` and `sched_process_exit` raw tracepoints, and, when `libc` is
+    /// given, the return probe on its `_Fork` (`fork` in a glibc older than 2.34), in every
+    /// process, where a new followed process stops. They act only on processes in
+    /// `TRACED_PROCESSES`. Without the fork probe, new processes are traced from their exec.
+    pub fn attach_process_tracking(&mut self, libc: Option<&Path>) -> Result<(), ProbeError> {
         for (name, tracepoint) in [
+            (abi::program::PROCESS_FORK, "sched_process_fork"),
             (abi::program::PROCESS_EXEC, "sched_process_exec"),
             (abi::program::PROCESS_EXIT, "sched_process_exit"),
         ] {
@@ -456,6 +438,18 @@ impl Probes {
             })?;
         }
         self.tracking = true;
+        if let Some(libc) = libc {
+            let elf = ElfFile::read(libc)?;
+            let (symbol, fork) = ["_Fork", "fork"]
+                .into_iter()
+                .find_map(|name| elf.function(name).map(|f| (name, f)))
+                .ok_or_else(|| ProbeError::MissingSymbol {
+                    library: libc.to_owned(),
+                    symbol: "_Fork".to_owned(),
+                })?;
+            // Every process: the new one is not traced yet when it returns from `_Fork`.
+            self.attach_at(abi::program::FORK_RETURN, symbol, fork.file_offset, libc, 0)?;
+        }
         Ok(())
     }
 
@@ -465,18 +459,17 @@ impl Probes {
             return;
         }
         self.tracking = false;
+        drop(self.take_links(Some(abi::program::FORK_RETURN)));
         for name in [
-            abi::program::PROCESS_START,
+            abi::program::PROCESS_FORK,
             abi::program::PROCESS_EXEC,
             abi::program::PROCESS_EXIT,
         ] {
-            if let Some(program) = self.ebpf.program_mut(name) {
+            if let Some(aya::programs::Program::RawTracePoint(program)) =
+                self.ebpf.program_mut(name)
+            {
                 // Unloading closes the program's links: the hooks are gone when it returns.
-                let _ = match program {
-                    aya::programs::Program::FEntry(p) => p.unload(),
-                    aya::programs::Program::RawTracePoint(p) => p.unload(),
-                    _ => Ok(()),
-                };
+                let _ = program.unload();
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use memtrail_format::{IntMap, ProcessOrigin};
+use memtrail_format::IntMap;
 
 /// One traced process.
 #[derive(Debug, Clone)]
@@ -16,7 +16,6 @@ pub struct TracedProcess {
     pub pid: u32,
     /// 0 when unknown (a process attached with -p).
     pub parent: u32,
-    pub origin: ProcessOrigin,
     /// Changes at every exec: stacks are cached per address space, not per pid.
     pub space: u32,
     /// Its allocator probes are attached (a vfork child shares its parent's until it execs).
@@ -45,12 +44,8 @@ impl ProcessTable {
         }
     }
 
-    pub fn first_pid(&self) -> u32 {
-        self.first_pid
-    }
-
     /// Adds a process (its probes not attached yet); false if it was already known.
-    pub fn add(&mut self, pid: u32, parent: u32, origin: ProcessOrigin) -> bool {
+    pub fn add(&mut self, pid: u32, parent: u32) -> bool {
         if self.processes.get(&pid).is_some_and(|p| !p.exited) {
             return false;
         }
@@ -60,7 +55,6 @@ impl ProcessTable {
             TracedProcess {
                 pid,
                 parent,
-                origin,
                 space,
                 probed: false,
                 exited: false,
@@ -108,10 +102,7 @@ impl ProcessTable {
 
     /// The processes not known to have ended.
     pub fn running(&self) -> impl Iterator<Item = u32> + '_ {
-        self.processes
-            .values()
-            .filter(|p| !p.exited)
-            .map(|p| p.pid)
+        self.processes.values().filter(|p| !p.exited).map(|p| p.pid)
     }
 
     pub fn count(&self) -> usize {
@@ -157,7 +148,16 @@ pub fn has_ended(pid: u32) -> bool {
 pub fn share_address_space(a: u32, b: u32) -> bool {
     const KCMP_VM: libc::c_long = 1;
     // SAFETY: kcmp only compares kernel objects of two processes; no memory of ours is passed.
-    let result = unsafe { libc::syscall(libc::SYS_kcmp, a as libc::c_long, b as libc::c_long, KCMP_VM, 0, 0) };
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::c_long,
+            b as libc::c_long,
+            KCMP_VM,
+            0,
+            0,
+        )
+    };
     result == 0
 }
 
@@ -176,8 +176,8 @@ mod tests {
     #[test]
     fn threads_are_bound_only_when_the_trace_would_say_otherwise() {
         let mut table = ProcessTable::new(100);
-        table.add(100, 0, ProcessOrigin::Launched);
-        table.add(200, 100, ProcessOrigin::Forked);
+        table.add(100, 0);
+        table.add(200, 100);
         // The first process's threads need no record.
         assert!(!table.bind_thread(100, 100));
         assert!(!table.bind_thread(101, 100));
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn an_exec_gives_a_new_address_space() {
         let mut table = ProcessTable::new(1);
-        table.add(1, 0, ProcessOrigin::Launched);
+        table.add(1, 0);
         let before = table.space_of(1);
         table.exec(1);
         assert_ne!(table.space_of(1), before);

@@ -22,10 +22,10 @@ use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
 use crate::error::Error;
 use crate::host;
+use crate::kernel_btf;
 use crate::modules;
 use crate::output;
-use crate::kernel_btf;
-use crate::probes::{LoadSettings, Placement, ProbeError, ProcessProbes, Probes, error_chain};
+use crate::probes::{LoadSettings, Placement, ProbeError, Probes, ProcessProbes, error_chain};
 use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
 use crate::signals;
 use crate::target::{Target, command_line_of};
@@ -75,12 +75,11 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
             return Err(Error::ExitedWhileAttaching(target.pid));
         }
     }
-    let target = &targets[0];
 
     // 6. Metadata and writer.
     let meta = trace_meta(
         args,
-        target,
+        &targets[0],
         &allocator,
         &stacks,
         &attached,
@@ -110,13 +109,13 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         status_line: !args.quiet && session::stderr_is_terminal(),
     };
     if let Some(loader) = attached.unwinder.as_mut()
-        && !target.is_child()
+        && !targets[0].is_child()
     {
         for target in &targets {
             loader.refresh_from_proc(target.pid); // libraries loaded while attaching
         }
     }
-    let origin = if target.is_child() {
+    let origin = if targets[0].is_child() {
         ProcessOrigin::Launched
     } else {
         ProcessOrigin::Attached
@@ -148,7 +147,6 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     if targets[0].is_child() {
         targets[0].release(&args.command[0])?;
     }
-    let target = &targets[0];
     // The target runs (exec succeeded, or the probes are on the running process): the trace
     // takes its final name now, and is readable there from here on, even if the recorder is
     // killed.
@@ -173,12 +171,13 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         );
     }
     let mut probes = attached.probes;
-    let summary = session::run(recording, &mut probes, &mut targets, &options).map_err(|error| {
-        Error::Session {
-            path: output_path.to_path_buf(),
-            error,
-        }
-    })?;
+    let summary =
+        session::run(recording, &mut probes, &mut targets, &options).map_err(|error| {
+            Error::Session {
+                path: output_path.to_path_buf(),
+                error,
+            }
+        })?;
     if !args.quiet {
         eprintln!("{}", summary.line(output_path));
         if let Some(unwind) = summary.unwind {
@@ -259,7 +258,11 @@ impl StackCapture {
         };
         let unwind_tables = capture == abi::CAPTURE_STACKS
             && !args.probes_only
-            && use_unwind_tables(args.unwind, args.pids.first().copied(), executable.as_deref());
+            && use_unwind_tables(
+                args.unwind,
+                args.pids.first().copied(),
+                executable.as_deref(),
+            );
         StackCapture {
             capture,
             unwind_tables,
@@ -395,8 +398,16 @@ fn attach(
             process_probes.loader_stop = loader;
         }
     }
+    // The libc whose `_Fork` new processes return from (the launched command's is the
+    // recorder's own, as for the exit stop).
+    let libc = if target.is_child() {
+        find_libc(None)
+    } else {
+        find_libc(Some(target.pid))
+    }
+    .map(|(path, _)| path);
     let following = match task_offsets {
-        Some(_) => match probes.attach_process_tracking() {
+        Some(_) => match probes.attach_process_tracking(libc.as_deref().filter(|_| follow)) {
             Ok(()) => {
                 let flags = if follow { abi::TRACED_FOLLOW } else { 0 };
                 mark_traced(&mut probes, targets, flags)?;

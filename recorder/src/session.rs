@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::units::{format_bytes, format_duration};
 use memtrail_format::{
@@ -27,10 +27,8 @@ use memtrail_format::{
 use crate::anon_mappings::AnonMappings;
 use crate::elf_file::build_id_of;
 use crate::modules::{ModuleTable, read_exec_mappings};
-use crate::probes::{ProcessProbes, Probes, error_chain};
-use crate::processes::{
-    ProcessTable, decode_exit_code, has_ended, share_address_space,
-};
+use crate::probes::{Probes, ProcessProbes, error_chain};
+use crate::processes::{ProcessTable, decode_exit_code, has_ended, share_address_space};
 use crate::rss::sample_rss;
 use crate::signals;
 use crate::symbols::SymbolResolver;
@@ -167,8 +165,8 @@ impl Recording {
         unwinder: Option<UnwindLoader>,
     ) -> Recording {
         let mut processes = ProcessTable::new(first.first().map_or(0, |f| f.0));
-        for &(pid, origin) in first {
-            processes.add(pid, 0, origin);
+        for &(pid, _) in first {
+            processes.add(pid, 0);
             if let Some(process) = processes.get_mut(pid) {
                 process.probed = true;
             }
@@ -318,8 +316,8 @@ impl Recording {
                 let Some((addresses, flags)) = self.table_stacks.get(&kernel_key) else {
                     return self.unknown_stack_id();
                 };
-                let truncated = flags & abi::DWARF_STACK_TRUNCATED != 0
-                    || addresses.len() > self.stack_depth;
+                let truncated =
+                    flags & abi::DWARF_STACK_TRUNCATED != 0 || addresses.len() > self.stack_depth;
                 (addresses.clone(), Unwinder::Dwarf, truncated)
             }
             _ => return self.unknown_stack_id(),
@@ -555,7 +553,7 @@ impl Recording {
                     )?;
                     return Ok(());
                 }
-                self.processes.add(pid, parent, ProcessOrigin::Forked);
+                self.processes.add(pid, parent);
                 self.writer.write(&Record::Process(Box::new(ProcessInfo {
                     pid,
                     parent_pid: parent,
@@ -651,7 +649,10 @@ impl Recording {
         drain(self, maps.ring, maps.stacks)?;
         for (pid, reason) in stopped {
             let new_image = reason == abi::STOP_START || reason == abi::STOP_EXEC;
-            let unprobed = self.processes.get(pid).is_some_and(|p| !p.probed && !p.exited);
+            let unprobed = self
+                .processes
+                .get(pid)
+                .is_some_and(|p| !p.probed && !p.exited);
             if attach && new_image && unprobed {
                 let parent = self.processes.get(pid).map_or(0, |p| p.parent);
                 let vforked = reason == abi::STOP_START && share_address_space(pid, parent);
@@ -736,7 +737,11 @@ impl Recording {
     /// tracking is off) and writes their ProcessExit (status unknown, unless `status` knows
     /// it: the launched command's, from waitpid). True while some process still runs.
     fn check_processes(&mut self, status: Option<(u32, ExitStatus)>) -> Result<bool, SessionError> {
-        let ended: Vec<u32> = self.processes.running().filter(|&pid| has_ended(pid)).collect();
+        let ended: Vec<u32> = self
+            .processes
+            .running()
+            .filter(|&pid| has_ended(pid))
+            .collect();
         for pid in ended {
             let (code, signal) = match status {
                 Some((known, ExitStatus::Code(code))) if known == pid => (Some(code), None),
@@ -780,8 +785,13 @@ fn wait_readable(fd: i32, timeout: Duration) {
 impl Summary {
     pub fn line(&self, path: &Path) -> String {
         let t = &self.totals;
+        let processes = match (self.processes, self.unfollowed) {
+            (0 | 1, 0) => String::new(),
+            (n, 0) => format!(" from {n} processes"),
+            (n, u) => format!(" from {n} processes ({u} more not traced)"),
+        };
         format!(
-            "memtrail-record: {} events ({} allocs, {} frees, {} reallocs), {} lost, {} written to {} in {} ({})",
+            "memtrail-record: {} events{processes} ({} allocs, {} frees, {} reallocs), {} lost, {} written to {} in {} ({})",
             t.allocations + t.frees + t.reallocs,
             t.allocations,
             t.frees,
@@ -837,7 +847,7 @@ pub fn run(
         .and_then(|m| BpfHashMap::<MapData, u32, u32>::try_from(m).ok())
         .ok_or(SessionError::Map(abi::TRACED_PROCESSES_MAP))?;
     // From here on, a recorder that dies leaves no traced process stopped.
-    let watchdog = Watchdog::start(stopped.fd().as_fd().as_raw_fd());
+    let watchdog = Watchdog::start(IterableMap::map(&stopped).fd().as_fd().as_raw_fd());
 
     recording.forget_calls_in_flight_at_attach(&lost);
 

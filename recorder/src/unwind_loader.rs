@@ -143,7 +143,9 @@ impl UnwindLoader {
             })?,
             mappings: take(ebpf, abi::UNWIND_MAPPINGS_MAP, |m| Array::try_from(m).ok())?,
             state: take(ebpf, abi::UNWIND_STATE_MAP, |m| Array::try_from(m).ok())?,
-            slot_of: take(ebpf, abi::UNWIND_SLOTS_MAP, |m| BpfHashMap::try_from(m).ok())?,
+            slot_of: take(ebpf, abi::UNWIND_SLOTS_MAP, |m| {
+                BpfHashMap::try_from(m).ok()
+            })?,
             generation: 0,
             stacks: take(ebpf, abi::DWARF_STACKS_MAP, |m| {
                 BpfHashMap::try_from(m).ok()

@@ -41,10 +41,11 @@ pub const EVENT_ALLOC: u8 = 1;
 pub const EVENT_FREE: u8 = 2;
 /// [`Event::kind`]: `old_address` was resized into `address` (realloc, reallocarray).
 pub const EVENT_REALLOC: u8 = 3;
-/// [`Event::kind`]: process `tgid` was started by a followed process, `old_address`
-/// (fork, vfork, clone without `CLONE_THREAD`). `api` is [`PROCESS_FOLLOWED`] (it is stopped
-/// with SIGSTOP and in [`STOPPED_PROCESSES_MAP`] until user space has attached its probes)
-/// or [`PROCESS_TABLE_FULL`] (not traced: [`TRACED_PROCESSES_MAP`] is full).
+/// [`Event::kind`]: process `tgid` was forked by a followed process, `old_address` (fork,
+/// vfork, clone without `CLONE_THREAD`). `api` is [`PROCESS_FOLLOWED`] (it will stop with
+/// SIGSTOP, listed in [`STOPPED_PROCESSES_MAP`], at the return of `_Fork` or at its exec,
+/// until user space has attached its probes) or [`PROCESS_TABLE_FULL`] (not traced:
+/// [`TRACED_PROCESSES_MAP`] is full).
 pub const EVENT_PROCESS_START: u8 = 4;
 /// [`Event::kind`]: traced process `tgid` replaced its image (execve); it is stopped with
 /// SIGSTOP (in [`STOPPED_PROCESSES_MAP`]) before it runs the new image.
@@ -189,12 +190,15 @@ pub const UNWIND_SLOTS_MAP: &str = "UNWIND_SLOTS";
 pub const UNWIND_PROCESS_SLOTS: u32 = 64;
 /// Global (`u32`): the process that uses unwinder slot 0 (the first traced process).
 pub const GLOBAL_FIRST_TGID: &str = "FIRST_TGID";
-/// Globals (`u32`): byte offsets in `struct task_struct` of `tgid`, `real_parent` and
-/// `exit_code`, read by user space from the kernel's BTF (0: not set, the process-tracking
-/// programs do nothing).
+/// Globals (`u32`): byte offsets in `struct task_struct` of `pid`, `tgid` and `exit_code`,
+/// read by user space from the kernel's BTF (0: not set, the process-tracking programs do
+/// nothing).
+pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
 pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
-pub const GLOBAL_TASK_REAL_PARENT_OFFSET: &str = "TASK_REAL_PARENT_OFFSET";
 pub const GLOBAL_TASK_EXIT_CODE_OFFSET: &str = "TASK_EXIT_CODE_OFFSET";
+/// Hash map `u32 tgid -> u32 parent tgid`: traced processes forked and not stopped yet
+/// (they stop at the return of `_Fork` or at their exec).
+pub const PENDING_PROCESSES_MAP: &str = "PENDING_PROCESSES";
 
 /// Loss counter: an event could not be reserved in the ring buffer (it was full).
 pub const LOST_RING_BUFFER_FULL: u32 = 0;
@@ -397,9 +401,10 @@ pub mod program {
     pub const MUNMAP_ENTRY: &str = "munmap_entry";
     /// On libc's `exit`: see [`super::GLOBAL_STOP_AT_EXIT`].
     pub const EXIT_ENTRY: &str = "exit_entry";
-    /// fentry on the kernel's `schedule_tail`, which every new task runs first, in its own
-    /// context: a new process of a followed one is traced and stopped there.
-    pub const PROCESS_START: &str = "process_start";
+    /// Raw tracepoint `sched_process_fork`: a new process of a followed one is traced.
+    pub const PROCESS_FORK: &str = "process_fork";
+    /// Return probe on libc's `_Fork` in every process: a new traced process stops there.
+    pub const FORK_RETURN: &str = "fork_return";
     /// Raw tracepoint `sched_process_exec`.
     pub const PROCESS_EXEC: &str = "process_exec";
     /// Raw tracepoint `sched_process_exit`.

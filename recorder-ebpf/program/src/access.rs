@@ -45,12 +45,11 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Sends `signal` to the current process (`bpf_send_signal`); a failure is ignored (the
-/// recorder copes with a process that did not stop).
+/// Sends `signal` to the current process (`bpf_send_signal`); true when it was sent.
 #[inline(always)]
-pub fn send_signal(signal: u32) {
+pub fn send_signal(signal: u32) -> bool {
     // SAFETY: the helper takes a signal number and touches no memory of ours.
-    unsafe { bpf_send_signal(signal) };
+    unsafe { bpf_send_signal(signal) == 0 }
 }
 
 /// The value of `key` in a `u32 -> u32` hash map, copied out.
@@ -74,13 +73,6 @@ pub fn read_kernel_u32(address: u64) -> Option<u32> {
     // SAFETY: the helper copies with fault handling, so any address is allowed: a bad one
     // makes it fail, which is returned; any 4 bytes are a valid u32.
     unsafe { bpf_probe_read_kernel(address as *const u32) }.ok()
-}
-
-/// The kernel `u64` at `address` (`bpf_probe_read_kernel`); `None` if the read faults.
-#[inline(always)]
-pub fn read_kernel_u64(address: u64) -> Option<u64> {
-    // SAFETY: as for `read_kernel_u32`.
-    unsafe { bpf_probe_read_kernel(address as *const u64) }.ok()
 }
 
 /// The user registers of the probed task (uprobe and uretprobe contexts are its `pt_regs`).

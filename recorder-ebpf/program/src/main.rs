@@ -46,8 +46,8 @@ mod stacks;
 mod unwind;
 
 use aya_ebpf::{
-    macros::{fentry, raw_tracepoint, uprobe, uretprobe},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, RetProbeContext},
+    macros::{raw_tracepoint, uprobe, uretprobe},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use memtrail_ebpf_abi::{MAP_ANONYMOUS, alloc_api, free_api};
 use memtrail_ebpf_arith::array_bytes;
@@ -146,11 +146,17 @@ pub fn exit_entry(_ctx: ProbeContext) -> u32 {
     calls::stop_at_exit()
 }
 
-/// fentry on `schedule_tail`, the first kernel function every new task runs in its own
-/// context: follows new processes of followed ones (see `processes`).
-#[fentry(function = "schedule_tail")]
-pub fn process_start(_ctx: FEntryContext) -> i32 {
-    processes::process_started() as i32
+/// Raw tracepoint `sched_process_fork` (parent, child): follows new processes of followed
+/// ones (see `processes`).
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn process_fork(ctx: RawTracePointContext) -> i32 {
+    processes::process_forked(ctx.arg::<u64>(1)) as i32
+}
+
+/// Return probe on libc's `_Fork`, in every process: stops a new followed process.
+#[uretprobe]
+pub fn fork_return(ctx: RetProbeContext) -> u32 {
+    processes::fork_returned(ctx.ret())
 }
 
 /// Raw tracepoint `sched_process_exec`.

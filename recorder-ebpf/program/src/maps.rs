@@ -60,6 +60,11 @@ pub static STOPPED_PROCESSES: HashMap<u32, u32> =
 pub static TRACED_PROCESSES: HashMap<u32, u32> =
     HashMap::with_max_entries(TRACED_PROCESSES_CAPACITY, 0);
 
+/// Traced processes forked but not stopped yet, tgid -> parent tgid.
+#[map(name = "PENDING_PROCESSES")]
+pub static PENDING_PROCESSES: HashMap<u32, u32> =
+    HashMap::with_max_entries(TRACED_PROCESSES_CAPACITY, 0);
+
 /// Unwinder slot of each traced process but the first (which uses slot 0).
 #[map(name = "UNWIND_SLOTS")]
 pub static UNWIND_SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(UNWIND_PROCESS_SLOTS, 0);
@@ -135,7 +140,7 @@ pub static FIRST_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 pub static TASK_TGID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
-pub static TASK_REAL_PARENT_OFFSET: u32 = 0;
+pub static TASK_PID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 pub static TASK_EXIT_CODE_OFFSET: u32 = 0;
 /// Mean bytes between sampled allocations (0: no sampling).

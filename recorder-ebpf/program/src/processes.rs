@@ -1,11 +1,15 @@
 //! Following a process tree: new processes started by followed ones, and the execs and exits
 //! of traced ones, as process events in the ring buffer.
 //!
-//! A new process of a followed one is marked traced (inheriting the follow flag) and stopped
-//! with SIGSTOP in its own context, before it runs any user code: user space attaches its
-//! uprobes (which are scoped to one process) and resumes it, so not one of its allocations
-//! goes unseen. An exec stops the process the same way, before the new image runs, so user
-//! space reads the new mappings first. Every stop is written into `STOPPED_PROCESSES` before
+//! A new process of a followed one is marked traced (inheriting the follow flag) when it is
+//! forked, and stopped with SIGSTOP in its own context at its first moment in user space (the
+//! return of libc's `_Fork`, probed in every process: forks are rare, a few microseconds
+//! each) or at its exec (vfork, posix_spawn), before it runs code of its own that allocates:
+//! user space attaches its uprobes (which are scoped to one process) and resumes it, so not
+//! one of its allocations goes unseen. An exec stops the process the same way, before the new
+//! image runs, so user space reads the new mappings first. (A child-context kernel hook such
+//! as fentry on `schedule_tail` would not need libc, but tracing programs are not allowed
+//! everywhere: this kernel refuses to load them.) Every stop is written into `STOPPED_PROCESSES` before
 //! the signal is sent: the recorder's watchdog resumes what is listed there if the recorder
 //! dies.
 //!
@@ -21,18 +25,17 @@ use memtrail_ebpf_abi::{
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
 use crate::{
-    access::{
-        current_task, global, lookup_u32, now_ns, read_kernel_u32, read_kernel_u64, send_signal,
-    },
+    access::{current_task, global, lookup_u32, now_ns, read_kernel_u32, send_signal},
     emit::emit_now,
     maps::{
-        STOPPED_PROCESSES, TASK_EXIT_CODE_OFFSET, TASK_REAL_PARENT_OFFSET, TASK_TGID_OFFSET,
-        TRACED_PROCESSES,
+        PENDING_PROCESSES, STOPPED_PROCESSES, TASK_EXIT_CODE_OFFSET, TASK_PID_OFFSET,
+        TASK_TGID_OFFSET, TRACED_PROCESSES,
     },
 };
 
-/// SIGSTOP on x86-64.
+/// SIGSTOP and SIGCONT on x86-64.
 const SIGSTOP: u32 = 19;
+const SIGCONT: u32 = 18;
 
 /// A process event (no address, no stack).
 #[inline(always)]
@@ -53,46 +56,67 @@ fn process_event(kind: u8, api: u8, tgid: u32, parent: u32, exit_code: u64) -> E
     }
 }
 
-/// Stops the current process (SIGSTOP), listing it in `STOPPED_PROCESSES` first; not stopped
-/// if it cannot be listed (the watchdog could not resume it).
+/// Stops the current process (SIGSTOP) and lists it in `STOPPED_PROCESSES`. Listed only once
+/// the signal is pending, so user space never sends its SIGCONT before the SIGSTOP (which
+/// would leave the process stopped); a process that cannot be listed is let go at once
+/// (SIGCONT discards the pending stop): no one would resume it.
 #[inline(always)]
 pub fn stop_current(tgid: u32, reason: u32) {
-    if STOPPED_PROCESSES.insert(&tgid, &reason, 0).is_ok() {
-        send_signal(SIGSTOP);
+    // Key 0: the recorder's watchdog says the recorder is gone; no one would resume it.
+    if lookup_u32(&STOPPED_PROCESSES, 0).is_some() || !send_signal(SIGSTOP) {
+        return;
+    }
+    if STOPPED_PROCESSES.insert(&tgid, &reason, 0).is_err() {
+        send_signal(SIGCONT);
     }
 }
 
-/// Runs first in every new task (fentry on `schedule_tail`). A new process (not a thread)
-/// whose parent is followed becomes traced and stops until user space resumes it.
+/// Raw tracepoint `sched_process_fork`, in the parent: a new process (not a thread) of a
+/// followed one becomes traced (inheriting the follow flag) and pending: it is stopped where
+/// it first runs in user space (`fork_returned`), or at its exec.
 #[inline(always)]
-pub fn process_started() -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, pid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if tgid != pid {
-        return 0; // a new thread: its process's probes already cover it
-    }
-    let (tgid_offset, parent_offset) = (global(&TASK_TGID_OFFSET), global(&TASK_REAL_PARENT_OFFSET));
-    if tgid_offset == 0 || parent_offset == 0 {
-        return 0;
-    }
-    let Some(parent_task) = read_kernel_u64(current_task() + u64::from(parent_offset)) else {
-        return 0;
-    };
-    let Some(parent) = read_kernel_u32(parent_task + u64::from(tgid_offset)) else {
-        return 0;
-    };
+pub fn process_forked(child_task: u64) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(flags) = lookup_u32(&TRACED_PROCESSES, parent) else {
         return 0;
     };
     if flags & TRACED_FOLLOW == 0 {
         return 0;
     }
+    let (pid_offset, tgid_offset) = (global(&TASK_PID_OFFSET), global(&TASK_TGID_OFFSET));
+    if pid_offset == 0 || tgid_offset == 0 {
+        return 0;
+    }
+    let (Some(pid), Some(tgid)) = (
+        read_kernel_u32(child_task + u64::from(pid_offset)),
+        read_kernel_u32(child_task + u64::from(tgid_offset)),
+    ) else {
+        return 0;
+    };
+    if pid != tgid {
+        return 0; // a new thread: its process's probes already cover it
+    }
     if TRACED_PROCESSES.insert(&tgid, &flags, 0).is_err() {
         emit_now(process_event(EVENT_PROCESS_START, PROCESS_TABLE_FULL, tgid, parent, 0));
         return 0;
     }
+    let _ = PENDING_PROCESSES.insert(&tgid, &parent, 0);
     emit_now(process_event(EVENT_PROCESS_START, PROCESS_FOLLOWED, tgid, parent, 0));
-    stop_current(tgid, STOP_START);
+    0
+}
+
+/// Return probe on libc's `_Fork` (every process: it is how `fork` creates processes): in a
+/// pending new process (`ret` 0), its first moment in user space, it stops until user space
+/// has attached its probes.
+#[inline(always)]
+pub fn fork_returned(ret: u64) -> u32 {
+    if ret != 0 {
+        return 0; // the parent, or a failed fork
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if PENDING_PROCESSES.remove(&tgid).is_ok() {
+        stop_current(tgid, STOP_START);
+    }
     0
 }
 
@@ -104,6 +128,8 @@ pub fn process_exec() -> u32 {
     if lookup_u32(&TRACED_PROCESSES, tgid).is_none() {
         return 0;
     }
+    // A pending process that did not pass `_Fork` (vfork, posix_spawn) stops here.
+    let _ = PENDING_PROCESSES.remove(&tgid);
     emit_now(process_event(EVENT_PROCESS_EXEC, 0, tgid, 0, 0));
     stop_current(tgid, STOP_EXEC);
     0
@@ -128,6 +154,7 @@ pub fn process_exit() -> u32 {
         read_kernel_u32(current_task() + u64::from(offset)).unwrap_or(0)
     };
     let _ = TRACED_PROCESSES.remove(&tgid);
+    let _ = PENDING_PROCESSES.remove(&tgid);
     emit_now(process_event(EVENT_PROCESS_EXIT, 0, tgid, 0, u64::from(exit_code)));
     0
 }
