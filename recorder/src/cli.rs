@@ -56,13 +56,14 @@ pub struct RecordArgs {
     pub pids: Vec<u32>,
 
     /// With -p: also trace the processes they start after the attach (fork, vfork, clone
-    /// without CLONE_THREAD, then exec), and the processes those start.
-    #[arg(long, requires = "pids")]
+    /// without CLONE_THREAD, then exec), and the processes those start (a launched command's
+    /// are traced anyway).
+    #[arg(long)]
     pub follow: bool,
 
     /// With a command: trace only the process launched, not the processes it starts (by
     /// default every process of its tree is traced).
-    #[arg(long, conflicts_with = "pids")]
+    #[arg(long, conflicts_with_all = ["pids", "follow"])]
     pub no_follow: bool,
 
     /// Trace file to write: a new file with mode 0600, put in place once the target runs.
@@ -309,7 +310,7 @@ mod tests {
         let cli = parse(&["-p", "42", "-p", "43", "--follow", "-o", "x.trace"]).expect("parses");
         assert_eq!(cli.record.pids, [42, 43]);
         assert!(cli.record.follow);
-        assert!(parse(&["--follow", "-o", "x.trace", "--", "ls"]).is_err());
+        assert!(parse(&["--follow", "--no-follow", "-o", "x.trace", "--", "ls"]).is_err());
         assert!(parse(&["-p", "42", "--no-follow", "-o", "x.trace"]).is_err());
         let cli = parse(&["--no-follow", "-o", "x.trace", "--", "ls"]).expect("parses");
         assert!(cli.record.no_follow);

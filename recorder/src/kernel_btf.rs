@@ -140,7 +140,7 @@ fn struct_members(data: &[u8], name: &str) -> Result<HashMap<String, u32>, BtfEr
                 } else {
                     raw_offset
                 };
-                if !member_name.is_empty() && bits % 8 == 0 {
+                if !member_name.is_empty() && bits.is_multiple_of(8) {
                     members.insert(member_name.to_owned(), bits / 8);
                 }
             }
@@ -164,9 +164,9 @@ mod tests {
         };
         let offsets = TaskOffsets::from_btf(&data).expect("task_struct offsets");
         // pid and tgid are adjacent `pid_t`s.
-        assert!(offsets.pid > 0 && offsets.pid % 4 == 0);
+        assert!(offsets.pid > 0 && offsets.pid.is_multiple_of(4));
         assert_eq!(offsets.tgid, offsets.pid + 4);
-        assert!(offsets.exit_code > 0 && offsets.exit_code % 4 == 0);
+        assert!(offsets.exit_code > 0 && offsets.exit_code.is_multiple_of(4));
     }
 
     #[test]

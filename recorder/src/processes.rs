@@ -22,6 +22,8 @@ pub struct TracedProcess {
     pub probed: bool,
     /// It ended (its exit was seen, or it is gone from /proc).
     pub exited: bool,
+    /// When the recorder learnt of it.
+    pub known_since: std::time::Instant,
 }
 
 /// Every process traced so far.
@@ -58,6 +60,7 @@ impl ProcessTable {
                 space,
                 probed: false,
                 exited: false,
+                known_since: std::time::Instant::now(),
             },
         );
         true
@@ -98,6 +101,15 @@ impl ProcessTable {
             }
             _ => false,
         }
+    }
+
+    /// Running processes without probes of their own, known for longer than `age`.
+    pub fn unprobed_older_than(&self, age: std::time::Duration) -> Vec<(u32, u32)> {
+        self.processes
+            .values()
+            .filter(|p| !p.exited && !p.probed && p.known_since.elapsed() > age)
+            .map(|p| (p.pid, p.parent))
+            .collect()
     }
 
     /// The processes not known to have ended.

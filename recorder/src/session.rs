@@ -41,6 +41,9 @@ const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// Right after a launched command is released, maps are re-read on every poll for this long,
 /// so short-lived programs have their modules known before they exit.
 const EARLY_PHASE: Duration = Duration::from_millis(300);
+/// A new process that has not stopped (at its fork or exec) this long after the recorder
+/// learnt of it never will: its probes are attached without the stop.
+const LATE_ATTACH_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -95,6 +98,8 @@ pub struct Recording {
     processes: ProcessTable,
     /// The processes traced from the start, in the order given (the first is `meta.pid`).
     first_processes: Vec<(u32, ProcessOrigin)>,
+    /// The launched command has not exec'ed yet (that exec is no Exec record).
+    launch_exec_pending: bool,
     /// (address space, event stack kind, kernel stack id or table-unwound stack hash) -> trace
     /// stack id.
     kernel_stacks: IntMap<(u32, u8, u64), u32>,
@@ -179,6 +184,9 @@ impl Recording {
             modules: ModuleTable::new(),
             processes,
             first_processes: first.to_vec(),
+            launch_exec_pending: first
+                .first()
+                .is_some_and(|f| f.1 == ProcessOrigin::Launched),
             kernel_stacks: IntMap::default(),
             table_stacks: IntMap::default(),
             stacks_by_frames: HashMap::new(),
@@ -201,6 +209,10 @@ impl Recording {
 
     fn now(&self) -> u64 {
         monotonic_now_ns().saturating_sub(self.start_monotonic_ns)
+    }
+
+    fn first_pid(&self) -> u32 {
+        self.first_processes.first().map_or(0, |f| f.0)
     }
 
     /// Writes the Process record of each first process (before any of their events), with
@@ -563,17 +575,22 @@ impl Recording {
                 })))?;
             }
             abi::EVENT_PROCESS_EXEC => {
-                self.processes.exec(pid);
+                let launch =
+                    std::mem::take(&mut self.launch_exec_pending) && pid == self.first_pid();
                 self.modules.forget(pid);
                 self.anon_mappings.remove(&pid);
                 if let Some(unwinder) = self.unwinder.as_mut() {
                     unwinder.forget(pid, false);
                 }
-                self.writer.write(&Record::Exec {
-                    time,
-                    pid,
-                    command_line: command_line_of(pid),
-                })?;
+                self.processes.exec(pid);
+                // The launched command's own exec is its start, which its Process record says.
+                if !launch {
+                    self.writer.write(&Record::Exec {
+                        time,
+                        pid,
+                        command_line: command_line_of(pid),
+                    })?;
+                }
             }
             abi::EVENT_PROCESS_EXIT => {
                 let (code, signal) = decode_exit_code(event.size as u32);
@@ -681,6 +698,42 @@ impl Recording {
             let _ = maps.stopped.remove(&pid);
             // SAFETY: a signal to a process our programs stopped and listed.
             unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        }
+        Ok(())
+    }
+
+    /// Processes of the tree that run untraced: forked, but never stopped where the programs
+    /// stop new processes (the return of the probed libc's `_Fork`, or an exec): a raw clone
+    /// system call, another libc. Their probes are attached now, late, and the trace says
+    /// that their first allocations are missing. (A vfork child that has not exec'ed yet runs
+    /// in its parent's address space, whose probes see it: it is left alone.)
+    fn attach_late(
+        &mut self,
+        probes: &mut Probes,
+        process_probes: &ProcessProbes,
+    ) -> Result<(), SessionError> {
+        for (pid, parent) in self.processes.unprobed_older_than(LATE_ATTACH_AFTER) {
+            if has_ended(pid) || share_address_space(pid, parent) {
+                continue;
+            }
+            let time = self.now();
+            let reason = match probes.attach_process(process_probes, pid) {
+                Ok(_) => {
+                    if let Some(process) = self.processes.get_mut(pid) {
+                        process.probed = true;
+                    }
+                    self.refresh_modules(pid)?;
+                    format!(
+                        "traced only from {}: it did not stop at its fork (a clone system call, or another libc than the probed one), so its first allocations are missing",
+                        format_duration(time)
+                    )
+                }
+                Err(error) => {
+                    self.processes.exited(pid);
+                    error_chain(&error)
+                }
+            };
+            self.write_unfollowed(time, pid, parent, reason)?;
         }
         Ok(())
     }
@@ -967,6 +1020,7 @@ fn record_loop(
                 .find_map(|t| t.has_exited().then(|| t.exit_status().map(|s| (t.pid, s))))
                 .flatten();
             let running = recording.check_processes(status)?;
+            recording.attach_late(probes, &options.process_probes)?;
             if running {
                 for pid in recording.processes.running().collect::<Vec<_>>() {
                     recording.refresh_modules(pid)?;

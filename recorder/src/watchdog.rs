@@ -6,8 +6,10 @@
 //! the recorder resumes it with SIGCONT. A recorder killed in between would leave it stopped
 //! for ever. The watchdog, forked at the start of the session, holds a descriptor of that map
 //! and the read end of a pipe whose only write end is the recorder's: when the pipe reads end
-//! of file, the recorder is gone (or done), and the watchdog sends SIGCONT to every process
-//! still listed, then exits.
+//! of file, or the recorder's `/proc/PID/stat` shows it exiting (a killed recorder can spend
+//! minutes in the kernel detaching its probes before its descriptors are all closed), the
+//! recorder is gone (or done), and the watchdog sends SIGCONT to every process still listed,
+//! then exits.
 //!
 //! The watchdog keeps only that map and the pipe open: holding the recorder's probes would
 //! keep them attached, and stopping processes, after the recorder's death. On waking it first
@@ -35,6 +37,8 @@ impl Watchdog {
             return None;
         }
         let [read_end, write_end] = fds;
+        // SAFETY: getpid cannot fail.
+        let recorder = unsafe { libc::getpid() };
         // SAFETY: the child below makes only system calls, on memory it owns (its stack).
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -57,10 +61,18 @@ impl Watchdog {
                     libc::dup2(null, 1);
                     libc::dup2(null, 2);
                 }
-                let mut byte = 0u8;
-                // Blocks until every write end is closed: the recorder exited or was killed.
-                while libc::read(read_end, (&raw mut byte).cast(), 1) != 0 {
-                    if *libc::__errno_location() != libc::EINTR {
+                // Until every write end is closed or the recorder is exiting.
+                loop {
+                    let mut poll_fd = libc::pollfd {
+                        fd: read_end,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ready = libc::poll(&mut poll_fd, 1, 100);
+                    if ready > 0 || (ready < 0 && *libc::__errno_location() != libc::EINTR) {
+                        break; // end of file (nothing is ever written), or a broken pipe
+                    }
+                    if is_exiting(recorder) {
                         break;
                     }
                 }
@@ -100,6 +112,72 @@ fn close_all_but(a: RawFd, b: RawFd) {
         close_range(low + 1, high - 1);
     }
     close_range(high + 1, libc::c_uint::MAX);
+}
+
+/// Whether process `pid` is exiting (PF_EXITING in the flags of `/proc/PID/stat`) or gone.
+/// System calls only: the file is read into a buffer on the stack.
+fn is_exiting(pid: libc::pid_t) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    // "/proc/PID/stat\0", built on the stack.
+    let mut path = [0u8; 32];
+    let mut at = 0;
+    let mut push = |bytes: &[u8]| {
+        for &b in bytes {
+            path[at] = b;
+            at += 1;
+        }
+    };
+    push(b"/proc/");
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (pid.unsigned_abs(), 0);
+    while len == 0 || (n > 0 && len < digits.len()) {
+        digits[digits.len() - 1 - len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+    }
+    push(&digits[digits.len() - len..]);
+    push(b"/stat\0");
+    let mut buffer = [0u8; 1024];
+    // SAFETY: a NUL-terminated path on our stack; the buffer is ours.
+    let read = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return true; // gone
+        }
+        let read = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+        libc::close(fd);
+        read
+    };
+    if read <= 0 {
+        return true;
+    }
+    let stat = &buffer[..read as usize];
+    // Fields after the command's closing parenthesis: state ppid pgrp session tty tpgid flags.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    let mut field = 0;
+    let mut flags: u64 = 0;
+    let mut in_field = false;
+    for &b in &stat[close + 1..] {
+        if b == b' ' {
+            in_field = false;
+            continue;
+        }
+        if !in_field {
+            in_field = true;
+            field += 1;
+        }
+        if field == 7 {
+            if !b.is_ascii_digit() {
+                return false;
+            }
+            flags = flags.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        } else if field > 7 {
+            break;
+        }
+    }
+    flags & PF_EXITING != 0
 }
 
 /// The map-element member of `union bpf_attr` (lookup, update, next key).
@@ -168,5 +246,17 @@ fn resume_listed(map_fd: RawFd) {
         }
         key = next;
         first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_process_is_not_exiting_and_a_missing_one_is_gone() {
+        // SAFETY: getpid cannot fail.
+        assert!(!is_exiting(unsafe { libc::getpid() }));
+        assert!(is_exiting(i32::MAX)); // above pid_max: no such process
     }
 }
