@@ -61,6 +61,11 @@ pub struct RecordArgs {
     #[arg(long)]
     pub follow: bool,
 
+    /// Record every process running this executable: those running now and those that exec
+    /// it during the recording (system-wide). Stops with --duration, Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["pids", "command"])]
+    pub exe: Option<PathBuf>,
+
     /// With a command: trace only the process launched, not the processes it starts (by
     /// default every process of its tree is traced).
     #[arg(long, conflicts_with_all = ["pids", "follow"])]
@@ -314,6 +319,14 @@ mod tests {
         assert!(parse(&["-p", "42", "--no-follow", "-o", "x.trace"]).is_err());
         let cli = parse(&["--no-follow", "-o", "x.trace", "--", "ls"]).expect("parses");
         assert!(cli.record.no_follow);
+    }
+
+    #[test]
+    fn exe_excludes_pids_and_a_command() {
+        let cli = parse(&["--exe", "/usr/bin/x", "-o", "x.trace"]).expect("parses");
+        assert_eq!(cli.record.exe, Some(PathBuf::from("/usr/bin/x")));
+        assert!(parse(&["--exe", "/usr/bin/x", "-p", "1", "-o", "x.trace"]).is_err());
+        assert!(parse(&["--exe", "/usr/bin/x", "-o", "x.trace", "--", "ls"]).is_err());
     }
 
     #[test]

@@ -57,6 +57,41 @@ impl TaskOffsets {
     }
 }
 
+/// Offsets (bytes) of the fields that lead from an exec's `struct linux_binprm` to the
+/// inode number and device of the file it runs (`--exe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecFileOffsets {
+    pub binprm_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+}
+
+impl ExecFileOffsets {
+    /// Reads them from the running kernel.
+    pub fn of_running_kernel() -> Result<ExecFileOffsets, BtfError> {
+        let data = std::fs::read(VMLINUX_BTF).map_err(BtfError::Read)?;
+        ExecFileOffsets::from_btf(&data)
+    }
+
+    pub fn from_btf(data: &[u8]) -> Result<ExecFileOffsets, BtfError> {
+        let field = |structure: &str, name: &str| -> Result<u32, BtfError> {
+            struct_members(data, structure)?
+                .get(name)
+                .copied()
+                .ok_or_else(|| BtfError::Missing(format!("{structure}.{name}")))
+        };
+        Ok(ExecFileOffsets {
+            binprm_file: field("linux_binprm", "file")?,
+            file_inode: field("file", "f_inode")?,
+            inode_ino: field("inode", "i_ino")?,
+            inode_sb: field("inode", "i_sb")?,
+            sb_dev: field("super_block", "s_dev")?,
+        })
+    }
+}
+
 // BTF kinds (include/uapi/linux/btf.h).
 const KIND_INT: u32 = 1;
 const KIND_ARRAY: u32 = 3;
@@ -167,6 +202,25 @@ mod tests {
         assert!(offsets.pid > 0 && offsets.pid.is_multiple_of(4));
         assert_eq!(offsets.tgid, offsets.pid + 4);
         assert!(offsets.exit_code > 0 && offsets.exit_code.is_multiple_of(4));
+    }
+
+    #[test]
+    fn finds_the_exec_file_fields_of_the_running_kernel() {
+        let Ok(data) = std::fs::read(VMLINUX_BTF) else {
+            return;
+        };
+        let offsets = ExecFileOffsets::from_btf(&data).expect("exec file offsets");
+        // Pointers and an unsigned long: 8-byte aligned; s_dev a dev_t (u32).
+        for pointer in [
+            offsets.binprm_file,
+            offsets.file_inode,
+            offsets.inode_ino,
+            offsets.inode_sb,
+        ] {
+            assert!(pointer.is_multiple_of(8), "{offsets:?}");
+        }
+        assert!(offsets.sb_dev.is_multiple_of(4));
+        assert_ne!(offsets.inode_ino, offsets.inode_sb);
     }
 
     #[test]

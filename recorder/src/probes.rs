@@ -17,7 +17,7 @@ use memtrail_ebpf_abi as abi;
 
 use crate::elf_file::{ElfError, ElfFile};
 use crate::free_probe::{FreeProbePlacement, choose_free_probe_offset};
-use crate::kernel_btf::TaskOffsets;
+use crate::kernel_btf::{ExecFileOffsets, TaskOffsets};
 
 /// The object built by `recorder-ebpf/build.sh` (committed; see recorder-ebpf/check.sh).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../../recorder-ebpf/memtrail.bpf.o");
@@ -53,6 +53,8 @@ pub struct LoadSettings {
     /// Offsets in the kernel's `task_struct`, for following process trees (None: the
     /// process-tracking programs are not loaded).
     pub task_offsets: Option<TaskOffsets>,
+    /// `--exe`: the executable whose processes are traced from their exec.
+    pub executable: Option<ExecutableMatch>,
     pub min_size: u64,
     pub ring_buffer_bytes: u32,
     /// Stop the target with SIGSTOP when it calls libc's `exit` (see `attach_exit_stop`).
@@ -120,6 +122,16 @@ pub struct Probes {
     tracking: bool,
 }
 
+/// What identifies `--exe`'s executable in the kernel, and the flags its processes get.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutableMatch {
+    pub inode: u64,
+    /// The kernel's encoding: major << 20 | minor.
+    pub device: u32,
+    pub follow: bool,
+    pub offsets: ExecFileOffsets,
+}
+
 /// Where the probes of one allocator library go: (symbol, entry program, file offset) of each
 /// allocation function, the free probe's file offset, munmap's, and what to report.
 #[derive(Debug, Clone)]
@@ -165,12 +177,41 @@ impl Probes {
             tgid: 0,
             exit_code: 0,
         });
+        // No executable: inode 0 turns the match off.
+        let exe = settings.executable.unwrap_or(ExecutableMatch {
+            inode: 0,
+            device: 0,
+            follow: false,
+            offsets: ExecFileOffsets {
+                binprm_file: 0,
+                file_inode: 0,
+                inode_ino: 0,
+                inode_sb: 0,
+                sb_dev: 0,
+            },
+        });
         let ebpf = EbpfLoader::new()
             .override_global(abi::GLOBAL_TARGET_TGID, &settings.target_tgid, true)
             .override_global(abi::GLOBAL_FIRST_TGID, &settings.first_tgid, true)
             .override_global(abi::GLOBAL_TASK_PID_OFFSET, &offsets.pid, true)
             .override_global(abi::GLOBAL_TASK_TGID_OFFSET, &offsets.tgid, true)
             .override_global(abi::GLOBAL_TASK_EXIT_CODE_OFFSET, &offsets.exit_code, true)
+            .override_global(abi::GLOBAL_EXE_INODE, &exe.inode, true)
+            .override_global(abi::GLOBAL_EXE_DEVICE, &exe.device, true)
+            .override_global(
+                abi::GLOBAL_EXE_FLAGS,
+                &if exe.follow { abi::TRACED_FOLLOW } else { 0 },
+                true,
+            )
+            .override_global(
+                abi::GLOBAL_BINPRM_FILE_OFFSET,
+                &exe.offsets.binprm_file,
+                true,
+            )
+            .override_global(abi::GLOBAL_FILE_INODE_OFFSET, &exe.offsets.file_inode, true)
+            .override_global(abi::GLOBAL_INODE_INO_OFFSET, &exe.offsets.inode_ino, true)
+            .override_global(abi::GLOBAL_INODE_SB_OFFSET, &exe.offsets.inode_sb, true)
+            .override_global(abi::GLOBAL_SB_DEV_OFFSET, &exe.offsets.sb_dev, true)
             .override_global(abi::GLOBAL_SAMPLE_BYTES, &settings.sample_bytes, true)
             .override_global(abi::GLOBAL_CAPTURE_STACKS, &settings.capture_stacks, true)
             .override_global(abi::GLOBAL_MIN_SIZE, &settings.min_size, true)
@@ -363,6 +404,18 @@ impl Probes {
         };
         self.plans.insert(library.to_owned(), plan.clone());
         Ok(plan)
+    }
+
+    /// What attaching `library` places where (the start line's and the trace's account),
+    /// without attaching anything: for `--exe` before any process runs.
+    pub fn allocator_placement(
+        &mut self,
+        library: &Path,
+        free_offset_override: Option<u64>,
+    ) -> Result<Placement, ProbeError> {
+        Ok(self
+            .allocator_plan(library, free_offset_override)?
+            .placement)
     }
 
     /// Attaches every probe to the allocator functions of `library` (an absolute path),

@@ -25,7 +25,9 @@ use crate::host;
 use crate::kernel_btf;
 use crate::modules;
 use crate::output;
-use crate::probes::{LoadSettings, Placement, ProbeError, Probes, ProcessProbes, error_chain};
+use crate::probes::{
+    ExecutableMatch, LoadSettings, Placement, ProbeError, Probes, ProcessProbes, error_chain,
+};
 use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
 use crate::signals;
 use crate::target::{Target, command_line_of};
@@ -46,13 +48,19 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     // 2. Output: the trace's temporary file, before anything else happens: this proves the directory is
     // writable and settles what is at the output path (see `output`). Dropped on any error
     // below, it is removed and the path keeps what it had.
-    let program = match args.pids.first() {
-        Some(pid) => Some(PathBuf::from(format!("/proc/{pid}/exe"))),
-        None => resolve_command(&args.command[0]),
+    let executable = args.exe.as_deref().map(Executable::find).transpose()?;
+    let program = match (&executable, args.pids.first()) {
+        (Some(executable), _) => Some(executable.path.clone()),
+        (None, Some(pid)) => Some(PathBuf::from(format!("/proc/{pid}/exe"))),
+        (None, None) => resolve_command(&args.command[0]),
     };
     let output_file = output::open_output(output_path, args.force, program.as_deref())?;
     // 3. Allocator, chosen before the target runs anything.
-    let allocator = Allocator::choose(args)?;
+    let first_running = match &executable {
+        Some(executable) => executable.running.first().copied(),
+        None => args.pids.first().copied(),
+    };
+    let allocator = Allocator::choose(args, first_running)?;
     let host_names = host::host_names();
     let start = StartTime {
         wall_ns: host::wall_clock_ns(),
@@ -60,16 +68,22 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     };
 
     // 4. Targets, and 5. probes on them.
-    let mut targets = if args.pids.is_empty() {
-        vec![Target::launch_held(&args.command)?]
-    } else {
-        args.pids
+    let mut targets = match &executable {
+        // Processes of the executable that ended meanwhile are simply not there.
+        Some(executable) => executable
+            .running
+            .iter()
+            .filter_map(|&pid| Target::existing(pid).ok())
+            .collect(),
+        None if args.pids.is_empty() => vec![Target::launch_held(&args.command)?],
+        None => args
+            .pids
             .iter()
             .map(|&pid| Target::existing(pid))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?,
     };
-    let stacks = StackCapture::choose(args, &targets[0]);
-    let mut attached = attach(args, &targets, &allocator, &stacks)?;
+    let stacks = StackCapture::choose(args, targets.first(), executable.as_ref());
+    let mut attached = attach(args, &targets, executable.as_ref(), &allocator, &stacks)?;
     for target in targets.iter_mut() {
         if !target.is_child() && target.has_exited() {
             return Err(Error::ExitedWhileAttaching(target.pid));
@@ -79,12 +93,12 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     // 6. Metadata and writer.
     let meta = trace_meta(
         args,
-        &targets[0],
+        targets.first(),
+        executable.as_ref(),
         &allocator,
         &stacks,
         &attached,
-        host_names,
-        start,
+        (host_names, start),
     );
     let writer_options = WriterOptions {
         level: args.compression_level,
@@ -106,19 +120,22 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         page_size: u64::from(meta.page_size),
         symbolize: !args.no_symbols,
         duration: args.duration,
+        // With --exe, processes may start at any time: only the duration or a signal ends it.
+        wait_for_new_processes: executable.is_some(),
         status_line: !args.quiet && session::stderr_is_terminal(),
     };
+    let launched = targets.first().is_some_and(Target::is_child);
     if let Some(loader) = attached.unwinder.as_mut()
-        && !targets[0].is_child()
+        && !launched
     {
         for target in &targets {
             loader.refresh_from_proc(target.pid); // libraries loaded while attaching
         }
     }
-    let origin = if targets[0].is_child() {
-        ProcessOrigin::Launched
-    } else {
-        ProcessOrigin::Attached
+    let origin = match (&executable, launched) {
+        (Some(_), _) => ProcessOrigin::Found,
+        (None, true) => ProcessOrigin::Launched,
+        (None, false) => ProcessOrigin::Attached,
     };
     let first: Vec<(u32, ProcessOrigin)> = targets.iter().map(|t| (t.pid, origin)).collect();
     let mut recording = Recording::new(
@@ -144,7 +161,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
             path: output_path.to_path_buf(),
             source,
         })?;
-    if targets[0].is_child() {
+    if launched {
         targets[0].release(&args.command[0])?;
     }
     // The target runs (exec succeeded, or the probes are on the running process): the trace
@@ -156,9 +173,22 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     })?;
     if !args.quiet {
         let pids: Vec<String> = targets.iter().map(|t| t.pid.to_string()).collect();
+        let what = match &executable {
+            Some(executable) => format!(
+                "every process of {} ({} running: {})",
+                escape::terminal(&executable.path.display().to_string()),
+                pids.len(),
+                if pids.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    pids.join(", ")
+                }
+            ),
+            None => format!("process {}", pids.join(", ")),
+        };
         eprintln!(
-            "memtrail-record: tracing process {}{} ({} probes in {}, free probe at +{}); writing {}",
-            pids.join(", "),
+            "memtrail-record: tracing {}{} ({} probes in {}, free probe at +{}); writing {}",
+            what,
             match attached.following {
                 Following::Children => " and the processes it starts",
                 Following::No => "",
@@ -185,12 +215,12 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         }
     }
     probes.detach_in_background();
-    Ok(exit_code(&summary, &targets[0]))
+    Ok(exit_code(&summary, targets.first()))
 }
 
 /// Step 1: something to trace, the privileges to trace it, and the PID exists.
 fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
-    if args.pids.is_empty() && args.command.is_empty() {
+    if args.pids.is_empty() && args.command.is_empty() && args.exe.is_none() {
         return Err(Error::NothingToTrace);
     }
     let missing = host::missing_capabilities();
@@ -213,8 +243,9 @@ struct Allocator {
 }
 
 impl Allocator {
-    /// Step 3: `--lib`, else the target's libc (the recorder's own for a launched command).
-    fn choose(args: &RecordArgs) -> Result<Allocator, Error> {
+    /// Step 3: `--lib`, else the libc of the first running target (`first_running`), else the
+    /// recorder's own (a launched command, or `--exe` with none running yet).
+    fn choose(args: &RecordArgs, first_running: Option<u32>) -> Result<Allocator, Error> {
         if let Some(lib) = &args.lib {
             let path = std::fs::canonicalize(lib).map_err(|source| Error::Library {
                 path: lib.clone(),
@@ -223,8 +254,7 @@ impl Allocator {
             let name = path.display().to_string();
             return Ok(Allocator { path, name });
         }
-        let first_pid = args.pids.first().copied();
-        let (path, name) = find_libc(first_pid).ok_or(match first_pid {
+        let (path, name) = find_libc(first_running).ok_or(match first_running {
             Some(pid) => Error::NoLibcIn(pid),
             None => Error::NoOwnLibc,
         })?;
@@ -243,7 +273,7 @@ struct StackCapture {
 }
 
 impl StackCapture {
-    fn choose(args: &RecordArgs, target: &Target) -> StackCapture {
+    fn choose(args: &RecordArgs, first: Option<&Target>, exe: Option<&Executable>) -> StackCapture {
         let capture = if args.stack_read_only {
             abi::CAPTURE_READ_ONLY
         } else if args.no_stacks {
@@ -251,18 +281,15 @@ impl StackCapture {
         } else {
             abi::CAPTURE_STACKS
         };
-        let executable = if target.is_child() {
-            resolve_command(&args.command[0])
-        } else {
-            None
+        let executable = match (exe, first) {
+            (Some(exe), _) => Some(exe.path.clone()),
+            (None, Some(target)) if target.is_child() => resolve_command(&args.command[0]),
+            _ => None,
         };
+        let attached = first.filter(|t| !t.is_child()).map(|t| t.pid);
         let unwind_tables = capture == abi::CAPTURE_STACKS
             && !args.probes_only
-            && use_unwind_tables(
-                args.unwind,
-                args.pids.first().copied(),
-                executable.as_deref(),
-            );
+            && use_unwind_tables(args.unwind, attached, executable.as_deref());
         StackCapture {
             capture,
             unwind_tables,
@@ -308,11 +335,13 @@ struct Attached {
 fn attach(
     args: &RecordArgs,
     targets: &[Target],
+    exe: Option<&Executable>,
     allocator: &Allocator,
     stacks: &StackCapture,
 ) -> Result<Attached, Error> {
-    let target = &targets[0];
-    let follow = if target.is_child() {
+    let launched = targets.first().is_some_and(Target::is_child);
+    let first_pid = targets.first().map_or(0, |t| t.pid);
+    let follow = if launched {
         !args.no_follow
     } else {
         args.follow
@@ -322,6 +351,9 @@ fn attach(
     let task_offsets = match kernel_btf::TaskOffsets::of_running_kernel() {
         Ok(offsets) => Some(offsets),
         Err(error) => {
+            if exe.is_some() {
+                return Err(Error::Probe(ProbeError::Load(error.to_string())));
+            }
             if follow {
                 eprintln!(
                     "memtrail-record: warning: {}; the processes the target starts will not be traced",
@@ -331,18 +363,31 @@ fn attach(
             None
         }
     };
+    let executable = match exe {
+        Some(exe) => Some(ExecutableMatch {
+            inode: exe.inode,
+            device: exe.device,
+            follow,
+            offsets: kernel_btf::ExecFileOffsets::of_running_kernel()
+                .map_err(|e| Error::Probe(ProbeError::Load(e.to_string())))?,
+        }),
+        None => None,
+    };
     let settings = LoadSettings {
         // One process and no others to come: the kernel-side check stays (and costs a compare).
-        target_tgid: if targets.len() == 1 && !follow {
-            target.pid
+        target_tgid: if targets.len() == 1 && !follow && exe.is_none() {
+            first_pid
         } else {
             0
         },
-        first_tgid: target.pid,
+        first_tgid: first_pid,
         task_offsets,
+        executable,
         min_size: args.min_size,
         ring_buffer_bytes: args.ring_buffer_size,
-        stop_at_exit: target.is_child(),
+        // The stopping programs (exit, loader hook) act only for processes the recorder
+        // launched or finds exec'ing; attached ones are never stopped.
+        stop_at_exit: launched || exe.is_some(),
         sample_bytes: args.sample_bytes.unwrap_or(0),
         capture_stacks: stacks.capture,
         probes_only: args.probes_only,
@@ -352,8 +397,8 @@ fn attach(
     };
     let mut probes = Probes::load(&settings)?;
     let unwinder = if stacks.unwind_tables {
-        let mut loader = UnwindLoader::new(&mut probes.ebpf, target.pid, settings.unwind_rows)?;
-        if !target.is_child() {
+        let mut loader = UnwindLoader::new(&mut probes.ebpf, first_pid, settings.unwind_rows)?;
+        if !launched {
             // Tables before probes: the first events already unwind completely.
             for target in targets {
                 loader.refresh_from_proc(target.pid);
@@ -369,14 +414,12 @@ fn attach(
         exit_stop: None,
         loader_stop: None,
     };
-    let mut placement = Placement::default();
+    let mut placement = probes.allocator_placement(&allocator.path, args.free_probe_offset)?;
     for target in targets {
         placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
     }
-    if target.is_child()
-        && let Some((libc, _)) = find_libc(None)
-    {
-        probes.attach_exit_stop(&libc, target.pid)?;
+    if launched && let Some((libc, _)) = find_libc(None) {
+        probes.attach_exit_stop(&libc, first_pid)?;
         process_probes.exit_stop = Some(libc);
         if stacks.unwind_tables
             && let Some(executable) = &stacks.executable
@@ -388,8 +431,8 @@ fn attach(
             let loader = dynamic_loader(executable);
             let loader_probed = loader
                 .as_ref()
-                .is_some_and(|l| probes.attach_loader_stop(l, target.pid).is_ok());
-            if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, target.pid) {
+                .is_some_and(|l| probes.attach_loader_stop(l, first_pid).is_ok());
+            if !loader_probed && let Err(error) = probes.attach_entry_stop(executable, first_pid) {
                 eprintln!(
                     "memtrail-record: warning: {}; stacks of the first allocations may be incomplete",
                     escape::terminal(&error_chain(&error))
@@ -398,12 +441,16 @@ fn attach(
             process_probes.loader_stop = loader;
         }
     }
+    if exe.is_some() && stacks.unwind_tables {
+        // A process found at its exec stops again once the loader has mapped its libraries.
+        process_probes.loader_stop = stacks.executable.as_deref().and_then(dynamic_loader);
+    }
     // The libc whose `_Fork` new processes return from (the launched command's is the
     // recorder's own, as for the exit stop).
-    let libc = if target.is_child() {
+    let libc = if launched || first_pid == 0 {
         find_libc(None)
     } else {
-        find_libc(Some(target.pid))
+        find_libc(Some(first_pid))
     }
     .map(|(path, _)| path);
     let following = match task_offsets {
@@ -417,6 +464,7 @@ fn attach(
                     Following::No
                 }
             }
+            Err(error) if exe.is_some() => return Err(Error::Probe(error)),
             Err(error) => {
                 if follow {
                     eprintln!(
@@ -474,12 +522,12 @@ struct StartTime {
 /// Step 6: the trace's header.
 fn trace_meta(
     args: &RecordArgs,
-    target: &Target,
+    target: Option<&Target>,
+    exe: Option<&Executable>,
     allocator: &Allocator,
     stacks: &StackCapture,
     attached: &Attached,
-    host_names: host::HostNames,
-    start: StartTime,
+    (host_names, start): (host::HostNames, StartTime),
 ) -> TraceMeta {
     let placement = &attached.placement;
     let mut extra = vec![
@@ -494,10 +542,10 @@ fn trace_meta(
         ("allocator_library".to_owned(), allocator.name.clone()),
         (
             "mode".to_owned(),
-            if target.is_child() {
-                "launch"
-            } else {
-                "attach"
+            match (exe, target) {
+                (Some(_), _) => "exe",
+                (None, Some(target)) if target.is_child() => "launch",
+                _ => "attach",
             }
             .to_owned(),
         ),
@@ -534,16 +582,21 @@ fn trace_meta(
     if !placement.missing.is_empty() {
         extra.push(("probes_missing".to_owned(), placement.missing.join(",")));
     }
-    let command_line = if target.is_child() {
-        args.command.clone()
-    } else {
-        command_line_of(target.pid)
+    if let Some(exe) = exe {
+        extra.push(("executable".to_owned(), exe.path.display().to_string()));
+    }
+    let command_line = match (exe, target) {
+        (_, Some(target)) if target.is_child() => args.command.clone(),
+        (_, Some(target)) => command_line_of(target.pid),
+        (Some(exe), None) => vec![exe.path.display().to_string()],
+        (None, None) => Vec::new(),
     };
     TraceMeta {
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         host_name: host_names.host_name,
         kernel_release: host_names.kernel_release,
-        pid: target.pid,
+        // 0 with --exe when none was running at the start.
+        pid: target.map_or(0, |t| t.pid),
         command_line,
         start_wall_ns: start.wall_ns,
         start_monotonic_ns: start.monotonic_ns,
@@ -557,11 +610,57 @@ fn trace_meta(
 /// Step 7's end: stopped by a signal (Ctrl-C, SIGTERM from `timeout` or a service manager),
 /// the shell convention, 128 + the signal's number, whatever the target did meanwhile; else
 /// a launched command's own status; 0 in attach mode.
-fn exit_code(summary: &Summary, target: &Target) -> i32 {
+fn exit_code(summary: &Summary, target: Option<&Target>) -> i32 {
     match summary.exit {
         _ if summary.stop == StopReason::Signal => 128 + signals::stop_signal().unwrap_or(0),
-        Some(status) if target.is_child() => status.as_exit_code(),
+        Some(status) if target.is_some_and(Target::is_child) => status.as_exit_code(),
         _ => 0,
+    }
+}
+
+/// `--exe`'s executable: its identity in the kernel and the processes running it now.
+struct Executable {
+    path: PathBuf,
+    inode: u64,
+    /// The kernel's `dev_t` encoding (major << 20 | minor).
+    device: u32,
+    running: Vec<u32>,
+}
+
+impl Executable {
+    fn find(path: &Path) -> Result<Executable, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::fs::canonicalize(path).map_err(|source| Error::Library {
+            path: path.to_owned(),
+            source,
+        })?;
+        let metadata = std::fs::metadata(&path).map_err(|source| Error::Library {
+            path: path.clone(),
+            source,
+        })?;
+        let (inode, device) = (metadata.ino(), metadata.dev());
+        let own = std::process::id();
+        let mut running: Vec<u32> = std::fs::read_dir("/proc")
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|&pid| pid != own)
+                    .filter(|pid| {
+                        // The file the process runs (even if deleted or in another namespace).
+                        std::fs::metadata(format!("/proc/{pid}/exe"))
+                            .is_ok_and(|m| m.ino() == inode && m.dev() == device)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        running.sort_unstable();
+        let (major, minor) = (libc::major(device), libc::minor(device));
+        Ok(Executable {
+            path,
+            inode,
+            device: (major << 20) | minor,
+            running,
+        })
     }
 }
 

@@ -63,6 +63,8 @@ pub struct SessionOptions {
     pub symbolize: bool,
     pub duration: Option<Duration>,
     pub status_line: bool,
+    /// Go on when no traced process runs (`--exe`: more may start).
+    pub wait_for_new_processes: bool,
 }
 
 /// Why recording stopped.
@@ -553,6 +555,11 @@ impl Recording {
         match event.kind {
             abi::EVENT_PROCESS_START => {
                 let parent = event.old_address as u32;
+                let origin = if event.api == abi::PROCESS_FOUND {
+                    ProcessOrigin::Found
+                } else {
+                    ProcessOrigin::Forked
+                };
                 if event.api == abi::PROCESS_TABLE_FULL {
                     self.write_unfollowed(
                         time,
@@ -570,7 +577,7 @@ impl Recording {
                     pid,
                     parent_pid: parent,
                     time,
-                    origin: ProcessOrigin::Forked,
+                    origin,
                     command_line: command_line_of(pid),
                 })))?;
             }
@@ -927,12 +934,14 @@ pub fn run(
     recording.record_losses(maps.lost)?;
     // Stopped by a signal: a launched target usually got it too (Ctrl-C goes to the whole
     // process group) and has ended by now.
-    let first = &mut targets[0];
-    let exited = stop == StopReason::TargetExited || (first.is_child() && first.has_exited());
+    let exited = match targets.first_mut() {
+        Some(first) => stop == StopReason::TargetExited || (first.is_child() && first.has_exited()),
+        None => false,
+    };
     if stop != StopReason::TargetExited && exited {
         exit_time = recording.now();
     }
-    if exited {
+    if exited && let Some(first) = targets.first() {
         let status = first.exit_status();
         let (code, signal) = match status {
             Some(ExitStatus::Code(code)) => (Some(code), None),
@@ -967,7 +976,7 @@ pub fn run(
         bytes_written,
         elapsed: started.elapsed(),
         stop,
-        exit: targets[0].exit_status(),
+        exit: targets.first().and_then(Target::exit_status),
         unwind: recording.unwinder.as_ref().map(|u| u.stats),
         processes: recording.processes.count(),
         unfollowed: recording.unfollowed,
@@ -992,8 +1001,8 @@ fn record_loop(
     started: Instant,
 ) -> Result<StopReason, SessionError> {
     let ring_fd = maps.ring.as_raw_fd();
-    let first_pid = targets[0].pid;
-    let early_phase = targets[0].is_child();
+    let first_pid = targets.first().map_or(0, |t| t.pid);
+    let early_phase = targets.first().is_some_and(Target::is_child);
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now() + Duration::from_secs(1);
     let mut last_status_events = 0u64;
@@ -1028,7 +1037,7 @@ fn record_loop(
                 recording.record_rss()?;
             }
             recording.record_losses(maps.lost)?;
-            if !running {
+            if !running && !options.wait_for_new_processes {
                 return Ok(StopReason::TargetExited);
             }
             // The writer's flush interval (WriterOptions, 1 s) is the one policy: records

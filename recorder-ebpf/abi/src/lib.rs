@@ -59,6 +59,10 @@ pub const PROCESS_FOLLOWED: u8 = 0;
 /// [`Event::api`] of [`EVENT_PROCESS_START`]: the new process could not be traced because
 /// [`TRACED_PROCESSES_MAP`] is full.
 pub const PROCESS_TABLE_FULL: u8 = 1;
+/// [`Event::api`] of [`EVENT_PROCESS_START`]: process `tgid` exec'ed the executable of
+/// [`GLOBAL_EXE_INODE`] (`--exe`) and is traced from there (no parent: `old_address` 0); it is
+/// stopped (reason [`STOP_EXEC`]) before the new image runs. No [`EVENT_PROCESS_EXEC`] follows.
+pub const PROCESS_FOUND: u8 = 2;
 
 /// One allocator call, as the eBPF program writes it into the ring buffer [`EVENTS_MAP`].
 #[repr(C)]
@@ -196,6 +200,19 @@ pub const GLOBAL_FIRST_TGID: &str = "FIRST_TGID";
 pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
 pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
 pub const GLOBAL_TASK_EXIT_CODE_OFFSET: &str = "TASK_EXIT_CODE_OFFSET";
+/// Globals for `--exe`: the executable's inode number (`u64`, 0: off) and device (`u32`, the
+/// kernel's `dev_t` encoding, major << 20 | minor), the flags a process exec'ing it is traced
+/// with (`u32`, [`TRACED_FOLLOW`] or 0), and the offsets of `linux_binprm.file`,
+/// `file.f_inode`, `inode.i_ino`, `inode.i_sb` and `super_block.s_dev` (`u32` each, from the
+/// kernel's BTF).
+pub const GLOBAL_EXE_INODE: &str = "EXE_INODE";
+pub const GLOBAL_EXE_DEVICE: &str = "EXE_DEVICE";
+pub const GLOBAL_EXE_FLAGS: &str = "EXE_FLAGS";
+pub const GLOBAL_BINPRM_FILE_OFFSET: &str = "BINPRM_FILE_OFFSET";
+pub const GLOBAL_FILE_INODE_OFFSET: &str = "FILE_INODE_OFFSET";
+pub const GLOBAL_INODE_INO_OFFSET: &str = "INODE_INO_OFFSET";
+pub const GLOBAL_INODE_SB_OFFSET: &str = "INODE_SB_OFFSET";
+pub const GLOBAL_SB_DEV_OFFSET: &str = "SB_DEV_OFFSET";
 /// Hash map `u32 tgid -> u32 parent tgid`: traced processes forked and not stopped yet
 /// (they stop at the return of `_Fork` or at their exec).
 pub const PENDING_PROCESSES_MAP: &str = "PENDING_PROCESSES";

@@ -75,6 +75,13 @@ pub fn read_kernel_u32(address: u64) -> Option<u32> {
     unsafe { bpf_probe_read_kernel(address as *const u32) }.ok()
 }
 
+/// The kernel `u64` at `address` (`bpf_probe_read_kernel`); `None` if the read faults.
+#[inline(always)]
+pub fn read_kernel_u64(address: u64) -> Option<u64> {
+    // SAFETY: as for `read_kernel_u32`.
+    unsafe { bpf_probe_read_kernel(address as *const u64) }.ok()
+}
+
 /// The user registers of the probed task (uprobe and uretprobe contexts are its `pt_regs`).
 #[inline(always)]
 pub fn user_regs<C: EbpfContext>(ctx: &C) -> &pt_regs {

@@ -161,8 +161,8 @@ pub fn fork_return(ctx: RetProbeContext) -> u32 {
 
 /// Raw tracepoint `sched_process_exec`.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn process_exec(_ctx: RawTracePointContext) -> i32 {
-    processes::process_exec() as i32
+pub fn process_exec(ctx: RawTracePointContext) -> i32 {
+    processes::process_exec(ctx.arg::<u64>(2)) as i32
 }
 
 /// Raw tracepoint `sched_process_exit`.

@@ -143,6 +143,24 @@ pub static TASK_TGID_OFFSET: u32 = 0;
 pub static TASK_PID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 pub static TASK_EXIT_CODE_OFFSET: u32 = 0;
+/// `--exe`: the executable (inode 0: off), the flags its processes get, and the offsets of
+/// the fields that lead from an exec's `linux_binprm` to its file's inode and device.
+#[unsafe(no_mangle)]
+pub static EXE_INODE: u64 = 0;
+#[unsafe(no_mangle)]
+pub static EXE_DEVICE: u32 = 0;
+#[unsafe(no_mangle)]
+pub static EXE_FLAGS: u32 = 0;
+#[unsafe(no_mangle)]
+pub static BINPRM_FILE_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static FILE_INODE_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static INODE_INO_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static INODE_SB_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+pub static SB_DEV_OFFSET: u32 = 0;
 /// Mean bytes between sampled allocations (0: no sampling).
 #[unsafe(no_mangle)]
 pub static SAMPLE_BYTES: u64 = 0;

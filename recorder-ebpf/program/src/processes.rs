@@ -19,17 +19,20 @@
 
 use memtrail_ebpf_abi::{
     EVENT_PROCESS_EXEC, EVENT_PROCESS_EXIT, EVENT_PROCESS_START, Event, PROCESS_FOLLOWED,
-    PROCESS_TABLE_FULL, STACK_NONE, STOP_EXEC, STOP_START, TRACED_FOLLOW,
+    PROCESS_FOUND, PROCESS_TABLE_FULL, STACK_NONE, STOP_EXEC, STOP_START, TRACED_FOLLOW,
 };
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 
 use crate::{
-    access::{current_task, global, lookup_u32, now_ns, read_kernel_u32, send_signal},
+    access::{
+        current_task, global, lookup_u32, now_ns, read_kernel_u32, read_kernel_u64, send_signal,
+    },
     emit::emit_now,
     maps::{
-        PENDING_PROCESSES, STOPPED_PROCESSES, TASK_EXIT_CODE_OFFSET, TASK_PID_OFFSET,
-        TASK_TGID_OFFSET, TRACED_PROCESSES,
+        BINPRM_FILE_OFFSET, EXE_DEVICE, EXE_FLAGS, EXE_INODE, FILE_INODE_OFFSET,
+        INODE_INO_OFFSET, INODE_SB_OFFSET, PENDING_PROCESSES, SB_DEV_OFFSET, STOPPED_PROCESSES,
+        TASK_EXIT_CODE_OFFSET, TASK_PID_OFFSET, TASK_TGID_OFFSET, TRACED_PROCESSES,
     },
 };
 
@@ -120,12 +123,45 @@ pub fn fork_returned(ret: u64) -> u32 {
     0
 }
 
-/// Raw tracepoint `sched_process_exec`, in the process that exec'ed: a traced one stops
-/// before its new image runs.
+/// Whether the exec of `bprm` (a `struct linux_binprm`) runs the `--exe` executable: same
+/// inode number and device.
 #[inline(always)]
-pub fn process_exec() -> u32 {
+fn runs_the_executable(bprm: u64) -> bool {
+    let inode_number = global(&EXE_INODE);
+    if inode_number == 0 || global(&INODE_INO_OFFSET) == 0 {
+        return false;
+    }
+    let Some(file) = read_kernel_u64(bprm + u64::from(global(&BINPRM_FILE_OFFSET))) else {
+        return false;
+    };
+    let Some(inode) = read_kernel_u64(file + u64::from(global(&FILE_INODE_OFFSET))) else {
+        return false;
+    };
+    if read_kernel_u64(inode + u64::from(global(&INODE_INO_OFFSET))) != Some(inode_number) {
+        return false;
+    }
+    let Some(super_block) = read_kernel_u64(inode + u64::from(global(&INODE_SB_OFFSET))) else {
+        return false;
+    };
+    read_kernel_u32(super_block + u64::from(global(&SB_DEV_OFFSET))) == Some(global(&EXE_DEVICE))
+}
+
+/// Raw tracepoint `sched_process_exec` (task, old pid, `bprm`), in the process that exec'ed:
+/// a traced one stops before its new image runs; with `--exe`, a process that exec'ed the
+/// executable becomes traced and stops the same way.
+#[inline(always)]
+pub fn process_exec(bprm: u64) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if lookup_u32(&TRACED_PROCESSES, tgid).is_none() {
+        if runs_the_executable(bprm) {
+            let flags = global(&EXE_FLAGS);
+            if TRACED_PROCESSES.insert(&tgid, &flags, 0).is_err() {
+                emit_now(process_event(EVENT_PROCESS_START, PROCESS_TABLE_FULL, tgid, 0, 0));
+                return 0;
+            }
+            emit_now(process_event(EVENT_PROCESS_START, PROCESS_FOUND, tgid, 0, 0));
+            stop_current(tgid, STOP_EXEC);
+        }
         return 0;
     }
     // A pending process that did not pass `_Fork` (vfork, posix_spawn) stops here.
