@@ -23,6 +23,7 @@ pub mod diff;
 pub mod error;
 pub mod escape;
 pub mod files;
+pub mod processes;
 pub mod progress;
 pub mod render;
 pub mod replay;
