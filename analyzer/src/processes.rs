@@ -177,6 +177,13 @@ pub struct ProcessTable {
     /// the error for a `--pid` that matches none names.
     first_pids: Vec<u32>,
     pids_introduced: u64,
+    /// The text kept (command lines, reasons), in bytes: for the memory budget.
+    text_bytes: u64,
+}
+
+/// What a kept text costs: its bytes and its `String`.
+fn text_cost<'a>(texts: impl IntoIterator<Item = &'a String>) -> u64 {
+    texts.into_iter().map(|t| t.len() as u64 + 24).sum()
 }
 
 /// PIDs named by the error for a `--pid` that matches no process.
@@ -234,6 +241,7 @@ impl ProcessTable {
             limits: ProcessLimits::default(),
             first_pids: Vec::new(),
             pids_introduced: 0,
+            text_bytes: 0,
         }
     }
 
@@ -244,6 +252,7 @@ impl ProcessTable {
         let root = &mut self.facts[0];
         root.pid = meta.pid;
         root.command_line = kept_command_line(&meta.command_line);
+        self.text_bytes += text_cost(&root.command_line);
         root.origin = if attached {
             ProcessOrigin::Attached
         } else {
@@ -316,6 +325,7 @@ impl ProcessTable {
             return UNTRACKED;
         }
         let index = self.facts.len() as u32;
+        self.text_bytes += text_cost(&facts.command_line);
         self.selected.push(self.filter.matches(facts.pid));
         self.by_pid.insert(facts.pid, index);
         self.facts.push(facts);
@@ -333,6 +343,7 @@ impl ProcessTable {
                 known.parent_pid = p.parent_pid;
                 known.origin = p.origin;
                 known.command_line = kept_command_line(&p.command_line);
+                self.text_bytes += text_cost(&known.command_line);
                 known.start_ns = p.time;
                 known.declared = true;
                 return None;
@@ -389,6 +400,7 @@ impl ProcessTable {
         let i = self.known(pid)?;
         let p = &mut self.facts[i as usize];
         p.command_line = kept_command_line(command_line);
+        self.text_bytes += text_cost(&p.command_line);
         p.execs = p.execs.saturating_add(1);
         Some(i)
     }
@@ -428,10 +440,12 @@ impl ProcessTable {
             self.limits.unfollowed_over_limit += 1;
             return;
         }
+        let reason = cut(reason, MAX_REASON_BYTES);
+        self.text_bytes += text_cost([&reason]);
         self.unfollowed.push(UnfollowedProcess {
             pid,
             parent_pid,
-            reason: cut(reason, MAX_REASON_BYTES),
+            reason,
             time_ns,
         });
     }
@@ -462,19 +476,13 @@ impl ProcessTable {
         ))
     }
 
-    /// Bytes this table holds, roughly (for the memory budget).
+    /// Bytes this table holds, roughly (for the memory budget; texts replaced by an exec stay
+    /// counted). Cheap: called on every process record.
     pub fn bytes(&self) -> u64 {
-        let text: usize = self
-            .facts
-            .iter()
-            .map(|p| p.command_line.iter().map(|a| a.len() + 24).sum::<usize>())
-            .sum::<usize>()
-            + self
-                .unfollowed
-                .iter()
-                .map(|u| u.reason.len() + 48)
-                .sum::<usize>();
-        (self.facts.len() * 160 + self.by_pid.capacity() * 16 + self.threads.capacity() * 16) as u64
-            + text as u64
+        (self.facts.len() * 160
+            + self.unfollowed.len() * 48
+            + self.by_pid.capacity() * 16
+            + self.threads.capacity() * 16) as u64
+            + self.text_bytes
     }
 }

@@ -452,6 +452,19 @@ pub struct ReplayOutput {
     pub process_limits: ProcessLimits,
 }
 
+impl ReplayOutput {
+    /// The replay of nothing (a process missing from one side of a comparison).
+    pub fn empty() -> ReplayOutput {
+        stack_output(
+            ReplayOptions::default(),
+            &Aggregates::default(),
+            &IntMap::default(),
+            0,
+            (0, 0),
+        )
+    }
+}
+
 /// One process of the trace after the replay.
 #[derive(Debug, Clone)]
 pub struct ProcessOutput {

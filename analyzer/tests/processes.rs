@@ -386,3 +386,162 @@ fn pid_selects_the_events_of_a_process() {
         "{stderr}"
     );
 }
+
+#[test]
+fn diff_matches_processes_by_command_not_pid() {
+    let scratch = Scratch::new("processes", "diff");
+    let (base, new) = (scratch.path("base.trace"), scratch.path("new.trace"));
+    // BASE leaks in its third worker, NEW (other PIDs) in its first.
+    prefork(&base, 1000, [1001, 1002, 1003, 1004], 2);
+    prefork(&new, 5000, [5007, 5003, 5011, 5002], 0);
+    let (base, new) = (base.to_str().unwrap(), new.to_str().unwrap());
+    let v = json(&["diff", base, new, "--json"]);
+    // The whole traces: the same leak in both, unchanged.
+    let whole = &v["stacks"].as_array().unwrap();
+    let leak = whole
+        .iter()
+        .find(|s| s["frames"][0]["function"] == "handle_rare")
+        .expect("the leak");
+    assert_eq!(leak["status"], "unchanged");
+    let processes = v["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 5);
+    let pairs: Vec<(u64, u64, &str)> = processes
+        .iter()
+        .map(|p| {
+            (
+                p["base"]["pid"].as_u64().unwrap(),
+                p["new"]["pid"].as_u64().unwrap(),
+                p["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Parent first, then the workers in order of appearance, whatever their PIDs.
+    assert_eq!(
+        pairs,
+        [
+            (1000, 5000, "unchanged"),
+            (1001, 5007, "grown"),
+            (1002, 5003, "unchanged"),
+            (1003, 5011, "shrunk"),
+            (1004, 5002, "unchanged"),
+        ]
+    );
+    assert_eq!(processes[1]["command"], "server --workers 4");
+    assert_eq!(processes[1]["occurrence"], 2);
+    assert_eq!(processes[1]["growth"], 100.0 * 512.0);
+    assert_eq!(processes[1]["stacks"][0]["status"], "new");
+    assert_eq!(
+        processes[1]["stacks"][0]["frames"][0]["function"],
+        "handle_rare"
+    );
+
+    let (text, _) = ok(&["diff", base, new]);
+    assert!(
+        text.contains("server --workers 4 #4 (pid 1003 -> 5011): shrunk 50.0 KiB -> 0 B"),
+        "{text}"
+    );
+    // The CSV: the whole traces' rows (no process), then each pair's.
+    let (csv, _) = ok(&["diff", base, new, "--format", "csv"]);
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with(",process"), "{header}");
+    assert!(
+        csv.lines().any(|l| l.ends_with(",server --workers 4 #2")),
+        "{csv}"
+    );
+    let whole_rows = csv.lines().skip(1).filter(|l| l.ends_with(',')).count();
+    assert_eq!(whole_rows, whole.len());
+}
+
+#[test]
+fn single_process_traces_pair_whatever_their_commands() {
+    let scratch = Scratch::new("processes", "diff-single");
+    let (base, new) = (scratch.path("base.trace"), scratch.path("new.trace"));
+    for (path, argv) in [(&base, ["./app-1.0"]), (&new, ["./app-1.1"])] {
+        let mut t = builder(&meta(7, &argv));
+        t.alloc(MS, 0x1000, 64, 1).end(2_000 * MS);
+        t.write(path);
+    }
+    let v = json(&[
+        "diff",
+        base.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--json",
+    ]);
+    let processes = v["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 1);
+    assert_eq!(processes[0]["status"], "unchanged");
+    let (csv, _) = ok(&[
+        "diff",
+        base.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        csv.lines().count(),
+        2,
+        "no per-process rows for one process: {csv}"
+    );
+}
+
+#[test]
+fn an_unfollowed_process_is_shown_by_every_report() {
+    let scratch = Scratch::new("processes", "unfollowed");
+    let path = scratch.path("unfollowed.trace");
+    let mut t = builder(&meta(1000, SERVER));
+    t.process(0, 1000, 1, ProcessOrigin::Launched, SERVER)
+        .on_thread(1000)
+        .alloc(MS, 0x1000, 64, 1)
+        .unfollowed(
+            2 * MS,
+            1234,
+            1000,
+            "the process table is full (max-processes 1)",
+        )
+        .unfollowed(3 * MS, 1235, 0, "")
+        .exit(2_000 * MS, Some(0), None)
+        .end(2_000 * MS);
+    t.write(&path);
+    let file = path.to_str().unwrap();
+    let sentence =
+        "process 1234 (child of 1000) was not traced: the process table is full (max-processes 1)";
+    for args in [
+        vec!["leaks", file],
+        vec!["info", file],
+        vec!["lifetimes", file],
+        vec!["timeline", file],
+    ] {
+        let (_, stderr) = ok(&args);
+        assert!(stderr.contains(sentence), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("process 1235 was not traced: the recorder did not say why"),
+            "{stderr}"
+        );
+    }
+    let (text, _) = ok(&["info", file]);
+    assert!(
+        text.contains("not traced   2 processes of the tree"),
+        "{text}"
+    );
+    assert!(text.contains(sentence), "{text}");
+    for command in ["leaks", "info"] {
+        let v = json(&[command, file, "--json"]);
+        assert_eq!(
+            v["unfollowed"][0],
+            serde_json::json!({
+                "pid": 1234,
+                "parent_pid": 1000,
+                "reason": "the process table is full (max-processes 1)",
+                "time_ns": 2 * MS,
+            }),
+            "{command}"
+        );
+    }
+    let html = scratch.path("report.html");
+    ok(&["report", file, "-o", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(sentence), "the report's warnings");
+    // A comparison warns about both traces.
+    let (_, stderr) = ok(&["diff", file, file]);
+    assert!(stderr.matches(sentence).count() >= 2, "{stderr}");
+}

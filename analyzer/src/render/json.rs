@@ -587,6 +587,66 @@ struct DiffJson<'a> {
     summary: diff::StatusCounts,
     gate: Option<DiffGate>,
     stacks: Vec<DiffStack<'a>>,
+    processes: Vec<DiffProcess<'a>>,
+}
+
+/// One process in one trace of a comparison.
+#[derive(Serialize)]
+struct DiffProcessSide<'a> {
+    pid: u32,
+    parent_pid: u32,
+    command_line: &'a [String],
+    events: u64,
+    unfreed_bytes: u64,
+    unfreed_allocations: u64,
+}
+
+/// A pair of processes matched by command, and their stacks compared.
+#[derive(Serialize)]
+struct DiffProcess<'a> {
+    command: &'a str,
+    occurrence: usize,
+    status: &'static str,
+    growth: f64,
+    base: Option<DiffProcessSide<'a>>,
+    new: Option<DiffProcessSide<'a>>,
+    summary: diff::StatusCounts,
+    stacks: Vec<DiffStack<'a>>,
+}
+
+fn diff_process_side(s: &diff::ProcessSide) -> DiffProcessSide<'_> {
+    DiffProcessSide {
+        pid: s.pid,
+        parent_pid: s.parent_pid,
+        command_line: &s.command_line,
+        events: s.events,
+        unfreed_bytes: s.unfreed_bytes,
+        unfreed_allocations: s.unfreed_allocations,
+    }
+}
+
+fn diff_stack(s: &diff::StackDiff) -> DiffStack<'_> {
+    DiffStack {
+        rank: s.rank,
+        status: s.status.name(),
+        key: &s.key,
+        growth: s.growth,
+        growth_pct: s.growth_pct,
+        crossed: s.crossed,
+        base: s.base.as_ref().map(DiffSide::new),
+        new: s.new.as_ref().map(DiffSide::new),
+        delta: delta(s),
+        frames: s
+            .frames
+            .iter()
+            .map(|f| DiffFrame {
+                function: &f.function,
+                module: f.module.as_deref(),
+                file: f.file.as_deref(),
+                line: f.line,
+            })
+            .collect(),
+    }
 }
 
 fn delta(s: &diff::StackDiff) -> DiffDelta {
@@ -632,29 +692,19 @@ pub fn diff(d: &diff::Diff) -> String {
             passed: g.passed(),
             crossed: g.crossed.clone(),
         }),
-        stacks: d
-            .stacks
+        stacks: d.stacks.iter().map(diff_stack).collect(),
+        processes: d
+            .processes
             .iter()
-            .map(|s| DiffStack {
-                rank: s.rank,
-                status: s.status.name(),
-                key: &s.key,
-                growth: s.growth,
-                growth_pct: s.growth_pct,
-                crossed: s.crossed,
-                base: s.base.as_ref().map(DiffSide::new),
-                new: s.new.as_ref().map(DiffSide::new),
-                delta: delta(s),
-                frames: s
-                    .frames
-                    .iter()
-                    .map(|f| DiffFrame {
-                        function: &f.function,
-                        module: f.module.as_deref(),
-                        file: f.file.as_deref(),
-                        line: f.line,
-                    })
-                    .collect(),
+            .map(|p| DiffProcess {
+                command: &p.command,
+                occurrence: p.occurrence,
+                status: p.status.name(),
+                growth: p.growth,
+                base: p.base.as_ref().map(diff_process_side),
+                new: p.new.as_ref().map(diff_process_side),
+                summary: p.counts,
+                stacks: p.stacks.iter().map(diff_stack).collect(),
             })
             .collect(),
     })

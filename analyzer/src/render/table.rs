@@ -592,6 +592,43 @@ pub fn gate(d: &diff::Diff) -> Option<String> {
 
 /// `memtrail diff` for humans: a summary, then one block per stack that changed (at most
 /// `top`), largest growth first, with its frames.
+/// The per-process part of `diff` (when a trace has several processes): each pair matched by
+/// command, its unfreed change and its changed stacks, one line each.
+fn diff_processes(d: &diff::Diff, o: &mut String, max_frames: usize) {
+    let n = d.normalize;
+    let _ = writeln!(o, "\nprocesses, matched by command (not by PID):");
+    for p in &d.processes {
+        let pid = |s: Option<&diff::ProcessSide>| s.map_or("-".to_owned(), |s| s.pid.to_string());
+        let unfreed: f64 = p.stacks.iter().map(|s| s.base_value(n)).sum();
+        let _ = writeln!(
+            o,
+            "\n{} (pid {} -> {}): {} {} -> {} ({})",
+            shown(p.label()),
+            pid(p.base.as_ref()),
+            pid(p.new.as_ref()),
+            p.status.name(),
+            amount(unfreed, n),
+            amount(unfreed + p.growth, n),
+            signed_amount(p.growth, n),
+        );
+        for s in p.stacks.iter().filter(|s| s.growth != 0.0) {
+            let _ = writeln!(
+                o,
+                "     #{:<3} {:<9} {:>13}  at {}",
+                s.rank,
+                s.status.name(),
+                signed_amount(s.growth, n),
+                s.frames
+                    .iter()
+                    .take(max_frames.min(2))
+                    .map(|f| format!("{}{}", shown(&f.function), shown(f.module_tag())))
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            );
+        }
+    }
+}
+
 pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
     let mut o = String::new();
     let n = d.normalize;
@@ -692,6 +729,9 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
             "\n... {} more changed stacks (--top, or --json / --format csv for all)",
             changed.len() - top
         );
+    }
+    if d.processes.len() > 1 {
+        diff_processes(d, &mut o, max_frames);
     }
     // The verdict only: the crossed stacks are marked above, and listed in full on stderr
     // (by the binary, from `gate`), where a CI log shows them whatever the format.
