@@ -84,6 +84,9 @@ pub fn analyze_from<R: std::io::Read + Send>(
     if let Some(e) = replay.check_budget() {
         return Err(over(e));
     }
+    if let Some(message) = replay.processes().unmatched_filter() {
+        return Err(Error::Invalid(format!("{}: {message}", path.display())));
+    }
     if let Some(e) = replay.charge_finish() {
         return Err(over(e));
     }
@@ -136,9 +139,14 @@ impl RecordSink for &mut Sink {
     }
 
     fn other(&mut self, record: Record) {
-        if record.time().is_some() {
+        if record.time().is_some() || matches!(record, Record::Thread { .. }) {
             self.replay.record(&record);
             return;
+        }
+        if let Record::Meta(m) = &record
+            && self.meta.is_none()
+        {
+            self.replay.meta(m);
         }
         if !charge_names(self.replay.budget_mut(), &record) {
             return;
@@ -232,6 +240,45 @@ impl Analysis {
                 "{name}: the recorder lost {} events ({}); counts are lower bounds and some frees may be missing",
                 s.lost_events,
                 reasons.join(", ")
+            ));
+        }
+        // Never silently blind: every process of the tree that was not traced, beside the
+        // lost events (`info` lists them all).
+        const SHOWN_UNFOLLOWED: usize = 20;
+        let r = &self.replay;
+        for u in r.unfollowed.iter().take(SHOWN_UNFOLLOWED) {
+            w.push(format!(
+                "{name}: {}",
+                crate::processes::unfollowed_sentence(u)
+            ));
+        }
+        let more = (r.unfollowed.len().saturating_sub(SHOWN_UNFOLLOWED) as u64)
+            .saturating_add(r.process_limits.unfollowed_over_limit);
+        if more > 0 {
+            w.push(format!(
+                "{name}: {more} more processes of the tree were not traced (`memtrail info` lists up to {})",
+                crate::processes::MAX_UNFOLLOWED
+            ));
+        }
+        let limits = &r.process_limits;
+        if limits.processes_over_limit > 0 {
+            w.push(format!(
+                "{name}: the trace has more than {} processes: {} later ones were not replayed (their events are in no report; `--pid` selects any process)",
+                crate::processes::MAX_PROCESSES,
+                limits.processes_over_limit
+            ));
+        }
+        if limits.threads_over_limit > 0 {
+            w.push(format!(
+                "{name}: {} thread records past the limit of {} were ignored: those threads' events count for the traced command's process",
+                limits.threads_over_limit,
+                crate::processes::MAX_THREAD_BINDINGS
+            ));
+        }
+        if limits.records_of_unknown_pids > 0 {
+            w.push(format!(
+                "{name}: {} exec or exit records name a process the trace never introduced (ignored; a corrupt trace?)",
+                limits.records_of_unknown_pids
             ));
         }
         if s.saturated {

@@ -165,9 +165,11 @@ pub enum Kind {
     AllocationRows,
     /// Frames the reports resolve (and the text they build from them).
     ReportFrames,
+    /// Processes (their facts and own accumulators), thread bindings, unfollowed processes.
+    Processes,
 }
 
-const KINDS: usize = 9;
+const KINDS: usize = 10;
 
 impl Kind {
     /// How a count of this kind reads: `10,000,000 live blocks`.
@@ -182,6 +184,7 @@ impl Kind {
             Kind::RssSamples => "RSS samples",
             Kind::AllocationRows => "allocation rows",
             Kind::ReportFrames => "frames to resolve for the reports",
+            Kind::Processes => "processes",
         };
         format!("{} {what}", thousands(n))
     }
@@ -211,6 +214,9 @@ pub mod cost {
     /// One resolved frame (`symbols::Frame`), besides its names; reports hold a frame and the
     /// text built from it (a label, a folded line), so names are counted twice.
     pub const REPORT_FRAME: u64 = 112;
+    /// A process's own accumulators before any stack: its heap curve and counters (its facts
+    /// are charged by size, see `processes::ProcessTable::bytes`).
+    pub const PROCESS_AGGREGATES: u64 = 5 * 1024;
 }
 
 /// One kind's current claim.
@@ -336,6 +342,7 @@ fn describe(claims: &[Claim; KINDS]) -> String {
         Kind::RssSamples,
         Kind::AllocationRows,
         Kind::ReportFrames,
+        Kind::Processes,
     ];
     let mut parts: Vec<(u64, String)> = ALL
         .iter()

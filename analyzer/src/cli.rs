@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::budget::MemoryLimit;
 use crate::diff::Threshold;
+use crate::processes::PidFilter;
 use memtrail_format::units::{parse_bytes, parse_duration_ns};
 
 /// Find memory leaks in traces written by memtrail-record: leak candidates with verdicts,
@@ -110,6 +111,22 @@ impl MemoryArgs {
     }
 }
 
+/// Which processes of a trace count, for every command that reads traces.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProcessArgs {
+    /// Count only the events of the process with this PID (`memtrail info` lists a trace's
+    /// processes); repeat it for several. Default: every process of the trace.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+}
+
+impl ProcessArgs {
+    /// The filter the replay applies; an error for more PIDs than it takes.
+    pub fn filter(&self) -> Result<PidFilter, crate::Error> {
+        PidFilter::new(&self.pids).map_err(crate::Error::Invalid)
+    }
+}
+
 /// Options of every command that replays a trace.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
@@ -119,6 +136,8 @@ pub struct ReplayArgs {
     /// number is seconds).
     #[arg(long, value_name = "TIME", value_parser = duration)]
     pub at: Option<u64>,
+    #[command(flatten)]
+    pub processes: ProcessArgs,
     #[command(flatten)]
     pub memory: MemoryArgs,
 }
@@ -133,6 +152,8 @@ pub struct InfoArgs {
     /// Print a JSON object instead of text (same as --format json).
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[command(flatten)]
+    pub processes: ProcessArgs,
     #[command(flatten)]
     pub memory: MemoryArgs,
 }
@@ -286,6 +307,8 @@ pub struct CompareOptions {
     #[arg(long, value_name = "BYTES|PCT%", value_parser = Threshold::parse)]
     pub fail_on_growth: Vec<Threshold>,
     #[command(flatten)]
+    pub processes: ProcessArgs,
+    #[command(flatten)]
     pub memory: MemoryArgs,
 }
 
@@ -351,6 +374,8 @@ pub struct ReportArgs {
     /// With two traces: compare unfreed bytes per second of activity instead of totals.
     #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
     pub normalize: NormalizeArg,
+    #[command(flatten)]
+    pub processes: ProcessArgs,
     #[command(flatten)]
     pub memory: MemoryArgs,
 }

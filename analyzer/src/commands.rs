@@ -42,6 +42,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, warn: &mut dyn FnMut(&str)) -> Result
         Command::Info(args) => {
             let options = ReplayOptions {
                 memory_limit: args.memory.limit(),
+                pids: args.processes.filter()?,
                 ..ReplayOptions::default()
             };
             let a = load(&args.file, options, warn)?;
@@ -240,6 +241,7 @@ fn report_command(
         min_age: args.min_age,
         normalize: args.normalize,
         fail_on_growth: Vec::new(),
+        processes: args.processes.clone(),
         memory: args.memory,
     };
     let all = report::Selection::default();
@@ -296,6 +298,7 @@ fn load_compared(path: &Path, o: &CompareOptions, warn: &mut dyn FnMut(&str)) ->
         ReplayOptions {
             min_age_ns: o.min_age,
             memory_limit: o.memory.limit(),
+            pids: o.processes.filter()?,
             ..ReplayOptions::default()
         },
         warn,
@@ -387,6 +390,7 @@ fn load_with(
             min_age_ns,
             collect_allocations,
             memory_limit: r.memory.limit(),
+            pids: r.processes.filter()?,
         },
         warn,
     )

@@ -10,13 +10,19 @@
 //! offset (`libc.so.6+0x891f5`), which is stable across runs of the same build; a frame outside
 //! any known module keeps its raw address and only matches itself. Several stacks of one trace
 //! with the same key (two call sites in one function, say) are merged into one.
+//!
+//! Besides the whole traces, processes are compared pairwise (format 1.1): matched by command
+//! (argv[0]'s file name and the arguments), never by PID, which differs from run to run; the
+//! processes sharing a command are paired in order of appearance. Two single-process traces
+//! pair their processes whatever their commands. The growth gate judges the whole traces.
 
 use std::collections::BTreeMap;
 
 use crate::aggregate::StackRow;
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
-use crate::report::{classify_row, scaled_row};
+use crate::replay::{ProcessOutput, ReplayOutput};
+use crate::report::{classify_row_in, scaled_row};
 use crate::symbols::Frame;
 use crate::verdict::Verdict;
 
@@ -242,6 +248,45 @@ pub struct Diff {
     pub counts: StatusCounts,
     /// `None` when no threshold was given.
     pub gate: Option<GateResult>,
+    /// The processes of both traces, paired by command (see the module docs), in order of
+    /// appearance in NEW, then BASE's unpaired ones.
+    pub processes: Vec<ProcessDiff>,
+}
+
+/// One process in one trace of a comparison.
+#[derive(Debug, Clone)]
+pub struct ProcessSide {
+    pub pid: u32,
+    pub parent_pid: u32,
+    pub command_line: Vec<String>,
+    pub events: u64,
+    pub unfreed_bytes: u64,
+    pub unfreed_allocations: u64,
+}
+
+/// A pair of processes (or one with no counterpart) and their stacks compared.
+#[derive(Debug, Clone)]
+pub struct ProcessDiff {
+    /// What they were matched by: argv[0]'s file name and the arguments.
+    pub command: String,
+    /// 1 for the first process with this command in its trace, 2 for the second...
+    pub occurrence: usize,
+    pub base: Option<ProcessSide>,
+    pub new: Option<ProcessSide>,
+    /// `New` (NEW only), `Gone` (BASE only), else by its unfreed bytes' change.
+    pub status: Status,
+    /// Compared quantity (as for stacks) of NEW minus BASE, over the process's stacks.
+    pub growth: f64,
+    /// Its stacks, compared as the whole traces' are (not gated).
+    pub stacks: Vec<StackDiff>,
+    pub counts: StatusCounts,
+}
+
+impl ProcessDiff {
+    /// `server --workers 4 #2`: the label reports and the CSV's `process` column use.
+    pub fn label(&self) -> String {
+        format!("{} #{}", self.command, self.occurrence)
+    }
 }
 
 impl Diff {
@@ -286,7 +331,10 @@ pub fn stack_key(frames: &[Frame]) -> String {
 }
 
 fn active_ns(a: &Analysis) -> u64 {
-    let r = &a.replay;
+    active_ns_of(&a.replay)
+}
+
+fn active_ns_of(r: &ReplayOutput) -> u64 {
     let active = r.active_end_ns.saturating_sub(r.active_start_ns);
     if active > 0 { active } else { r.duration_ns }
 }
@@ -298,9 +346,9 @@ struct Grouped {
     rows: Vec<StackRow>,
 }
 
-fn group(a: &Analysis) -> BTreeMap<String, Grouped> {
+fn group(a: &Analysis, replay: &ReplayOutput) -> BTreeMap<String, Grouped> {
     let mut out: BTreeMap<String, Grouped> = BTreeMap::new();
-    for row in &a.replay.rows {
+    for row in &replay.rows {
         let frames = a.symbols.resolve(row.stack_id);
         let key = stack_key(&frames);
         let g = out.entry(key).or_insert_with(|| Grouped {
@@ -367,10 +415,10 @@ pub fn merge_rows(rows: &[StackRow]) -> Option<StackRow> {
     Some(m)
 }
 
-fn side(a: &Analysis, g: Grouped) -> Option<(Vec<Frame>, Side)> {
+fn side(replay: &ReplayOutput, g: Grouped) -> Option<(Vec<Frame>, Side)> {
     let row = merge_rows(&g.rows)?;
     let (verdict, reason) = if row.unfreed_bytes > 0 || row.unfreed_allocations > 0 {
-        let c = classify_row(a, &row);
+        let c = classify_row_in(replay, &row);
         (Some(c.verdict), c.reason)
     } else {
         (None, String::new())
@@ -380,7 +428,7 @@ fn side(a: &Analysis, g: Grouped) -> Option<(Vec<Frame>, Side)> {
         Side {
             stack_ids: g.ids,
             row,
-            active_seconds: active_ns(a) as f64 / 1e9,
+            active_seconds: active_ns_of(replay) as f64 / 1e9,
             verdict,
             reason,
         },
@@ -431,33 +479,26 @@ fn summary(a: &Analysis, stacks: usize) -> TraceSummary {
 /// Compares NEW against BASE. Both analyses should use the same `--min-age`.
 ///
 /// Fails only when `--normalize duration` is asked of a trace with no measurable duration.
-pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Diff> {
-    if options.normalize == Normalize::Duration {
-        for a in [base, new] {
-            if active_ns(a) == 0 {
-                return Err(Error::Invalid(format!(
-                    "{}: the trace has no duration to normalize by; compare totals (without --normalize)",
-                    a.path.display()
-                )));
-            }
-        }
-    }
-    let mut base_groups = group(base);
-    let new_groups = group(new);
-    let base_summary = summary(base, base_groups.len());
-    let new_summary = summary(new, new_groups.len());
-    let n = options.normalize;
-
+/// Every stack of two replays matched by key and compared, ranked by growth; `thresholds`
+/// marks the ones crossing the gate. Returns them and the counts per status.
+fn compare_stacks(
+    base: (&ReplayOutput, BTreeMap<String, Grouped>),
+    new: (&ReplayOutput, BTreeMap<String, Grouped>),
+    n: Normalize,
+    thresholds: &[Threshold],
+) -> (Vec<StackDiff>, StatusCounts) {
+    let (base_replay, mut base_groups) = base;
+    let (new_replay, new_groups) = new;
     let mut stacks = Vec::with_capacity(base_groups.len().max(new_groups.len()));
     for (key, g) in new_groups {
-        let b = base_groups.remove(&key).and_then(|g| side(base, g));
-        let Some((frames, new_side)) = side(new, g) else {
+        let b = base_groups.remove(&key).and_then(|g| side(base_replay, g));
+        let Some((frames, new_side)) = side(new_replay, g) else {
             continue;
         };
         stacks.push(build(key, frames, b.map(|(_, s)| s), Some(new_side), n));
     }
     for (key, g) in base_groups {
-        if let Some((frames, s)) = side(base, g) {
+        if let Some((frames, s)) = side(base_replay, g) {
             stacks.push(build(key, frames, Some(s), None, n));
         }
     }
@@ -470,7 +511,7 @@ pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Di
     let mut counts = StatusCounts::default();
     for (i, s) in stacks.iter_mut().enumerate() {
         s.rank = i + 1;
-        s.crossed = crosses(&options.thresholds, s.growth, s.growth_pct);
+        s.crossed = crosses(thresholds, s.growth, s.growth_pct);
         match s.status {
             Status::New => counts.new += 1,
             Status::Grown => counts.grown += 1,
@@ -479,6 +520,137 @@ pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Di
             Status::Gone => counts.gone += 1,
         }
     }
+    (stacks, counts)
+}
+
+/// A process of `a` as a comparison shows it, with its replay.
+fn process_side<'a>(a: &'a Analysis, p: &'a ProcessOutput) -> (ProcessSide, &'a ReplayOutput) {
+    let replay = p.replay.as_ref().unwrap_or(&a.replay);
+    let (unfreed_bytes, unfreed_allocations) =
+        replay.rows.iter().fold((0u64, 0u64), |(b, n), r| {
+            let s = scaled_row(a, r);
+            (
+                b.saturating_add(s.unfreed_bytes),
+                n.saturating_add(s.unfreed_allocations),
+            )
+        });
+    (
+        ProcessSide {
+            pid: p.facts.pid,
+            parent_pid: p.facts.parent_pid,
+            command_line: p.facts.command_line.clone(),
+            events: p.events,
+            unfreed_bytes,
+            unfreed_allocations,
+        },
+        replay,
+    )
+}
+
+/// The processes of both traces paired by command, in order of appearance (see the module
+/// docs), each pair's stacks compared.
+fn compare_processes(base: &Analysis, new: &Analysis, n: Normalize) -> Vec<ProcessDiff> {
+    let keyed = |a: &Analysis| -> Vec<(String, usize)> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        a.replay
+            .processes
+            .iter()
+            .map(|p| {
+                let key = p.facts.match_key();
+                let k = seen.entry(key.clone()).or_default();
+                *k += 1;
+                (key, *k)
+            })
+            .collect()
+    };
+    let (base_keys, mut new_keys) = (keyed(base), keyed(new));
+    let single = base.replay.processes.len() == 1 && new.replay.processes.len() == 1;
+    if single {
+        // One process each: the same program, whatever its command line.
+        new_keys[0] = base_keys[0].clone();
+    }
+    let mut paired_base = vec![false; base_keys.len()];
+    let mut pairs: Vec<(Option<usize>, Option<usize>)> = Vec::new();
+    for (j, key) in new_keys.iter().enumerate() {
+        let i = base_keys.iter().position(|k| k == key);
+        if let Some(i) = i {
+            paired_base[i] = true;
+        }
+        pairs.push((i, Some(j)));
+    }
+    pairs.extend(
+        paired_base
+            .iter()
+            .enumerate()
+            .filter(|(_, paired)| !**paired)
+            .map(|(i, _)| (Some(i), None)),
+    );
+    pairs
+        .into_iter()
+        .map(|(i, j)| {
+            let b = i.map(|i| process_side(base, &base.replay.processes[i]));
+            let nw = j.map(|j| process_side(new, &new.replay.processes[j]));
+            let (command, occurrence) = match (i, j) {
+                (_, Some(j)) => new_keys[j].clone(),
+                (Some(i), None) => base_keys[i].clone(),
+                (None, None) => (String::new(), 0),
+            };
+            let groups = |side: &Option<(ProcessSide, &ReplayOutput)>, a: &Analysis| {
+                side.as_ref().map(|(_, r)| group(a, r)).unwrap_or_default()
+            };
+            let empty = ReplayOutput::empty();
+            let (stacks, counts) = compare_stacks(
+                (b.as_ref().map_or(&empty, |(_, r)| r), groups(&b, base)),
+                (nw.as_ref().map_or(&empty, |(_, r)| r), groups(&nw, new)),
+                n,
+                &[],
+            );
+            let growth: f64 = stacks
+                .iter()
+                .map(|s| s.new_value(n) - s.base_value(n))
+                .sum();
+            let status = match (&b, &nw) {
+                (None, _) => Status::New,
+                (_, None) => Status::Gone,
+                _ if growth > 0.0 => Status::Grown,
+                _ if growth < 0.0 => Status::Shrunk,
+                _ => Status::Unchanged,
+            };
+            ProcessDiff {
+                command,
+                occurrence,
+                base: b.map(|(s, _)| s),
+                new: nw.map(|(s, _)| s),
+                status,
+                growth,
+                stacks,
+                counts,
+            }
+        })
+        .collect()
+}
+
+pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Diff> {
+    if options.normalize == Normalize::Duration {
+        for a in [base, new] {
+            if active_ns(a) == 0 {
+                return Err(Error::Invalid(format!(
+                    "{}: the trace has no duration to normalize by; compare totals (without --normalize)",
+                    a.path.display()
+                )));
+            }
+        }
+    }
+    let base_groups = group(base, &base.replay);
+    let new_groups = group(new, &new.replay);
+    let base_summary = summary(base, base_groups.len());
+    let new_summary = summary(new, new_groups.len());
+    let (stacks, counts) = compare_stacks(
+        (&base.replay, base_groups),
+        (&new.replay, new_groups),
+        options.normalize,
+        &options.thresholds,
+    );
     let gate = (!options.thresholds.is_empty()).then(|| GateResult {
         thresholds: options.thresholds.clone(),
         crossed: stacks
@@ -490,11 +662,12 @@ pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Di
     Ok(Diff {
         base: base_summary,
         new: new_summary,
-        normalize: n,
+        normalize: options.normalize,
         min_age_ns: new.replay.options.min_age_ns,
         stacks,
         counts,
         gate,
+        processes: compare_processes(base, new, options.normalize),
     })
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Data flows one way:
 //! trace records ([`source`]: frames decoded on worker threads, in order) -> [`analysis`]
-//! (one pass) -> [`replay`] (event
-//! semantics, live blocks) -> [`aggregate`] (per-stack accumulators, rows) ->
+//! (one pass) -> [`replay`] (event semantics, live blocks, per process as [`processes`] says
+//! which process each event belongs to) -> [`aggregate`] (per-stack accumulators, rows) ->
 //! [`report`] (selection, ranking, [`verdict`]s, [`symbols`]) -> [`render`] (text, JSON,
 //! CSV/Parquet, SVG). [`diff`] compares two analyses stack by stack (the `diff`, `compare` and
 //! two-trace `report` commands). [`commands`] glues one CLI command ([`cli`]) to that pipeline;
@@ -23,6 +23,7 @@ pub mod diff;
 pub mod error;
 pub mod escape;
 pub mod files;
+pub mod processes;
 pub mod progress;
 pub mod render;
 pub mod replay;

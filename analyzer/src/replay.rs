@@ -15,10 +15,24 @@
 //!   is released at that moment and counted in `replaced_live`.
 //! - mmap'd ranges live in their own map; a munmap releases exactly the overlapping bytes and
 //!   splits a mapping it cuts in the middle. A mapping counts as freed once all its pieces went.
+//!
+//! Processes (format 1.1; the table is `processes.rs`): every event belongs to the process its
+//! thread is bound to, and live blocks are keyed by (process, address): the process index
+//! sits in the top 16 bits of the key (`address ^ index << 48`; user-space addresses are below
+//! 2^48), so a live block costs what it did. A forked child starts with no live blocks (a
+//! free of a block it inherited is an unmatched free). An exec drops its process's live
+//! blocks: *released by exec*, neither freed nor unfreed. Each process has its own per-stack
+//! aggregates and time axis (ending at its exit) once the trace has a second process; the
+//! total's are kept as before, so a single-process trace replays exactly as it did. Events of
+//! processes `--pid` leaves out are not replayed at all.
 
 use std::collections::BTreeMap;
 
 use memtrail_format::{AllocApi, EndTotals, FreeApi, Record};
+
+use crate::processes::{
+    ExitStatus, PidFilter, ProcessFacts, ProcessLimits, ProcessTable, UnfollowedProcess,
+};
 
 use crate::aggregate::{
     Aggregates, GLOBAL_CURVE_BUCKETS, IntMap, STACK_CURVE_BUCKETS, StackRow, TimeAxis,
@@ -37,6 +51,26 @@ pub struct ReplayOptions {
     pub min_age_ns: u64,
     /// Keep one row per allocation for `export --what allocations` (memory grows with events).
     pub collect_allocations: bool,
+    /// Replay only the events of these processes (`--pid`); all when empty.
+    pub pids: PidFilter,
+}
+
+/// Where the process index sits in a live block's key (see the module docs).
+const PROCESS_SHIFT: u32 = 48;
+
+/// The live-block key of `address` in process `index`.
+#[inline(always)]
+fn block_key(address: u64, index: u32) -> u64 {
+    address ^ (u64::from(index) << PROCESS_SHIFT)
+}
+
+/// The process index of a live-block key, for a trace of `processes` processes (a key of an
+/// address at or above 2^48, which no user-space block has, may name another process or none:
+/// it is then the trace's own process's).
+#[inline]
+fn key_process(key: u64, processes: usize) -> u32 {
+    let index = (key >> PROCESS_SHIFT) as usize;
+    if index < processes { index as u32 } else { 0 }
 }
 
 /// A live heap block.
@@ -349,6 +383,12 @@ pub struct ReplayStats {
     pub replaced_live: u64,
     /// Alloc, free and realloc records replayed.
     pub events: u64,
+    /// Alloc, free and realloc records of processes not replayed (left out by `--pid`, or past
+    /// the process limit).
+    pub events_not_replayed: u64,
+    /// Blocks (and bytes) still live when their process replaced its image: gone, not leaks.
+    pub released_by_exec_blocks: u64,
+    pub released_by_exec_bytes: u64,
     /// Records after `--at`, ignored.
     pub events_after_at: u64,
     pub lost_events: u64,
@@ -403,6 +443,63 @@ pub struct ReplayOutput {
     pub live_bytes: u64,
     pub live_allocations: u64,
     pub allocations: Option<Vec<AllocationRow>>,
+    /// The processes replayed (one for a trace without process records), in order of
+    /// appearance.
+    pub processes: Vec<ProcessOutput>,
+    /// Processes of the tree the recorder could not trace (at most `MAX_UNFOLLOWED`).
+    pub unfollowed: Vec<UnfollowedProcess>,
+    /// What the process table's caps left out.
+    pub process_limits: ProcessLimits,
+}
+
+impl ReplayOutput {
+    /// The replay of nothing (a process missing from one side of a comparison).
+    pub fn empty() -> ReplayOutput {
+        stack_output(
+            ReplayOptions::default(),
+            &Aggregates::default(),
+            &IntMap::default(),
+            0,
+            (0, 0),
+        )
+    }
+}
+
+/// One process of the trace after the replay.
+#[derive(Debug, Clone)]
+pub struct ProcessOutput {
+    pub facts: ProcessFacts,
+    /// Alloc, free and realloc records of this process.
+    pub events: u64,
+    pub released_by_exec_blocks: u64,
+    pub released_by_exec_bytes: u64,
+    /// Its own stacks, curves and time axis (ending at its exit). `None` when it is the only
+    /// process: the total is its replay.
+    pub replay: Option<ReplayOutput>,
+}
+
+/// A process's own accumulators, kept once the trace has more than one process.
+#[derive(Debug, Clone)]
+struct ProcessReplay {
+    aggs: Aggregates,
+    events: u64,
+    first_event_ns: Option<u64>,
+    last_event_ns: u64,
+    released_by_exec_blocks: u64,
+    released_by_exec_bytes: u64,
+}
+
+impl ProcessReplay {
+    fn new() -> ProcessReplay {
+        ProcessReplay {
+            aggs: Aggregates::sparse(),
+            events: 0,
+            first_event_ns: None,
+            last_event_ns: 0,
+            released_by_exec_blocks: 0,
+            released_by_exec_bytes: 0,
+        }
+    }
 }
 
 /// The replay state machine. Feed it records in file order with [`Replay::record`] (or the event
@@ -413,7 +510,7 @@ pub struct ReplayOutput {
 /// a charge is refused the replay stops growing (events that would need more memory are
 /// dropped) and [`Replay::exceeded`] says why: the caller stops feeding it and reports the
 /// error; the output of such a replay is meaningless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Replay {
     options: ReplayOptions,
     live: LiveAllocations,
@@ -422,19 +519,104 @@ pub struct Replay {
     now: u64,
     rows: Option<Vec<AllocationRow>>,
     budget: Budget,
+    processes: ProcessTable,
+    /// Per process index, once there is more than one process; empty before.
+    per_process: Vec<ProcessReplay>,
+    /// The process of the latest event's thread, that thread (`u64::MAX`: none; the cache is
+    /// cleared by every record that changes bindings), and whether it is replayed.
+    current: u32,
+    current_thread: u64,
+    current_replayed: bool,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Replay::new(ReplayOptions::default())
+    }
 }
 
 impl Replay {
     pub fn new(options: ReplayOptions) -> Replay {
         let mut r = Replay {
             options,
+            live: LiveAllocations::default(),
+            aggs: Aggregates::default(),
+            stats: ReplayStats::default(),
+            now: 0,
             rows: options.collect_allocations.then(Vec::new),
             budget: Budget::new(options.memory_limit),
-            ..Replay::default()
+            processes: ProcessTable::new(options.pids),
+            per_process: Vec::new(),
+            current: 0,
+            current_thread: u64::MAX,
+            current_replayed: false,
         };
         r.charge_heap(0);
         r.allow_stacks();
+        r.charge_processes();
         r
+    }
+
+    /// The trace's metadata: its PID is process index 0's.
+    pub fn meta(&mut self, meta: &memtrail_format::TraceMeta) {
+        self.processes.meta(meta);
+        self.current_thread = u64::MAX;
+    }
+
+    pub fn processes(&self) -> &ProcessTable {
+        &self.processes
+    }
+
+    /// Charges the process table and the per-process aggregates' fixed part; false when
+    /// refused (the replay then stops at its next budget check).
+    fn charge_processes(&mut self) -> bool {
+        let n = self.processes.len() as u64;
+        let bytes = self
+            .processes
+            .bytes()
+            .saturating_add(self.per_process.len() as u64 * cost::PROCESS_AGGREGATES);
+        self.budget.exceeded().is_none() && self.budget.set(Kind::Processes, n, bytes, 0)
+    }
+
+    /// Process `index` was added: from the second process on, every process has its own
+    /// aggregates (the trace's own process's so far are the total's).
+    fn added_process(&mut self, index: u32) {
+        if self.per_process.is_empty() {
+            let own = ProcessReplay {
+                aggs: self.aggs.clone(),
+                events: self.stats.events,
+                first_event_ns: self.stats.first_event_ns,
+                last_event_ns: self.stats.last_event_ns,
+                released_by_exec_blocks: self.stats.released_by_exec_blocks,
+                released_by_exec_bytes: self.stats.released_by_exec_bytes,
+            };
+            self.per_process.push(own);
+        }
+        while self.per_process.len() <= index as usize {
+            self.per_process.push(ProcessReplay::new());
+        }
+        if self.charge_processes() {
+            self.allow_stacks();
+        }
+    }
+
+    /// Which process the event of `thread` belongs to; false (counted) when it is not replayed.
+    #[inline(always)]
+    fn enter(&mut self, thread: u32) -> bool {
+        if u64::from(thread) != self.current_thread {
+            self.current_thread = u64::from(thread);
+            self.current = self.processes.of_thread(thread);
+            self.current_replayed = self.processes.replayed(self.current);
+        }
+        if !self.current_replayed {
+            self.stats.events_not_replayed += 1;
+        }
+        self.current_replayed
+    }
+
+    #[inline(always)]
+    fn key(&self, address: u64) -> u64 {
+        block_key(address, self.current)
     }
 
     /// The budget shared with the rest of the analysis (the symbol table charges it too).
@@ -459,17 +641,29 @@ impl Replay {
             .set(Kind::LiveBlocks, h.len() as u64, h.bytes(), transient)
     }
 
+    /// Stacks held: the total's and every process's own.
+    fn stack_count(&self) -> usize {
+        self.aggs.stack_count()
+            + self
+                .per_process
+                .iter()
+                .map(|p| p.aggs.stack_count())
+                .sum::<usize>()
+    }
+
     /// Lets the aggregates create as many new stacks as the budget has room for, charging the
     /// ones created so far (stack creation itself is on the hot path: it only counts).
     fn allow_stacks(&mut self) {
-        let n = self.aggs.stack_count() as u64;
+        let n = self.stack_count() as u64;
         if self
             .budget
             .set(Kind::Stacks, n, n.saturating_mul(cost::STACK), 0)
         {
-            let room = self.budget.room() / cost::STACK;
-            self.aggs
-                .allow_stacks(usize::try_from(room).unwrap_or(usize::MAX));
+            let room = usize::try_from(self.budget.room() / cost::STACK).unwrap_or(usize::MAX);
+            self.aggs.allow_stacks(room);
+            for p in &mut self.per_process {
+                p.aggs.allow_stacks(room);
+            }
         }
     }
 
@@ -479,11 +673,12 @@ impl Replay {
     #[inline]
     pub fn check_budget(&mut self) -> Option<&Exceeded> {
         if self.budget.exceeded().is_none() {
-            if self.aggs.refused_stack() {
-                let n = self.aggs.stack_count() as u64 + 1;
+            if self.aggs.refused_stack() || self.per_process.iter().any(|p| p.aggs.refused_stack())
+            {
+                let n = self.stack_count() as u64 + 1;
                 self.budget
                     .refuse(Kind::Stacks, n, n.saturating_mul(cost::STACK));
-            } else if self.budget.count(Kind::Stacks) != self.aggs.stack_count() as u64 {
+            } else if self.budget.count(Kind::Stacks) != self.stack_count() as u64 {
                 self.allow_stacks();
             }
         }
@@ -526,24 +721,24 @@ impl Replay {
         match *record {
             Record::Alloc {
                 time,
+                thread,
                 address,
                 size,
                 stack,
                 api,
-                ..
             } => {
-                if self.before_at(time) {
+                if self.before_at(time) && self.enter(thread) {
                     self.alloc(time, address, size, stack, api)
                 }
             }
             Record::Free {
                 time,
+                thread,
                 address,
                 size,
                 api,
-                ..
             } => {
-                if self.before_at(time) {
+                if self.before_at(time) && self.enter(thread) {
                     match api {
                         FreeApi::Free => self.free(time, address),
                         FreeApi::Munmap => self.munmap(time, address, (size > 0).then_some(size)),
@@ -552,14 +747,14 @@ impl Replay {
             }
             Record::Realloc {
                 time,
+                thread,
                 old_address,
                 new_address,
                 size,
                 stack,
                 api,
-                ..
             } => {
-                if self.before_at(time) {
+                if self.before_at(time) && self.enter(thread) {
                     self.realloc(time, old_address, new_address, size, stack, api)
                 }
             }
@@ -580,10 +775,20 @@ impl Replay {
     }
 
     /// Applies one record. Records without a time (metadata, strings, stacks, symbols) are
-    /// ignored here: they belong to the symbol table. Events go through [`Replay::event`].
+    /// ignored here, but for Thread records: they belong to the symbol table. Events go
+    /// through [`Replay::event`].
     pub fn record(&mut self, record: &Record) {
         if record.is_event() {
             return self.event(record);
+        }
+        if let Record::Thread { thread, pid } = *record {
+            self.current_thread = u64::MAX;
+            if let Some(index) = self.processes.thread(thread, pid, self.now) {
+                self.added_process(index);
+            } else if self.processes.len() == 1 {
+                self.charge_processes();
+            }
+            return;
         }
         let Some(time) = record.time() else { return };
         if let Record::End { time, totals } = record {
@@ -626,8 +831,123 @@ impl Replay {
                     anon_bytes,
                 })
             }
-            Record::Exit { time, code, signal } => self.stats.exit = Some((time, code, signal)),
+            Record::Exit { time, code, signal } => {
+                self.stats.exit = Some((time, code, signal));
+                self.processes.root_exit(ExitStatus {
+                    time_ns: time,
+                    code,
+                    signal,
+                });
+            }
+            Record::Process(ref p) => {
+                self.current_thread = u64::MAX;
+                if let Some(index) = self.processes.process(p) {
+                    self.added_process(index);
+                }
+            }
+            Record::Exec {
+                time,
+                pid,
+                ref command_line,
+            } => {
+                if let Some(index) = self.processes.exec(pid, command_line)
+                    && self.processes.replayed(index)
+                {
+                    self.release_by_exec(index, time);
+                }
+            }
+            Record::ProcessExit {
+                time,
+                pid,
+                code,
+                signal,
+            } => self.processes.exit(
+                pid,
+                ExitStatus {
+                    time_ns: time,
+                    code,
+                    signal,
+                },
+            ),
+            Record::Unfollowed {
+                time,
+                pid,
+                parent_pid,
+                ref reason,
+            } => {
+                self.processes
+                    .unfollowed_process(pid, parent_pid, reason, time);
+                self.charge_processes();
+            }
             _ => {}
+        }
+    }
+
+    /// Process `index` replaced its image at `time`: its live blocks and mappings are gone,
+    /// released by the exec (neither freed nor unfreed). Finding them scans the live-block
+    /// table, so a process with nothing live is skipped.
+    fn release_by_exec(&mut self, index: u32, time: u64) {
+        let now = self.now.max(time);
+        if let Some(p) = self.per_process.get(index as usize)
+            && p.aggs.live_allocations == 0
+            && p.aggs.live_bytes == 0
+        {
+            return;
+        }
+        let saved = self.current;
+        self.current = index;
+        let band = u64::from(index);
+        let keys: Vec<u64> = self
+            .live
+            .heap
+            .iter()
+            .filter(|(key, _)| key >> PROCESS_SHIFT == band)
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            if let Some(block) = self.live.heap.remove(key) {
+                self.discard(now, block.stack, block.size, true);
+            }
+        }
+        let low = band << PROCESS_SHIFT;
+        let high = low | ((1 << PROCESS_SHIFT) - 1);
+        let starts: Vec<u64> = self.live.maps.range(low..=high).map(|(&s, _)| s).collect();
+        for start in starts {
+            let Some(p) = self.live.maps.remove(&start) else {
+                continue;
+            };
+            let whole = self.last_piece(p.split);
+            self.discard(now, p.stack, p.len, whole);
+        }
+        self.current = saved;
+    }
+
+    /// True when a piece of split mapping `split` (0: not split) is the last one left; counts
+    /// the piece as gone.
+    fn last_piece(&mut self, split: u64) -> bool {
+        if split == 0 {
+            return true;
+        }
+        let n = self.live.splits.entry(split).or_insert(1);
+        *n = n.saturating_sub(1);
+        let gone = *n == 0;
+        if gone {
+            self.live.splits.remove(&split);
+        }
+        gone
+    }
+
+    /// A live block of the current process was released by an exec.
+    fn discard(&mut self, now: u64, stack: u32, size: u64, whole: bool) {
+        self.aggs.discard(now, stack, size, whole);
+        let blocks = u64::from(whole);
+        let s = &mut self.stats;
+        s.released_by_exec_blocks += blocks;
+        s.released_by_exec_bytes = s.released_by_exec_bytes.saturating_add(size);
+        if let Some(p) = self.per_process.get_mut(self.current as usize) {
+            p.aggs.discard(now, stack, size, whole);
+            p.released_by_exec_blocks += blocks;
+            p.released_by_exec_bytes = p.released_by_exec_bytes.saturating_add(size);
         }
     }
 
@@ -638,7 +958,21 @@ impl Replay {
         self.stats.last_time_ns = self.stats.last_time_ns.max(time);
         self.stats.last_event_ns = self.now;
         self.stats.first_event_ns.get_or_insert(self.now);
+        if let Some(p) = self.per_process.get_mut(self.current as usize) {
+            p.events += 1;
+            p.last_event_ns = self.now;
+            p.first_event_ns.get_or_insert(self.now);
+        }
         self.now
+    }
+
+    /// A block of the current process was allocated: the total's and its own accumulators.
+    #[inline(always)]
+    fn count_alloc(&mut self, now: u64, stack: u32, size: u64) {
+        self.aggs.alloc(now, stack, size);
+        if let Some(p) = self.per_process.get_mut(self.current as usize) {
+            p.aggs.alloc(now, stack, size);
+        }
     }
 
     /// An allocation call returned `address` (0: it failed).
@@ -651,10 +985,15 @@ impl Replay {
             self.stats.failed_allocations += 1;
             return;
         }
+        let key = self.key(address);
+        if key == 0 {
+            // Only a crafted trace has a block at `index << 48` (the empty-slot key).
+            return;
+        }
         if api == AllocApi::Mmap {
-            self.map(now, address, size, stack);
+            self.map(now, key, size, stack);
         } else {
-            self.heap_alloc(now, address, size, stack, api);
+            self.heap_alloc(now, key, size, stack, api);
         }
     }
 
@@ -665,7 +1004,7 @@ impl Replay {
         self.stats.events += 1;
         self.stats.free_calls[FreeApi::Free as usize] += 1;
         if address != 0 {
-            self.heap_free(now, address);
+            self.heap_free(now, self.key(address));
         }
     }
 
@@ -674,6 +1013,15 @@ impl Replay {
         let now = self.tick(time);
         self.stats.events += 1;
         self.stats.alloc_calls[api as usize] += 1;
+        // Live blocks are keyed by process (0 stays 0: "none" below).
+        let key = |a: u64| {
+            if a == 0 {
+                0
+            } else {
+                block_key(a, self.current)
+            }
+        };
+        let (old, new) = (key(old), key(new));
         match (old, new) {
             (0, 0) => {
                 if size > 0 {
@@ -701,6 +1049,7 @@ impl Replay {
         let now = self.tick(time);
         self.stats.events += 1;
         self.stats.free_calls[FreeApi::Munmap as usize] += 1;
+        let address = self.key(address);
         let len = match len {
             Some(len) => len,
             None => match self.live.maps.range(..=address).next_back() {
@@ -715,35 +1064,41 @@ impl Replay {
         }
     }
 
+    /// Keys here and below are live-block keys (see `block_key`), not bare addresses.
     #[inline]
-    fn heap_alloc(&mut self, now: u64, address: u64, size: u64, stack: u32, api: AllocApi) {
+    fn heap_alloc(&mut self, now: u64, key: u64, size: u64, stack: u32, api: AllocApi) {
         let block = Live {
             size,
             stack,
             time: now,
             api,
         };
-        if let Some(old) = self.live.heap.insert(address, block) {
+        if let Some(old) = self.live.heap.insert(key, block) {
             self.stats.replaced_live += 1;
-            self.released(now, address, old, true);
+            self.released(now, key, old, true);
         } else if self.live.heap.needs_growth() {
-            self.grow_heap(address);
+            self.grow_heap(key);
         }
-        self.aggs.alloc(now, stack, size);
+        self.count_alloc(now, stack, size);
     }
 
     #[inline]
-    fn heap_free(&mut self, now: u64, address: u64) {
-        match self.live.heap.remove(address) {
-            Some(block) => self.released(now, address, block, true),
+    fn heap_free(&mut self, now: u64, key: u64) {
+        match self.live.heap.remove(key) {
+            Some(block) => self.released(now, key, block, true),
             None => self.stats.unmatched_frees += 1,
         }
     }
 
     #[inline(always)]
-    fn released(&mut self, now: u64, address: u64, block: Live, whole: bool) {
+    fn released(&mut self, now: u64, key: u64, block: Live, whole: bool) {
         self.aggs
             .release(now, block.stack, block.size, block.time, whole);
+        if let Some(p) = self.per_process.get_mut(self.current as usize) {
+            p.aggs
+                .release(now, block.stack, block.size, block.time, whole);
+        }
+        let address = block_key(key, self.current);
         if whole && let Some(rows) = self.rows.as_mut() {
             if rows.len() == rows.capacity() && !self.grow_rows(0) {
                 return;
@@ -833,7 +1188,7 @@ impl Replay {
                 split: 0,
             },
         );
-        self.aggs.alloc(now, stack, len);
+        self.count_alloc(now, stack, len);
     }
 
     /// Releases every mapped byte in `[address, address + len)`; false if there was none.
@@ -866,17 +1221,7 @@ impl Replay {
             };
             match (left, right) {
                 (None, None) => {
-                    let whole = if p.split == 0 {
-                        true
-                    } else {
-                        let n = self.live.splits.entry(p.split).or_insert(1);
-                        *n = n.saturating_sub(1);
-                        let gone = *n == 0;
-                        if gone {
-                            self.live.splits.remove(&p.split);
-                        }
-                        gone
-                    };
+                    let whole = self.last_piece(p.split);
                     self.released(now, *start, as_block(removed), whole);
                 }
                 (l, r) => {
@@ -904,7 +1249,7 @@ impl Replay {
     }
 
     /// Ends the replay: unfreed blocks per stack (older than `min_age` at the end), curves on
-    /// their final axis, one row per stack.
+    /// their final axis, one row per stack; and the same for each process, on its own axis.
     pub fn finish(self) -> ReplayOutput {
         let Replay {
             options,
@@ -912,39 +1257,78 @@ impl Replay {
             mut aggs,
             mut stats,
             mut rows,
+            processes,
+            mut per_process,
             ..
         } = self;
         aggs.flush();
+        for p in &mut per_process {
+            p.aggs.flush();
+        }
         let mut duration_ns = stats
             .end
             .map_or(stats.last_time_ns, |(t, _)| t.max(stats.last_time_ns));
         if let Some(at) = options.at_ns {
             duration_ns = duration_ns.min(at);
         }
-        let active_end_ns = match stats.exit {
-            Some((t, _, _)) => t.max(stats.last_event_ns).min(duration_ns),
+        // A process is active from its first event to its exit (or the end of the window).
+        let active_end = |exit: Option<u64>, last_event_ns: u64| match exit {
+            Some(t) => t.max(last_event_ns).min(duration_ns),
             None => duration_ns,
         };
+        let facts = processes.facts();
+        let process_ends: Vec<u64> = per_process
+            .iter()
+            .zip(facts)
+            .map(|(p, f)| active_end(f.exit.map(|e| e.time_ns), p.last_event_ns))
+            .collect();
+        let active_end_ns = if per_process.is_empty() {
+            active_end(stats.exit.map(|(t, _, _)| t), stats.last_event_ns)
+        } else {
+            // Several processes: the total is active until the last of them ends.
+            per_process
+                .iter()
+                .zip(&process_ends)
+                .filter(|(p, _)| p.events > 0)
+                .map(|(_, &end)| end)
+                .max()
+                .unwrap_or(duration_ns)
+        };
         let active_start_ns = stats.first_event_ns.unwrap_or(0).min(active_end_ns);
-        let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), active_end_ns);
-        let (heap_axis, heap_shift) =
-            TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
 
         if let Some(rows) = rows.as_mut() {
             rows.reserve_exact(live.heap.len() + live.maps.len());
         }
-        // Unfreed (count, bytes) per stack, counting a split mapping once.
+        // Unfreed (count, bytes) per stack, counting a split mapping once: for the total, and
+        // for each process (when there are several) with its own end.
         let mut unfreed: IntMap<u32, (u64, u64)> = IntMap::default();
-        let old_enough = |t: u64| active_end_ns.saturating_sub(t) >= options.min_age_ns;
-        for (address, b) in live.heap.iter() {
-            if old_enough(b.time) {
-                let u = unfreed.entry(b.stack).or_default();
-                u.0 += 1;
-                u.1 = u.1.saturating_add(b.size);
+        let mut unfreed_of: Vec<IntMap<u32, (u64, u64)>> =
+            per_process.iter().map(|_| IntMap::default()).collect();
+        let old_enough = |end: u64, t: u64| end.saturating_sub(t) >= options.min_age_ns;
+        let mut count = |index: u32, stack: u32, time: u64, size: u64, new_block: bool| {
+            let add = |map: &mut IntMap<u32, (u64, u64)>| {
+                let u = map.entry(stack).or_default();
+                u.0 += u64::from(new_block);
+                u.1 = u.1.saturating_add(size);
+            };
+            if old_enough(active_end_ns, time) {
+                add(&mut unfreed);
             }
+            if let (Some(map), Some(&end)) = (
+                unfreed_of.get_mut(index as usize),
+                process_ends.get(index as usize),
+            ) && old_enough(end, time)
+            {
+                add(map);
+            }
+        };
+        let processes_len = facts.len();
+        for (key, b) in live.heap.iter() {
+            let index = key_process(key, processes_len);
+            count(index, b.stack, b.time, b.size, true);
             if let Some(rows) = rows.as_mut() {
                 rows.push(AllocationRow {
-                    address,
+                    address: block_key(key, index),
                     size: b.size,
                     stack: b.stack,
                     api: b.api,
@@ -955,16 +1339,12 @@ impl Replay {
         }
         let mut counted_splits = std::collections::HashSet::new();
         for (&start, p) in &live.maps {
-            if old_enough(p.time) {
-                let u = unfreed.entry(p.stack).or_default();
-                if p.split == 0 || counted_splits.insert(p.split) {
-                    u.0 += 1;
-                }
-                u.1 = u.1.saturating_add(p.len);
-            }
+            let index = key_process(start, processes_len);
+            let first_piece = p.split == 0 || counted_splits.insert(p.split);
+            count(index, p.stack, p.time, p.len, first_piece);
             if let Some(rows) = rows.as_mut() {
                 rows.push(AllocationRow {
-                    address: start,
+                    address: block_key(start, index),
                     size: p.len,
                     stack: p.stack,
                     api: AllocApi::Mmap,
@@ -977,42 +1357,121 @@ impl Replay {
             rows.sort_by_key(|r| (r.alloc_ns, r.address, r.free_ns.is_none()));
         }
 
-        let mut stack_rows: Vec<StackRow> = aggs
-            .stacks
-            .iter()
-            .map(|(&id, a)| {
-                let u = unfreed.get(&id).copied().unwrap_or_default();
-                StackRow::from_agg(id, a, u, shift, axis)
-            })
-            .collect();
-        stack_rows.sort_by_key(|r| r.stack_id);
+        let total = stack_output(
+            options,
+            &aggs,
+            &unfreed,
+            duration_ns,
+            (active_start_ns, active_end_ns),
+        );
         // The per-stack sums saturate on the hot path without a flag: a stack's allocated
         // bytes bound all its others, and the process's live bytes (which feed the curves, at
         // most i64::MAX) bound every stack's; saturation shows there.
         let mut allocated = 0u64;
-        for r in &stack_rows {
+        for r in &total.rows {
             let (sum, wrapped) = allocated.overflowing_add(r.allocated_bytes);
             allocated = sum;
             stats.saturated |= wrapped || r.allocated_bytes == u64::MAX;
         }
         stats.saturated |= aggs.peak_bytes > i64::MAX as u64;
 
+        let processes_out = if per_process.is_empty() {
+            vec![ProcessOutput {
+                facts: facts[0].clone(),
+                events: stats.events,
+                released_by_exec_blocks: stats.released_by_exec_blocks,
+                released_by_exec_bytes: stats.released_by_exec_bytes,
+                replay: None,
+            }]
+        } else {
+            per_process
+                .iter()
+                .zip(facts)
+                .zip(&unfreed_of)
+                .zip(&process_ends)
+                .enumerate()
+                .filter(|(i, (((p, f), _), _))| {
+                    processes.replayed(*i as u32)
+                        // The trace's own process when the recorder never traced it (a
+                        // recording of other processes by executable).
+                        && (p.events > 0 || f.declared || *i > 0)
+                })
+                .map(|(_, (((p, f), unfreed), &end))| {
+                    let start = p.first_event_ns.unwrap_or(f.start_ns).min(end);
+                    let mut out =
+                        stack_output(options, &p.aggs, unfreed, duration_ns, (start, end));
+                    out.stats = ReplayStats {
+                        events: p.events,
+                        first_event_ns: p.first_event_ns,
+                        last_event_ns: p.last_event_ns,
+                        last_time_ns: stats.last_time_ns,
+                        released_by_exec_blocks: p.released_by_exec_blocks,
+                        released_by_exec_bytes: p.released_by_exec_bytes,
+                        exit: f.exit.map(|e| (e.time_ns, e.code, e.signal)),
+                        ..ReplayStats::default()
+                    };
+                    ProcessOutput {
+                        facts: f.clone(),
+                        events: p.events,
+                        released_by_exec_blocks: p.released_by_exec_blocks,
+                        released_by_exec_bytes: p.released_by_exec_bytes,
+                        replay: Some(out),
+                    }
+                })
+                .collect()
+        };
+
         ReplayOutput {
-            options,
-            duration_ns,
-            active_start_ns,
-            active_end_ns,
-            rows: stack_rows,
-            axis,
-            heap_curve: aggs.heap_curve.finish(heap_shift, heap_axis.buckets),
-            heap_axis,
-            peak_bytes: aggs.peak_bytes,
-            peak_time_ns: aggs.peak_time_ns,
-            live_bytes: aggs.live_bytes,
-            live_allocations: aggs.live_allocations,
             allocations: rows,
             stats,
+            processes: processes_out,
+            unfollowed: processes.unfollowed().to_vec(),
+            process_limits: processes.limits,
+            ..total
         }
+    }
+}
+
+/// The per-stack rows, curves and heap figures of `aggs` (the total's, or a process's), over
+/// the window `active` = (start, end).
+fn stack_output(
+    options: ReplayOptions,
+    aggs: &Aggregates,
+    unfreed: &IntMap<u32, (u64, u64)>,
+    duration_ns: u64,
+    active: (u64, u64),
+) -> ReplayOutput {
+    let (active_start_ns, active_end_ns) = active;
+    let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), active_end_ns);
+    let (heap_axis, heap_shift) =
+        TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
+    let mut stack_rows: Vec<StackRow> = aggs
+        .stacks
+        .iter()
+        .map(|(&id, a)| {
+            let u = unfreed.get(&id).copied().unwrap_or_default();
+            StackRow::from_agg(id, a, u, shift, axis)
+        })
+        .collect();
+    stack_rows.sort_by_key(|r| r.stack_id);
+    ReplayOutput {
+        options,
+        duration_ns,
+        active_start_ns,
+        active_end_ns,
+        rows: stack_rows,
+        axis,
+        heap_curve: aggs.heap_curve.finish(heap_shift, heap_axis.buckets),
+        heap_axis,
+        peak_bytes: aggs.peak_bytes,
+        peak_time_ns: aggs.peak_time_ns,
+        live_bytes: aggs.live_bytes,
+        live_allocations: aggs.live_allocations,
+        allocations: None,
+        stats: ReplayStats::default(),
+        processes: Vec::new(),
+        unfollowed: Vec::new(),
+        process_limits: ProcessLimits::default(),
     }
 }
 

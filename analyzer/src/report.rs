@@ -12,6 +12,7 @@ use memtrail_format::{AllocApi, FreeApi};
 use crate::aggregate::{LIFETIME_CLASS_BOUNDS_NS, LogHistogram, RowLabels, SIZE_CLASSES, StackRow};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
+use crate::replay::{ProcessOutput, ReplayOutput};
 use crate::symbols::{Frame, frame_label};
 use crate::verdict::{Classification, Verdict, classify};
 
@@ -68,7 +69,11 @@ pub fn scaled_row(a: &Analysis, row: &StackRow) -> StackRow {
 
 /// The verdict of a stack's curve.
 pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
-    let r = &a.replay;
+    classify_row_in(&a.replay, row)
+}
+
+/// The verdict of a stack's curve in `r`: the whole trace's replay, or one process's.
+pub fn classify_row_in(r: &ReplayOutput, row: &StackRow) -> Classification {
     let start = (r.active_start_ns / r.axis.bucket_ns.max(1)) as usize;
     classify(
         &row.unfreed_over_time,
@@ -81,13 +86,17 @@ pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
 /// Leak candidates: stacks with unfreed bytes (older than `--min-age`), leaks first, then by
 /// unfreed bytes, largest first; ties by stack id.
 pub fn leaks(a: &Analysis, top: Option<usize>) -> LeakReport {
-    let mut candidates: Vec<Candidate> = a
-        .replay
+    leaks_in(a, &a.replay, top)
+}
+
+/// [`leaks`] of `replay`: the whole trace's, or one process's (`ProcessOutput::replay`).
+pub fn leaks_in(a: &Analysis, replay: &ReplayOutput, top: Option<usize>) -> LeakReport {
+    let mut candidates: Vec<Candidate> = replay
         .rows
         .iter()
         .filter(|r| r.unfreed_allocations > 0 || r.unfreed_bytes > 0)
         .map(|r| {
-            let c = classify_row(a, r);
+            let c = classify_row_in(replay, r);
             Candidate {
                 rank: 0,
                 verdict: c.verdict,
@@ -128,6 +137,54 @@ pub fn leaks(a: &Analysis, top: Option<usize>) -> LeakReport {
         total_unfreed_allocations,
         leak_bytes,
     }
+}
+
+/// One process of the trace, as `leaks`, `info` and `report` show it.
+#[derive(Debug, Clone)]
+pub struct ProcessReport<'a> {
+    pub process: &'a ProcessOutput,
+    /// Its own replay (the total's when it is the only process).
+    pub replay: &'a ReplayOutput,
+    /// Blocks it allocated and freed (realloc counts on both sides).
+    pub allocations: u64,
+    pub frees: u64,
+    /// Its candidates, on its own time axis, all of them.
+    pub leaks: LeakReport,
+}
+
+/// Every process replayed, in order of appearance, with its own candidates.
+pub fn processes(a: &Analysis) -> Vec<ProcessReport<'_>> {
+    a.replay
+        .processes
+        .iter()
+        .map(|p| {
+            let replay = p.replay.as_ref().unwrap_or(&a.replay);
+            let sum =
+                |f: fn(&StackRow) -> u64| replay.rows.iter().map(f).fold(0, u64::saturating_add);
+            ProcessReport {
+                process: p,
+                replay,
+                allocations: sum(|r| r.allocations),
+                frees: sum(|r| r.frees),
+                leaks: leaks_in(a, replay, None),
+            }
+        })
+        .collect()
+}
+
+/// For each stack id, the PIDs of the processes where it holds unfreed bytes (or blocks), in
+/// order of appearance.
+pub fn pids_by_stack(a: &Analysis) -> BTreeMap<u32, Vec<u32>> {
+    let mut m: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for p in &a.replay.processes {
+        let replay = p.replay.as_ref().unwrap_or(&a.replay);
+        for r in &replay.rows {
+            if r.unfreed_bytes > 0 || r.unfreed_allocations > 0 {
+                m.entry(r.stack_id).or_default().push(p.facts.pid);
+            }
+        }
+    }
+    m
 }
 
 /// Text labels for every stack row (verdict only for stacks with unfreed bytes).

@@ -103,6 +103,13 @@ fn terminal_reports_show_escapes_instead_of_control_characters() {
     ] {
         assert!(leaks.contains(visible), "no {visible} in:\n{leaks}");
     }
+    // The child's command line and why the grandchild was not traced: in `info`, in the
+    // per-process part of `leaks`, and in the warnings.
+    let child = r"./worker\x1b[2J --name=\u{202e}</script><script>alert(1)</script>";
+    let reason = r"process 4244 (child of 4243) was not traced: denied\x1b]0;pwned\x07 \u{202e}<b>by</b> =policy";
+    assert!(info.contains(child) && info.contains(reason), "{info}");
+    assert!(leaks.contains(child), "{leaks}");
+    assert!(warnings.contains(reason), "{warnings}");
     for text in [&info, &leaks] {
         assert!(
             !text.lines().any(|l| l.starts_with("FAKE")),
@@ -232,6 +239,12 @@ fn json_outputs_are_valid_and_keep_the_raw_text() {
     let frame = &leaks["candidates"][0]["frames"][0];
     assert_eq!(frame["file"], hostile::FILE);
     assert_eq!(frame["module"], "libevil\x07\u{202e}.so");
+
+    let child: Vec<String> =
+        serde_json::from_value(leaks["processes"][1]["command_line"].clone()).unwrap();
+    assert_eq!(child, hostile::child_command_line());
+    assert_eq!(leaks["unfollowed"][0]["reason"], hostile::UNFOLLOWED_REASON);
+    assert_eq!(info["unfollowed"][0]["reason"], hostile::UNFOLLOWED_REASON);
 
     json(&[os("lifetimes"), new, os("--json")]);
     json(&[os("timeline"), new, os("--json")]);
@@ -517,5 +530,14 @@ fn html_reports_carry_no_injected_markup() {
         // The page's script and inferno's, nothing else.
         assert_eq!(html.matches("<script").count(), 2, "{name}");
         assert!(html.contains(r"./srv\x1b]0;pwned\x07"), "{name}");
+        // Why the grandchild was not traced, among the warnings: its markup is text.
+        assert!(
+            html.contains(r"denied\x1b]0;pwned\x07 \u{202e}&lt;b&gt;by&lt;/b&gt; =policy"),
+            "{name}"
+        );
     }
+    // The processes of the single report, the child's command line as text.
+    let html = std::fs::read_to_string(t.scratch.path("single.html")).unwrap();
+    assert!(html.contains("<section id=\"processes\">"));
+    assert!(html.contains(r"./worker\x1b[2J --name=\u{202e}&lt;/script&gt;"));
 }

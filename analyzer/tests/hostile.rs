@@ -222,3 +222,62 @@ fn allocation_rows_are_charged() {
     let a = analyze_bytes(Path::new("hostile.trace"), &trace, collect(64 * MIB)).unwrap();
     assert_eq!(a.replay.allocations.unwrap().len(), 50_000);
 }
+
+/// 100,000 processes, long command lines and reasons, and process records naming PIDs the
+/// trace never introduced: the caps hold (4,096 processes replayed, 1,024 unfollowed kept),
+/// the warnings say what was left out, and nothing panics.
+#[test]
+fn a_hundred_thousand_processes_stay_within_the_caps() {
+    use memtrail::processes::{MAX_PROCESSES, MAX_UNFOLLOWED};
+    let trace = hostile::many_processes(100_000);
+    assert!(trace.len() < 4 << 20, "{} bytes", trace.len());
+    let a = analyze(&trace, 512 * MIB).expect("fits 512 MiB");
+    let r = &a.replay;
+    // The trace's own process had no event and no process record: not listed.
+    assert_eq!(r.processes.len(), MAX_PROCESSES - 1);
+    assert_eq!(r.unfollowed.len(), MAX_UNFOLLOWED);
+    assert_eq!(
+        r.process_limits.unfollowed_over_limit,
+        100_000 - MAX_UNFOLLOWED as u64
+    );
+    assert!(r.process_limits.processes_over_limit >= 100_000 - MAX_PROCESSES as u64);
+    // An exec and an exit of PIDs never introduced.
+    assert_eq!(r.process_limits.records_of_unknown_pids, 2);
+    for p in &r.processes {
+        let bytes: usize = p.facts.command_line.iter().map(String::len).sum();
+        assert!(
+            bytes <= 4096 + 64,
+            "a command line kept whole: {bytes} bytes"
+        );
+    }
+    assert!(r.unfollowed.iter().all(|u| u.reason.len() <= 1024 + 3));
+    // The thread bound to an unknown PID made that PID a process of unknown origin.
+    let unknown = r
+        .processes
+        .iter()
+        .find(|p| p.facts.pid == 999_999_999)
+        .expect("the PID a thread was bound to");
+    assert_eq!(unknown.facts.origin.name(), "other");
+    assert_eq!(unknown.events, 1);
+    // PID 5 introduced twice while running: one process, which exec'd its blocks away
+    // (the one at `1 << 48` was its key 0 and not kept).
+    let five: Vec<_> = r.processes.iter().filter(|p| p.facts.pid == 5).collect();
+    assert_eq!(five.len(), 1);
+    assert_eq!(five[0].facts.execs, 1);
+    let warnings = a.warnings().join("\n");
+    for expected in [
+        "more than 4096 processes",
+        "more processes of the tree were not traced",
+        "2 exec or exit records name a process the trace never introduced",
+    ] {
+        assert!(warnings.contains(expected), "{expected}: {warnings}");
+    }
+    // Every report over it.
+    let leaks = report::leaks(&a, None);
+    render::json::leaks(&a, &leaks);
+    render::table::leaks(&a, &leaks, 8);
+    render::json::info(&a);
+    render::table::info(&a);
+    // A small limit: the budget's error, not an abort.
+    budget_error(analyze(&trace, 16 * MIB));
+}

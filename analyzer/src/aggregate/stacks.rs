@@ -100,6 +100,10 @@ pub struct StackAggs {
     /// The most stacks allowed; no limit when `None`.
     max_stacks: Option<usize>,
     refused: bool,
+    /// Every id in `sparse`: a process's own accumulators, of which there may be thousands,
+    /// each using a few of the trace's stack ids (a flat table each would cost 4 bytes per id
+    /// up to the largest).
+    sparse_only: bool,
 }
 
 impl StackAggs {
@@ -126,7 +130,7 @@ impl StackAggs {
         }
         self.aggs.push(StackAgg::new());
         self.ids.push(stack);
-        if stack < DIRECT_IDS {
+        if stack < DIRECT_IDS && !self.sparse_only {
             let need = stack as usize + 1;
             if self.direct.len() < need {
                 self.direct
@@ -140,7 +144,7 @@ impl StackAggs {
     }
 
     fn find(&self, stack: u32) -> Option<usize> {
-        if stack < DIRECT_IDS {
+        if stack < DIRECT_IDS && !self.sparse_only {
             match self.direct.get(stack as usize) {
                 Some(&i) if i != 0 => Some(i as usize - 1),
                 _ => None,
@@ -235,6 +239,13 @@ fn rescale_at(buckets: usize, shift: u32) -> u64 {
 }
 
 impl Aggregates {
+    /// Accumulators that find every stack through a hash map (see `StackAggs::sparse_only`).
+    pub fn sparse() -> Aggregates {
+        let mut a = Aggregates::default();
+        a.stacks.sparse_only = true;
+        a
+    }
+
     #[inline]
     fn advance(&mut self, now: u64) {
         if now >= self.next_rescale_ns {
@@ -329,6 +340,23 @@ impl Aggregates {
             a.live_allocations = a.live_allocations.saturating_sub(1);
             a.lifetimes.add(lifetime);
             a.lifetime_classes[lifetime_class(lifetime)] += 1;
+            self.live_allocations = self.live_allocations.saturating_sub(1);
+        }
+        a.curve_point(shift, now);
+        self.live_bytes = self.live_bytes.saturating_sub(size);
+        self.heap_point(now);
+    }
+
+    /// `size` bytes of `stack` stopped being live at `now` without being freed (their process
+    /// replaced its image): no free, no lifetime. `whole` as for [`Aggregates::release`].
+    pub fn discard(&mut self, now: u64, stack: u32, size: u64, whole: bool) {
+        self.advance(now);
+        let shift = self.stack_shift;
+        let i = self.stacks.index(stack);
+        let a = &mut self.stacks.aggs[i];
+        a.live_bytes = a.live_bytes.saturating_sub(size);
+        if whole {
+            a.live_allocations = a.live_allocations.saturating_sub(1);
             self.live_allocations = self.live_allocations.saturating_sub(1);
         }
         a.curve_point(shift, now);

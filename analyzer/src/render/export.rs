@@ -178,13 +178,26 @@ pub fn lifetimes(l: &Lifetimes) -> PolarsResult<DataFrame> {
 /// (null when the stack is not in that trace); `growth` is what the ranking and the gate read
 /// (unfreed bytes, or per second with `--normalize duration`).
 pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
-    use crate::diff::{Side, StackDiff};
-    let rows: Vec<(&crate::diff::Diff, &StackDiff)> = diffs
+    use crate::diff::{ProcessDiff, Side, StackDiff};
+    // The whole traces' stacks (no process), then each pair of processes' stacks.
+    let rows: Vec<(&crate::diff::Diff, Option<&ProcessDiff>, &StackDiff)> = diffs
         .iter()
-        .flat_map(|d| d.stacks.iter().map(move |s| (*d, s)))
+        .flat_map(|d| {
+            // Per process only when a trace has several: else the one pair repeats the whole.
+            let processes = if d.processes.len() > 1 {
+                &d.processes[..]
+            } else {
+                &[]
+            };
+            d.stacks.iter().map(move |s| (*d, None, s)).chain(
+                processes
+                    .iter()
+                    .flat_map(move |p| p.stacks.iter().map(move |s| (*d, Some(p), s))),
+            )
+        })
         .collect();
     let text = |f: &dyn Fn(&crate::diff::Diff, &StackDiff) -> String| -> Vec<String> {
-        rows.iter().map(|(d, s)| f(d, s)).collect()
+        rows.iter().map(|(d, _, s)| f(d, s)).collect()
     };
     type SideField = fn(&Side) -> Option<u64>;
     let side_u64 = |name: &str, f: SideField| -> [Column; 2] {
@@ -192,13 +205,13 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
             Column::new(
                 format!("base_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.base.as_ref().and_then(f))
                     .collect::<Vec<Option<u64>>>(),
             ),
             Column::new(
                 format!("new_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.new.as_ref().and_then(f))
                     .collect::<Vec<Option<u64>>>(),
             ),
         ]
@@ -208,13 +221,13 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
             Column::new(
                 format!("base_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.base.as_ref().and_then(f))
                     .collect::<Vec<Option<f64>>>(),
             ),
             Column::new(
                 format!("new_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.new.as_ref().and_then(f))
                     .collect::<Vec<Option<f64>>>(),
             ),
         ]
@@ -224,13 +237,13 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
             Column::new(
                 format!("base_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.base.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.base.as_ref().and_then(f))
                     .collect::<Vec<Option<&str>>>(),
             ),
             Column::new(
                 format!("new_{name}").into(),
                 rows.iter()
-                    .map(|(_, s)| s.new.as_ref().and_then(f))
+                    .map(|(_, _, s)| s.new.as_ref().and_then(f))
                     .collect::<Vec<Option<&str>>>(),
             ),
         ]
@@ -247,28 +260,30 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
         Column::new(
             "rank".into(),
             rows.iter()
-                .map(|(_, s)| s.rank as u32)
+                .map(|(_, _, s)| s.rank as u32)
                 .collect::<Vec<u32>>(),
         ),
         Column::new(
             "status".into(),
             rows.iter()
-                .map(|(_, s)| s.status.name())
+                .map(|(_, _, s)| s.status.name())
                 .collect::<Vec<&str>>(),
         ),
         Column::new(
             "growth".into(),
-            rows.iter().map(|(_, s)| s.growth).collect::<Vec<f64>>(),
+            rows.iter().map(|(_, _, s)| s.growth).collect::<Vec<f64>>(),
         ),
         Column::new(
             "growth_pct".into(),
             rows.iter()
-                .map(|(_, s)| s.growth_pct)
+                .map(|(_, _, s)| s.growth_pct)
                 .collect::<Vec<Option<f64>>>(),
         ),
         Column::new(
             "crossed".into(),
-            rows.iter().map(|(_, s)| s.crossed).collect::<Vec<bool>>(),
+            rows.iter()
+                .map(|(_, _, s)| s.crossed)
+                .collect::<Vec<bool>>(),
         ),
     ];
     columns.extend(side_u64("unfreed_bytes", |s| Some(s.row.unfreed_bytes)));
@@ -292,6 +307,12 @@ pub fn diff(diffs: &[&crate::diff::Diff]) -> PolarsResult<DataFrame> {
         text(&|_, s| s.top_function().to_owned()),
     ));
     columns.push(Column::new("key".into(), text(&|_, s| s.key.clone())));
+    columns.push(Column::new(
+        "process".into(),
+        rows.iter()
+            .map(|(_, p, _)| p.map(|p| p.label()))
+            .collect::<Vec<Option<String>>>(),
+    ));
     DataFrame::new_infer_height(columns)
 }
 

@@ -21,7 +21,7 @@ use super::{flamegraph, svg, table};
 use crate::analysis::Analysis;
 use crate::cli::Metric;
 use crate::diff::{Diff, Side};
-use crate::report::{LeakReport, Lifetimes, calls};
+use crate::report::{LeakReport, Lifetimes, calls, pids_by_stack, processes};
 use crate::symbols::Frame;
 use memtrail_format::units::{format_bytes, format_duration};
 
@@ -235,6 +235,75 @@ fn chart(o: &mut String, id: &str, heading: &str, svg_document: &str) {
     );
 }
 
+/// Each process with its own candidates (a trace of several processes only).
+fn processes_section(o: &mut String, a: &Analysis) {
+    let all = processes(a);
+    let _ = writeln!(
+        o,
+        "<section id=\"processes\">\n<h2>Processes</h2>\n<p class=\"note\">{} processes; \
+         each judged on its own time axis, from its first event to its exit. Blocks live when a \
+         process replaced its image (exec) are released, not leaks.</p>",
+        all.len()
+    );
+    o.push_str(
+        "<table class=\"rows\"><thead><tr><th class=\"num\">pid</th><th class=\"num\">parent</th>\
+         <th>origin</th><th>command</th><th>exit</th><th class=\"num\">events</th>\
+         <th class=\"num\">unfreed</th><th class=\"num\">blocks</th><th>candidates</th></tr></thead><tbody>\n",
+    );
+    for p in &all {
+        let f = &p.process.facts;
+        let exit = match f.exit {
+            Some(e) => match (e.code, e.signal) {
+                (_, Some(sig)) => format!("signal {sig} at {}", format_duration(e.time_ns)),
+                (Some(c), None) => format!("status {c} at {}", format_duration(e.time_ns)),
+                (None, None) => format!("at {}", format_duration(e.time_ns)),
+            },
+            None => "running at the end".into(),
+        };
+        let _ = write!(
+            o,
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
+             <td><span class=\"function\">{}</span></td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>",
+            f.pid,
+            if f.parent_pid == 0 {
+                "?".to_owned()
+            } else {
+                f.parent_pid.to_string()
+            },
+            esc(f.origin.name()),
+            esc(&f.command()),
+            esc(&exit),
+            p.process.events,
+            format_bytes(p.leaks.total_unfreed_bytes),
+            p.leaks.total_unfreed_allocations,
+        );
+        if p.leaks.candidates.is_empty() {
+            o.push_str("none");
+        }
+        for c in &p.leaks.candidates {
+            let _ = write!(
+                o,
+                "<div>{} {} <span class=\"function\">{}</span> (stack {})</div>",
+                badge(c.verdict.name()),
+                format_bytes(c.scaled.unfreed_bytes),
+                esc(c.frames.first().map_or("", |f| f.function.as_str())),
+                c.row.stack_id
+            );
+        }
+        if p.process.released_by_exec_blocks > 0 {
+            let _ = write!(
+                o,
+                "<div class=\"why\">{} in {} blocks released by exec</div>",
+                format_bytes(p.process.released_by_exec_bytes),
+                p.process.released_by_exec_blocks
+            );
+        }
+        o.push_str("</td></tr>\n");
+    }
+    o.push_str("</tbody></table>\n</section>\n");
+}
+
 /// The report of one trace.
 pub fn single(a: &Analysis, leaks: &LeakReport, lifetimes: &Lifetimes) -> std::io::Result<String> {
     let mut o = String::new();
@@ -261,6 +330,12 @@ pub fn single(a: &Analysis, leaks: &LeakReport, lifetimes: &Lifetimes) -> std::i
     warnings(&mut o, &[a]);
 
     o.push_str("<section id=\"candidates\">\n<h2>Leak candidates</h2>\n");
+    let several = a.replay.processes.len() > 1;
+    let pids = if several {
+        pids_by_stack(a)
+    } else {
+        Default::default()
+    };
     if leaks.candidates.is_empty() {
         o.push_str("<p class=\"fine\">Nothing older than the minimum age was left unfreed.</p>\n");
     } else {
@@ -296,12 +371,26 @@ pub fn single(a: &Analysis, leaks: &LeakReport, lifetimes: &Lifetimes) -> std::i
                 esc(c.frames.first().map_or("", |f| f.function.as_str())),
                 esc(&c.reason)
             );
+            if let Some(pids) = pids.get(&c.row.stack_id) {
+                let _ = write!(
+                    o,
+                    "<div class=\"why\">in process{} {}</div>",
+                    if pids.len() == 1 { "" } else { "es" },
+                    pids.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             frames_list(&mut o, &c.frames);
             o.push_str("</td></tr>\n");
         }
         o.push_str("</tbody></table>\n");
     }
     o.push_str("</section>\n");
+    if several {
+        processes_section(&mut o, a);
+    }
 
     let lines = flamegraph::folded(a, Metric::Unfreed);
     let mut fg = Vec::new();

@@ -14,7 +14,7 @@ use crate::aggregate::{LIFETIME_CLASS_LABELS, TimeAxis, size_class_label};
 use crate::analysis::Analysis;
 use crate::diff;
 use crate::replay::RssSample;
-use crate::report::{LeakReport, Lifetimes, calls, lifetime_class_bounds};
+use crate::report::{self, LeakReport, Lifetimes, calls, lifetime_class_bounds};
 use crate::symbols::Frame;
 
 #[derive(Serialize)]
@@ -73,6 +73,10 @@ struct Info<'a> {
     exit: Option<Exit>,
     end: Option<EndTotals>,
     extra: BTreeMap<&'a str, &'a str>,
+    processes: Vec<ProcessJson<'a>>,
+    unfollowed: Vec<UnfollowedJson<'a>>,
+    /// Events of processes not replayed (left out by `--pid`, or past the process limit).
+    events_not_replayed: u64,
 }
 
 /// Pretty JSON, with the characters serde_json leaves raw (DEL, C1 controls, bidi overrides)
@@ -88,6 +92,7 @@ fn pretty<T: Serialize>(v: &T) -> String {
 pub fn info(a: &Analysis) -> String {
     let m = &a.meta;
     let s = &a.replay.stats;
+    let reports = report::processes(a);
     pretty(&Info {
         trace: a.path.display().to_string(),
         format_version: format!("{}.{}", a.header.major, a.header.minor),
@@ -140,6 +145,9 @@ pub fn info(a: &Analysis) -> String {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect(),
+        processes: processes_json(&reports),
+        unfollowed: unfollowed_json(a),
+        events_not_replayed: s.events_not_replayed,
     })
 }
 
@@ -168,6 +176,124 @@ struct Candidate<'a> {
     unfreed_over_time: &'a [i64],
     stack_truncated: bool,
     frames: &'a [Frame],
+    /// Processes where this stack holds unfreed bytes.
+    pids: Vec<u32>,
+}
+
+fn candidate<'a>(c: &'a report::Candidate, pids: Vec<u32>) -> Candidate<'a> {
+    let s = &c.scaled;
+    Candidate {
+        rank: c.rank,
+        stack_id: c.row.stack_id,
+        verdict: c.verdict.name(),
+        reason: &c.reason,
+        unfreed_bytes: s.unfreed_bytes,
+        unfreed_allocations: s.unfreed_allocations,
+        live_bytes: s.live_bytes,
+        live_allocations: s.live_allocations,
+        allocations: s.allocations,
+        allocated_bytes: s.allocated_bytes,
+        frees: s.frees,
+        freed_bytes: s.freed_bytes,
+        peak_bytes: s.peak_bytes,
+        first_alloc_ns: s.first_alloc_ns,
+        last_alloc_ns: s.last_alloc_ns,
+        lifetime_p50_ns: s.lifetime_p50_ns,
+        lifetime_p90_ns: s.lifetime_p90_ns,
+        lifetime_p99_ns: s.lifetime_p99_ns,
+        lifetime_max_ns: s.lifetime_max_ns,
+        unfreed_over_time: &s.unfreed_over_time,
+        stack_truncated: c.stack_truncated,
+        frames: &c.frames,
+        pids,
+    }
+}
+
+#[derive(Serialize)]
+struct ProcessExit {
+    time_ns: u64,
+    code: Option<i32>,
+    signal: Option<i32>,
+}
+
+/// One process: its facts, its totals and its own candidates (on its own time axis).
+#[derive(Serialize)]
+struct ProcessJson<'a> {
+    pid: u32,
+    parent_pid: u32,
+    origin: &'static str,
+    command_line: &'a [String],
+    exit: Option<ProcessExit>,
+    execs: u32,
+    events: u64,
+    active_start_ns: u64,
+    active_end_ns: u64,
+    allocations: u64,
+    frees: u64,
+    unfreed_bytes: u64,
+    unfreed_blocks: u64,
+    released_by_exec_bytes: u64,
+    released_by_exec_blocks: u64,
+    time_axis: TimeAxis,
+    candidates: Vec<Candidate<'a>>,
+}
+
+#[derive(Serialize)]
+struct UnfollowedJson<'a> {
+    pid: u32,
+    parent_pid: u32,
+    reason: &'a str,
+    time_ns: u64,
+}
+
+fn processes_json<'a>(reports: &'a [report::ProcessReport<'a>]) -> Vec<ProcessJson<'a>> {
+    reports
+        .iter()
+        .map(|p| {
+            let f = &p.process.facts;
+            ProcessJson {
+                pid: f.pid,
+                parent_pid: f.parent_pid,
+                origin: f.origin.name(),
+                command_line: &f.command_line,
+                exit: f.exit.map(|e| ProcessExit {
+                    time_ns: e.time_ns,
+                    code: e.code,
+                    signal: e.signal,
+                }),
+                execs: f.execs,
+                events: p.process.events,
+                active_start_ns: p.replay.active_start_ns,
+                active_end_ns: p.replay.active_end_ns,
+                allocations: p.allocations,
+                frees: p.frees,
+                unfreed_bytes: p.leaks.total_unfreed_bytes,
+                unfreed_blocks: p.leaks.total_unfreed_allocations,
+                released_by_exec_bytes: p.process.released_by_exec_bytes,
+                released_by_exec_blocks: p.process.released_by_exec_blocks,
+                time_axis: p.replay.axis,
+                candidates: p
+                    .leaks
+                    .candidates
+                    .iter()
+                    .map(|c| candidate(c, vec![f.pid]))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn unfollowed_json(a: &Analysis) -> Vec<UnfollowedJson<'_>> {
+    a.replay
+        .unfollowed
+        .iter()
+        .map(|u| UnfollowedJson {
+            pid: u.pid,
+            parent_pid: u.parent_pid,
+            reason: &u.reason,
+            time_ns: u.time_ns,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -191,10 +317,14 @@ struct Leaks<'a> {
     candidates_total: usize,
     time_axis: TimeAxis,
     candidates: Vec<Candidate<'a>>,
+    processes: Vec<ProcessJson<'a>>,
+    unfollowed: Vec<UnfollowedJson<'a>>,
 }
 
 pub fn leaks(a: &Analysis, rep: &LeakReport) -> String {
     let r = &a.replay;
+    let reports = report::processes(a);
+    let pids = report::pids_by_stack(a);
     pretty(&Leaks {
         trace: a.path.display().to_string(),
         command: a.command(),
@@ -217,34 +347,10 @@ pub fn leaks(a: &Analysis, rep: &LeakReport) -> String {
         candidates: rep
             .candidates
             .iter()
-            .map(|c| {
-                let s = &c.scaled;
-                Candidate {
-                    rank: c.rank,
-                    stack_id: c.row.stack_id,
-                    verdict: c.verdict.name(),
-                    reason: &c.reason,
-                    unfreed_bytes: s.unfreed_bytes,
-                    unfreed_allocations: s.unfreed_allocations,
-                    live_bytes: s.live_bytes,
-                    live_allocations: s.live_allocations,
-                    allocations: s.allocations,
-                    allocated_bytes: s.allocated_bytes,
-                    frees: s.frees,
-                    freed_bytes: s.freed_bytes,
-                    peak_bytes: s.peak_bytes,
-                    first_alloc_ns: s.first_alloc_ns,
-                    last_alloc_ns: s.last_alloc_ns,
-                    lifetime_p50_ns: s.lifetime_p50_ns,
-                    lifetime_p90_ns: s.lifetime_p90_ns,
-                    lifetime_p99_ns: s.lifetime_p99_ns,
-                    lifetime_max_ns: s.lifetime_max_ns,
-                    unfreed_over_time: &s.unfreed_over_time,
-                    stack_truncated: c.stack_truncated,
-                    frames: &c.frames,
-                }
-            })
+            .map(|c| candidate(c, pids.get(&c.row.stack_id).cloned().unwrap_or_default()))
             .collect(),
+        processes: processes_json(&reports),
+        unfollowed: unfollowed_json(a),
     })
 }
 
@@ -481,6 +587,66 @@ struct DiffJson<'a> {
     summary: diff::StatusCounts,
     gate: Option<DiffGate>,
     stacks: Vec<DiffStack<'a>>,
+    processes: Vec<DiffProcess<'a>>,
+}
+
+/// One process in one trace of a comparison.
+#[derive(Serialize)]
+struct DiffProcessSide<'a> {
+    pid: u32,
+    parent_pid: u32,
+    command_line: &'a [String],
+    events: u64,
+    unfreed_bytes: u64,
+    unfreed_allocations: u64,
+}
+
+/// A pair of processes matched by command, and their stacks compared.
+#[derive(Serialize)]
+struct DiffProcess<'a> {
+    command: &'a str,
+    occurrence: usize,
+    status: &'static str,
+    growth: f64,
+    base: Option<DiffProcessSide<'a>>,
+    new: Option<DiffProcessSide<'a>>,
+    summary: diff::StatusCounts,
+    stacks: Vec<DiffStack<'a>>,
+}
+
+fn diff_process_side(s: &diff::ProcessSide) -> DiffProcessSide<'_> {
+    DiffProcessSide {
+        pid: s.pid,
+        parent_pid: s.parent_pid,
+        command_line: &s.command_line,
+        events: s.events,
+        unfreed_bytes: s.unfreed_bytes,
+        unfreed_allocations: s.unfreed_allocations,
+    }
+}
+
+fn diff_stack(s: &diff::StackDiff) -> DiffStack<'_> {
+    DiffStack {
+        rank: s.rank,
+        status: s.status.name(),
+        key: &s.key,
+        growth: s.growth,
+        growth_pct: s.growth_pct,
+        crossed: s.crossed,
+        base: s.base.as_ref().map(DiffSide::new),
+        new: s.new.as_ref().map(DiffSide::new),
+        delta: delta(s),
+        frames: s
+            .frames
+            .iter()
+            .map(|f| DiffFrame {
+                function: &f.function,
+                module: f.module.as_deref(),
+                file: f.file.as_deref(),
+                line: f.line,
+            })
+            .collect(),
+    }
 }
 
 fn delta(s: &diff::StackDiff) -> DiffDelta {
@@ -526,29 +692,19 @@ pub fn diff(d: &diff::Diff) -> String {
             passed: g.passed(),
             crossed: g.crossed.clone(),
         }),
-        stacks: d
-            .stacks
+        stacks: d.stacks.iter().map(diff_stack).collect(),
+        processes: d
+            .processes
             .iter()
-            .map(|s| DiffStack {
-                rank: s.rank,
-                status: s.status.name(),
-                key: &s.key,
-                growth: s.growth,
-                growth_pct: s.growth_pct,
-                crossed: s.crossed,
-                base: s.base.as_ref().map(DiffSide::new),
-                new: s.new.as_ref().map(DiffSide::new),
-                delta: delta(s),
-                frames: s
-                    .frames
-                    .iter()
-                    .map(|f| DiffFrame {
-                        function: &f.function,
-                        module: f.module.as_deref(),
-                        file: f.file.as_deref(),
-                        line: f.line,
-                    })
-                    .collect(),
+            .map(|p| DiffProcess {
+                command: &p.command,
+                occurrence: p.occurrence,
+                status: p.status.name(),
+                growth: p.growth,
+                base: p.base.as_ref().map(diff_process_side),
+                new: p.new.as_ref().map(diff_process_side),
+                summary: p.counts,
+                stacks: p.stacks.iter().map(diff_stack).collect(),
             })
             .collect(),
     })

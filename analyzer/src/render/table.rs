@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use crate::analysis::Analysis;
 use crate::diff::{self, Normalize};
 use crate::escape::{shown, terminal_report};
-use crate::report::{LeakReport, Lifetimes, calls};
+use crate::processes::{ExitStatus, ProcessFacts, unfollowed_sentence};
+use crate::report::{LeakReport, Lifetimes, ProcessReport, calls, pids_by_stack, processes};
 use memtrail_format::units::{format_bytes, format_duration};
 
 /// Formats a wall-clock time (ns since the epoch) as UTC `YYYY-MM-DD HH:MM:SS`.
@@ -141,12 +142,55 @@ pub fn info(a: &Analysis) -> String {
         a.symbols.symbol_count()
     );
     if let Some((t, code, signal)) = s.exit {
-        let how = match (code, signal) {
-            (_, Some(sig)) => format!("killed by signal {sig}"),
-            (Some(c), None) => format!("exited with status {c}"),
-            (None, None) => "exited".into(),
-        };
-        let _ = writeln!(o, "exit         {how} at {}", format_duration(t));
+        let _ = writeln!(
+            o,
+            "exit         {} at {}",
+            exit_how(code, signal),
+            format_duration(t)
+        );
+    }
+    if a.replay.processes.len() > 1 {
+        let _ = writeln!(o, "processes    {}", a.replay.processes.len());
+        for p in processes(a) {
+            let r = p.replay;
+            let _ = writeln!(
+                o,
+                "  {}\n    {}; {} events; {} live at its end in {} blocks{}",
+                process_title(&p.process.facts),
+                exit_text(&p.process.facts),
+                p.process.events,
+                format_bytes(r.live_bytes),
+                r.live_allocations,
+                exec_text(&p),
+            );
+        }
+    }
+    if !a.replay.options.pids.is_empty() {
+        let _ = writeln!(
+            o,
+            "selected     --pid {}: {} events of other processes not replayed",
+            a.replay
+                .options
+                .pids
+                .pids()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" --pid "),
+            s.events_not_replayed
+        );
+    }
+    let unfollowed = &a.replay.unfollowed;
+    if !unfollowed.is_empty() {
+        let _ = writeln!(o, "not traced   {} processes of the tree", unfollowed.len());
+        for u in unfollowed {
+            let _ = writeln!(
+                o,
+                "  at {}: {}",
+                format_duration(u.time_ns),
+                shown(unfollowed_sentence(u))
+            );
+        }
     }
     match &a.truncation {
         Some(t) => {
@@ -159,9 +203,109 @@ pub fn info(a: &Analysis) -> String {
     terminal_report(o)
 }
 
+/// How a process ended, from its exit code or signal.
+fn exit_how(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(c), None) => format!("exited with status {c}"),
+        (None, None) => "exited".into(),
+    }
+}
+
+/// `exited with status 0 at 1.2s`, or that it was still running at the end.
+fn exit_text(p: &ProcessFacts) -> String {
+    match p.exit {
+        Some(ExitStatus {
+            time_ns,
+            code,
+            signal,
+        }) => format!("{} at {}", exit_how(code, signal), format_duration(time_ns)),
+        None => "still running at the end of the recording".into(),
+    }
+}
+
+/// `pid 1201 (forked by 1200): ./server --worker`.
+fn process_title(p: &ProcessFacts) -> String {
+    let parent = match (p.origin, p.parent_pid) {
+        (memtrail_format::ProcessOrigin::Forked, parent) if parent != 0 => {
+            format!("forked by {parent}")
+        }
+        (origin, 0) => origin.name().to_owned(),
+        (origin, parent) => format!("{}, child of {parent}", origin.name()),
+    };
+    let execs = match p.execs {
+        0 => String::new(),
+        1 => ", after an exec".to_owned(),
+        n => format!(", after {n} execs"),
+    };
+    format!("pid {} ({parent}{execs}): {}", p.pid, shown(p.command()))
+}
+
+/// `; 12 KiB in 30 blocks released by exec`, when its exec released any.
+fn exec_text(p: &ProcessReport) -> String {
+    if p.process.released_by_exec_blocks == 0 && p.process.released_by_exec_bytes == 0 {
+        return String::new();
+    }
+    format!(
+        "; {} in {} blocks released by exec (not leaks)",
+        format_bytes(p.process.released_by_exec_bytes),
+        p.process.released_by_exec_blocks
+    )
+}
+
+/// The per-process part of `leaks` (several processes only): each process and its own
+/// candidates, one line each (the frames are in the total above, by stack id).
+fn leaks_by_process(a: &Analysis, o: &mut String) {
+    let all = processes(a);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{} processes:", all.len());
+    for p in &all {
+        let rep = &p.leaks;
+        let leaks = rep
+            .candidates
+            .iter()
+            .filter(|c| c.verdict == crate::verdict::Verdict::Leak)
+            .count();
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{}", process_title(&p.process.facts));
+        let _ = writeln!(
+            o,
+            "     {}; {} events; {} unfreed in {} blocks; {} candidates, {} judged leaks{}",
+            exit_text(&p.process.facts),
+            p.process.events,
+            format_bytes(rep.total_unfreed_bytes),
+            rep.total_unfreed_allocations,
+            rep.candidates_total,
+            leaks,
+            exec_text(p),
+        );
+        for c in &rep.candidates {
+            let _ = writeln!(
+                o,
+                "     #{:<3} {:<20} {} in {} blocks  (stack {}){}",
+                c.rank,
+                c.verdict.name(),
+                format_bytes(c.scaled.unfreed_bytes),
+                c.scaled.unfreed_allocations,
+                c.row.stack_id,
+                c.frames
+                    .first()
+                    .map(|f| format!("  at {}{}", shown(&f.function), shown(f.place())))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
 pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
     let mut o = String::new();
     let r = &a.replay;
+    let several = r.processes.len() > 1;
+    let pids = if several {
+        pids_by_stack(a)
+    } else {
+        Default::default()
+    };
     let _ = writeln!(
         o,
         "{} leak candidates in {} ({}): {} unfreed in {} blocks older than {}{}; {} in stacks judged leaks",
@@ -200,6 +344,16 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
             c.row.stack_id
         );
         let _ = writeln!(o, "     why: {}", shown(&c.reason));
+        if let Some(pids) = pids.get(&c.row.stack_id) {
+            let _ = writeln!(
+                o,
+                "     in processes {}",
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let lifetimes = match (c.row.lifetime_p50_ns, c.row.lifetime_p99_ns) {
             (Some(p50), Some(p99)) => format!(
                 "freed ones lived p50 {}, p99 {}",
@@ -235,6 +389,9 @@ pub fn leaks(a: &Analysis, rep: &LeakReport, max_frames: usize) -> String {
         } else if c.stack_truncated {
             let _ = writeln!(o, "        ... (the recorder stopped unwinding here)");
         }
+    }
+    if several {
+        leaks_by_process(a, &mut o);
     }
     terminal_report(o)
 }
@@ -435,6 +592,43 @@ pub fn gate(d: &diff::Diff) -> Option<String> {
 
 /// `memtrail diff` for humans: a summary, then one block per stack that changed (at most
 /// `top`), largest growth first, with its frames.
+/// The per-process part of `diff` (when a trace has several processes): each pair matched by
+/// command, its unfreed change and its changed stacks, one line each.
+fn diff_processes(d: &diff::Diff, o: &mut String, max_frames: usize) {
+    let n = d.normalize;
+    let _ = writeln!(o, "\nprocesses, matched by command (not by PID):");
+    for p in &d.processes {
+        let pid = |s: Option<&diff::ProcessSide>| s.map_or("-".to_owned(), |s| s.pid.to_string());
+        let unfreed: f64 = p.stacks.iter().map(|s| s.base_value(n)).sum();
+        let _ = writeln!(
+            o,
+            "\n{} (pid {} -> {}): {} {} -> {} ({})",
+            shown(p.label()),
+            pid(p.base.as_ref()),
+            pid(p.new.as_ref()),
+            p.status.name(),
+            amount(unfreed, n),
+            amount(unfreed + p.growth, n),
+            signed_amount(p.growth, n),
+        );
+        for s in p.stacks.iter().filter(|s| s.growth != 0.0) {
+            let _ = writeln!(
+                o,
+                "     #{:<3} {:<9} {:>13}  at {}",
+                s.rank,
+                s.status.name(),
+                signed_amount(s.growth, n),
+                s.frames
+                    .iter()
+                    .take(max_frames.min(2))
+                    .map(|f| format!("{}{}", shown(&f.function), shown(f.module_tag())))
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            );
+        }
+    }
+}
+
 pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
     let mut o = String::new();
     let n = d.normalize;
@@ -535,6 +729,9 @@ pub fn diff(d: &diff::Diff, top: usize, max_frames: usize) -> String {
             "\n... {} more changed stacks (--top, or --json / --format csv for all)",
             changed.len() - top
         );
+    }
+    if d.processes.len() > 1 {
+        diff_processes(d, &mut o, max_frames);
     }
     // The verdict only: the crossed stacks are marked above, and listed in full on stderr
     // (by the binary, from `gate`), where a CI log shows them whatever the format.

@@ -7,8 +7,8 @@
 
 use memtrail_format::testing::TraceBuilder;
 use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, MAX_LIST, MAX_STRING, Module, Record, Stack,
-    StackFrame, Symbol, SymbolFrame, TraceMeta, Unwinder, WriterOptions,
+    AllocApi, EndTotals, FreeApi, LostReason, MAX_LIST, MAX_STRING, Module, ProcessOrigin, Record,
+    Stack, StackFrame, Symbol, SymbolFrame, TraceMeta, Unwinder, WriterOptions,
 };
 
 /// Options whose output depends only on the records: no time-based flushes, the largest
@@ -258,6 +258,59 @@ pub fn capacity_claims() -> Vec<u8> {
     end(w, 1_000)
 }
 
+/// `n` processes (format 1.1), each with a thread of its own and a 16-byte block it never
+/// frees, the first hundred with a long command line (100 arguments of 100 bytes); as many
+/// unfollowed processes, the first hundred with a 4 KiB reason; and the records a reader cannot trust: a thread bound to a PID never
+/// introduced, an exec and an exit of such PIDs, a PID introduced twice, and blocks at
+/// `index << 48` (where a process's key would be 0) and above 2^48.
+pub fn many_processes(n: u32) -> Vec<u8> {
+    let mut w = writer();
+    let argv: Vec<String> = (0..100).map(|i| format!("{i:0100}")).collect();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let reason = "r".repeat(4096);
+    w.thread(7, 999_999_999)
+        .on_thread(7)
+        .alloc(1, 0x1000, 16, 0)
+        .exec(2, 888_888_888, &["x"])
+        .process_exit(3, 777_777_777, Some(1), None)
+        .process(4, 5, 1, ProcessOrigin::Forked, &["dup"])
+        .process(5, 5, 1, ProcessOrigin::Forked, &["dup"])
+        .thread(5, 5)
+        .on_thread(5)
+        .alloc(6, 1 << 48, 16, 0)
+        .alloc(7, 3 << 48, 16, 0)
+        .alloc(8, u64::MAX - 15, 16, 0)
+        .free(9, 1 << 48)
+        .exec(10, 5, &["after"]);
+    for i in 0..n {
+        let pid = 10_000 + i;
+        // The long texts on the first hundred only: the file stays small.
+        let long = i < 100;
+        w.process(
+            100 + u64::from(i),
+            pid,
+            1,
+            ProcessOrigin::Forked,
+            if long { &argv } else { &["w"] },
+        )
+        .thread(pid, pid)
+        .on_thread(pid)
+        .alloc(
+            100 + u64::from(i),
+            0x5555_0000 + u64::from(i) * 16,
+            16,
+            i % 64,
+        )
+        .unfollowed(
+            100 + u64::from(i),
+            20_000_000 + i,
+            pid,
+            if long { &reason } else { "r" },
+        );
+    }
+    end(w, 1_000_000)
+}
+
 /// The fuzzer seeds: (file name, bytes). Small files, each declaring far more than its size.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -267,5 +320,6 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("huge-values.trace", huge_values()),
         ("big-names.trace", big_names(4, 4, MAX_LIST)),
         ("capacity-claims.trace", capacity_claims()),
+        ("many-processes-100k.trace", many_processes(100_000)),
     ]
 }

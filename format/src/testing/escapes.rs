@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::{StackLayout, TraceBuilder};
-use crate::{AllocApi, FreeApi, LostReason, Record, StackFrame, TraceMeta};
+use crate::{AllocApi, FreeApi, LostReason, ProcessOrigin, Record, StackFrame, TraceMeta};
 
 /// Sets the terminal's title.
 pub const TITLE: &str = "\x1b]0;pwned\x07";
@@ -58,6 +58,14 @@ pub const STACKS: [(u32, &[&str]); 4] = [
 
 pub const FILE: &str = "/src/\x1b[2J\u{202e}evil.c";
 
+/// The command line of the child process (PID 4243), which the traced command forks.
+pub fn child_command_line() -> Vec<String> {
+    vec![format!("./worker{CLEAR}"), format!("--name={RLO}{SCRIPT}")]
+}
+
+/// Why the grandchild (PID 4244) was not traced.
+pub const UNFOLLOWED_REASON: &str = "denied\x1b]0;pwned\x07 \u{202e}<b>by</b> =policy";
+
 pub use crate::text::is_unsafe;
 
 /// Panics when `text` carries an unsafe character other than the line breaks between lines.
@@ -77,7 +85,9 @@ pub fn assert_no_raw_controls(what: &str, text: &str) {
 
 /// Writes the hostile trace to `path`: 2 s of stacks 1-4 leaking, each `scale[k]` blocks of
 /// 1 KiB per 10 ms (BASE and NEW of a diff differ in `scale`), a thread that frees what it
-/// allocates, RSS samples, lost events.
+/// allocates, RSS samples, lost events. Stack 4 leaks in a child process (4243, forked by the
+/// traced command 4242, with a hostile command line of its own); a grandchild (4244) was not
+/// traced, for a hostile reason.
 pub fn write_trace(path: &Path, scale: [u64; 4]) {
     const MS: u64 = 1_000_000;
     let meta = TraceMeta {
@@ -94,6 +104,13 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
         ..TraceMeta::default()
     };
     let mut t = TraceBuilder::new(&meta);
+    let (own, child) = (command_line(), child_command_line());
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    let child: Vec<&str> = child.iter().map(String::as_str).collect();
+    t.process(0, 4242, 1, ProcessOrigin::Launched, &own)
+        .process(MS, 4243, 4242, ProcessOrigin::Forked, &child)
+        .thread(3, 4243)
+        .unfollowed(2 * MS, 4244, 4243, UNFOLLOWED_REASON);
     t.module(1, MODULE, &[7; 20]).layout(StackLayout {
         module: 1,
         load: 0x5555_0000_0000,
@@ -114,10 +131,14 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
     for step in 0..200u64 {
         let time = (step + 1) * 10 * MS;
         for (k, (stack, _)) in STACKS.iter().enumerate() {
+            // Stack 4 in the child, on its thread 3; the others on thread 1, unbound: the
+            // traced command's.
+            t.on_thread(if *stack == 4 { 3 } else { 1 });
             for _ in 0..scale[k] {
                 address += 0x1000;
                 t.alloc(time, address, 1024, *stack);
             }
+            t.on_thread(1);
         }
         // Short-lived blocks on another thread: lifetimes to show.
         t.record(Record::Alloc {
@@ -140,6 +161,7 @@ pub fn write_trace(path: &Path, scale: [u64; 4]) {
         }
     }
     t.lost(2_005 * MS, 3, LostReason::RingBufferFull)
+        .process_exit(2_006 * MS, 4243, None, Some(9))
         .end_with(2_010 * MS, Default::default());
     t.write(path);
 }
