@@ -605,7 +605,6 @@ fn attaching_to_two_processes_records_both() {
 }
 
 #[test]
-#[ignore = "memtrail-record --exe is not implemented yet (issue 15)"]
 fn exe_records_a_process_started_after_the_recording_began() {
     if !bpf_available() {
         return;

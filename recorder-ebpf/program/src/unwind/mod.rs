@@ -34,8 +34,8 @@ use self::{
 use crate::{
     access::{MapPtr, global, lookup_u32, run_loop, user_regs},
     maps::{
-        DWARF_STACKS, FIRST_TGID, KNOWN_STACKS, UNWIND_SCRATCH, UNWIND_SLOTS, UNWIND_STATE,
-        UNWIND_WINDOW, WALK_CLAIMS, WALK_MEMO,
+        DWARF_STACKS, FIRST_TGID, KNOWN_STACKS, PENDING_PROCESSES, UNWIND_SCRATCH, UNWIND_SLOTS,
+        UNWIND_STATE, UNWIND_WINDOW, WALK_CLAIMS, WALK_MEMO,
     },
 };
 
@@ -84,14 +84,24 @@ fn release_walk_level(claim: MapPtr<u64>) {
 /// Unwinds the user stack from the return probe's registers with the loaded tables, stores
 /// it in `DWARF_STACKS` (once per distinct stack) and returns its key.
 /// The unwinder slot of the current process: 0 for the first traced process (no lookup: the
-/// single-process case pays nothing), else its entry of `UNWIND_SLOTS`.
+/// single-process case pays nothing), else its entry of `UNWIND_SLOTS`. A process still
+/// pending (a vfork child before its exec, running in its parent's address space) uses its
+/// parent's.
 #[inline(always)]
 fn process_slot() -> Option<u32> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if tgid == global(&FIRST_TGID) {
+    let first = global(&FIRST_TGID);
+    if tgid == first {
         return Some(0);
     }
-    lookup_u32(&UNWIND_SLOTS, tgid)
+    if let Some(slot) = lookup_u32(&UNWIND_SLOTS, tgid) {
+        return Some(slot);
+    }
+    let parent = lookup_u32(&PENDING_PROCESSES, tgid)?;
+    if parent == first {
+        return Some(0);
+    }
+    lookup_u32(&UNWIND_SLOTS, parent)
 }
 
 #[inline(always)]
