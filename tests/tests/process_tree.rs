@@ -219,6 +219,19 @@ fn finish_recorder(mut recorder: Child, mut stderr: BufReader<ChildStderr>, said
     assert!(status.success(), "memtrail-record failed: {said}{rest}");
 }
 
+/// Stops the recorder with SIGINT and checks that it ended as a stopped recording does (130).
+fn stop_recorder(mut recorder: Child, mut stderr: BufReader<ChildStderr>, said: &str) {
+    let signalled = Command::new("kill")
+        .args(["-INT", &recorder.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(signalled.success());
+    let status = wait_at_most(&mut recorder, STUCK);
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    assert_eq!(status.code(), Some(130), "memtrail-record: {said}{rest}");
+}
+
 /// Starts `program ARGS` with piped stdin and stdout and reads its `ready PID` line.
 fn start_waiting(
     program: &Path,
@@ -613,10 +626,12 @@ fn exe_records_a_process_started_after_the_recording_began() {
     // A copy of its own: parallel tests never start a process of this executable.
     let leaker = build_sample(&scratch, "steady_leaker.c");
     let trace = scratch.path("exe.trace");
-    let (recorder, recorder_err, said) =
-        start_recorder(&["--exe", text(&leaker), "--duration", "5s"], &trace);
+    // No duration: attaching to the new process waits for the kernel, which serializes probe
+    // registrations host-wide (seconds when other recordings are detaching): the recording is
+    // stopped with SIGINT once the process has exited.
+    let (recorder, recorder_err, said) = start_recorder(&["--exe", text(&leaker)], &trace);
     let output = run_ok(Command::new(&leaker).arg(RUN_SECONDS));
-    finish_recorder(recorder, recorder_err, &said);
+    stop_recorder(recorder, recorder_err, &said);
     let numbers = numbers_of_line(&stdout_of(&output), "steady_leaker pid");
     let (pid, leaked) = (numbers[0], numbers[1]);
 
