@@ -200,6 +200,15 @@ fn a_prefork_servers_leak_is_in_its_worker_and_nowhere_else() {
     // Each worker freed one block it did not allocate.
     assert_eq!(info["unmatched_frees"], 4);
 
+    let html = scratch.path("report.html");
+    ok(&["report", file, "-o", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<section id=\"processes\">"));
+    assert!(
+        page.contains("in process 1003</div>"),
+        "the candidate's process"
+    );
+
     let (text, _) = ok(&["leaks", file]);
     assert!(text.contains("5 processes:"), "{text}");
     assert!(
@@ -450,6 +459,12 @@ fn diff_matches_processes_by_command_not_pid() {
     );
     let whole_rows = csv.lines().skip(1).filter(|l| l.ends_with(',')).count();
     assert_eq!(whole_rows, whole.len());
+    // The comparison's HTML pairs them too.
+    let html = scratch.path("compared.html");
+    ok(&["report", base, new, "-o", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<section id=\"processes\">"));
+    assert!(page.contains("server --workers 4 #4</span></td><td class=\"num\">1003</td><td class=\"num\">5011</td>"), "{page}");
 }
 
 #[test]

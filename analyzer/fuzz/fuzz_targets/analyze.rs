@@ -21,8 +21,9 @@ use memtrail::diff::{DiffOptions, Normalize};
 use memtrail::render::{self, export::TableFormat};
 use memtrail::{ReplayOptions, report};
 use memtrail_format::{
-    AllocApi, EndTotals, FreeApi, LostReason, MappingRange, Module, Record, Stack, StackFrame,
-    Symbol, SymbolFrame, TraceMeta, TraceWriter, Unwinder, WriterOptions,
+    AllocApi, EndTotals, FreeApi, LostReason, MappingRange, Module, ProcessInfo, ProcessOrigin,
+    Record, Stack, StackFrame, Symbol, SymbolFrame, TraceMeta, TraceWriter, Unwinder,
+    WriterOptions,
 };
 
 /// Reads the fuzzer's bytes as the generator's choices; an exhausted input reads as zeros.
@@ -128,7 +129,11 @@ fn generated_trace(mut choices: Choices<'_>) -> Vec<u8> {
         let record = match choices.byte() % 16 {
             0..=4 => Record::Alloc {
                 time,
-                thread: choices.u32(),
+                // Half on the few threads the Thread records bind.
+                thread: match choices.byte() % 2 {
+                    0 => choices.u32(),
+                    _ => u32::from(choices.byte() % 8),
+                },
                 address: choices.address(),
                 size: choices.number(),
                 stack: u32::from(choices.byte() % 8),
@@ -136,7 +141,10 @@ fn generated_trace(mut choices: Choices<'_>) -> Vec<u8> {
             },
             5..=7 => Record::Free {
                 time,
-                thread: choices.u32(),
+                thread: match choices.byte() % 2 {
+                    0 => choices.u32(),
+                    _ => u32::from(choices.byte() % 8),
+                },
                 address: choices.address(),
                 size: choices.number(),
                 api: FreeApi::from_u8(choices.byte() % 2).unwrap_or(FreeApi::Free),
@@ -205,11 +213,44 @@ fn generated_trace(mut choices: Choices<'_>) -> Vec<u8> {
                 rss_bytes: choices.number(),
                 anon_bytes: choices.number(),
             },
-            _ => match choices.byte() % 2 {
+            // The process records (format 1.1), over a few PIDs and threads so that they
+            // meet each other and the events.
+            _ => match choices.byte() % 8 {
                 0 => Record::Exit {
                     time,
                     code: Some(choices.u32() as i32),
                     signal: None,
+                },
+                1 => Record::Process(Box::new(ProcessInfo {
+                    pid: u32::from(choices.byte() % 8),
+                    parent_pid: u32::from(choices.byte() % 8),
+                    time,
+                    origin: ProcessOrigin::from_u8(choices.byte()),
+                    command_line: vec![choices.text(), choices.text()],
+                })),
+                2 => Record::Thread {
+                    thread: match choices.byte() % 2 {
+                        0 => choices.u32(),
+                        _ => u32::from(choices.byte() % 8),
+                    },
+                    pid: u32::from(choices.byte() % 8),
+                },
+                3 => Record::Exec {
+                    time,
+                    pid: u32::from(choices.byte() % 8),
+                    command_line: vec![choices.text()],
+                },
+                4 => Record::ProcessExit {
+                    time,
+                    pid: u32::from(choices.byte() % 8),
+                    code: None,
+                    signal: Some(choices.u32() as i32),
+                },
+                5 => Record::Unfollowed {
+                    time,
+                    pid: choices.u32(),
+                    parent_pid: u32::from(choices.byte() % 8),
+                    reason: choices.text(),
                 },
                 _ => Record::End {
                     time,

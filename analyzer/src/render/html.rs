@@ -304,6 +304,45 @@ fn processes_section(o: &mut String, a: &Analysis) {
     o.push_str("</tbody></table>\n</section>\n");
 }
 
+/// The processes of two traces paired by command, with their unfreed change and the stack
+/// that changed most (traces of several processes only).
+fn compared_processes(o: &mut String, d: &Diff) {
+    let n = d.normalize;
+    o.push_str(
+        "<section id=\"processes\">\n<h2>Processes</h2>\n<p class=\"note\">Matched by command \
+         (the program's file name and its arguments), not by PID; processes with the same command \
+         in order of appearance.</p>\n<table class=\"rows\"><thead><tr><th>command</th>\
+         <th class=\"num\">pid BASE</th><th class=\"num\">pid NEW</th><th>status</th>\
+         <th class=\"num\">BASE unfreed</th><th class=\"num\">NEW unfreed</th>\
+         <th class=\"num\">change</th><th>changed most</th></tr></thead><tbody>\n",
+    );
+    for p in &d.processes {
+        let pid =
+            |s: Option<&crate::diff::ProcessSide>| s.map_or("-".to_owned(), |s| s.pid.to_string());
+        let base: f64 = p.stacks.iter().map(|s| s.base_value(n)).sum();
+        let top = p.stacks.iter().find(|s| s.growth != 0.0);
+        let _ = writeln!(
+            o,
+            "<tr><td><span class=\"function\">{}</span></td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&p.label()),
+            pid(p.base.as_ref()),
+            pid(p.new.as_ref()),
+            badge(p.status.name()),
+            esc(&table::amount(base, n)),
+            esc(&table::amount(base + p.growth, n)),
+            esc(&table::signed_amount(p.growth, n)),
+            top.map_or_else(String::new, |s| format!(
+                "{} {}",
+                badge(s.status.name()),
+                esc(s.top_function())
+            )),
+        );
+    }
+    o.push_str("</tbody></table>\n</section>\n");
+}
+
 /// The report of one trace.
 pub fn single(a: &Analysis, leaks: &LeakReport, lifetimes: &Lifetimes) -> std::io::Result<String> {
     let mut o = String::new();
@@ -531,6 +570,9 @@ pub fn compared(
         o.push_str("</tbody></table>\n");
     }
     o.push_str("</section>\n");
+    if d.processes.len() > 1 {
+        compared_processes(&mut o, d);
+    }
 
     let lines = flamegraph::diff_folded(d);
     let mut fg = Vec::new();
