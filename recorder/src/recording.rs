@@ -3,7 +3,8 @@
 //! Owns the order of the steps and what each takes from the options ([`run`] reads as the list):
 //! 1. checks: something to trace, the privileges, the PID exists ([`check_can_trace`]);
 //! 2. output: the trace's temporary file, before anything runs (`output`);
-//! 3. allocator: the library whose functions are probed ([`Allocator::choose`]);
+//! 3. allocator: which allocators' functions are probed, in which modules
+//!    ([`Allocator::choose`], `allocators`);
 //! 4. target: the command launched and held before its exec, or the running PID (`target`);
 //! 5. probes: the object loaded, unwind tables ready, the probes attached ([`attach`]);
 //! 6. metadata: the trace's header and writer ([`trace_meta`]);
@@ -18,13 +19,14 @@ use std::path::{Path, PathBuf};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{TraceMeta, TraceWriter, WriterOptions};
 
+use crate::allocators::{self, AllocatorPlan};
 use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
 use crate::error::Error;
 use crate::host;
 use crate::modules;
 use crate::output;
-use crate::probes::{LoadSettings, Placement, Probes, error_chain};
+use crate::probes::{LoadSettings, Placement, ProbeError, Probes, error_chain};
 use crate::session::{self, Recording, SessionOptions, StopReason, Summary};
 use crate::signals;
 use crate::target::{Target, command_line_of};
@@ -127,7 +129,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
             "memtrail-record: tracing process {} ({} probes in {}, free probe at +{}); writing {}",
             target.pid,
             attached.placement.probes,
-            escape::terminal(&allocator.name),
+            escape::terminal(&allocator.plan.summary().replace(';', ", ")),
             attached.placement.free_offset(),
             escape::terminal(&output_path.display().to_string())
         );
@@ -164,31 +166,49 @@ fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The library whose allocation functions are probed.
+/// The allocators whose functions are probed, and in which modules (`allocators`).
 struct Allocator {
-    /// As the recorder opens it (through /proc/PID/root for a process in another mount
-    /// namespace).
-    path: PathBuf,
-    /// As the traced process names it (the trace's metadata, messages).
+    plan: AllocatorPlan,
+    /// The module of the `malloc` the process calls, as the process names it (for the
+    /// session, which skips the mmaps this module makes for itself).
     name: String,
 }
 
 impl Allocator {
-    /// Step 3: `--lib`, else the target's libc (the recorder's own for a launched command).
+    /// Step 3: `--lib`, else what the target's modules define: for a running process its
+    /// mapped modules; for a command the libraries its executable links (falling back to the
+    /// recorder's own libc for what is not an ELF executable, such as a script).
     fn choose(args: &RecordArgs) -> Result<Allocator, Error> {
-        if let Some(lib) = &args.lib {
+        let plan = if let Some(lib) = &args.lib {
             let path = std::fs::canonicalize(lib).map_err(|source| Error::Library {
                 path: lib.clone(),
                 source,
             })?;
-            let name = path.display().to_string();
-            return Ok(Allocator { path, name });
-        }
-        let (path, name) = find_libc(args.pid).ok_or(match args.pid {
-            Some(pid) => Error::NoLibcIn(pid),
-            None => Error::NoOwnLibc,
-        })?;
-        Ok(Allocator { path, name })
+            allocators::plan_for_library(&path).map_err(ProbeError::from_discovery)?
+        } else if let Some(pid) = args.pid {
+            let plan = allocators::plan_for_process(pid)
+                .map_err(|source| Error::Discovery { pid, source })?;
+            if plan.modules.is_empty() {
+                return Err(Error::NoAllocatorIn(pid));
+            }
+            plan
+        } else {
+            let predicted = resolve_command(&args.command[0])
+                .and_then(|executable| allocators::plan_for_command(&executable).ok())
+                .filter(|plan| !plan.modules.is_empty());
+            match predicted {
+                Some(plan) => plan,
+                None => {
+                    let (libc, _) = find_libc(None).ok_or(Error::NoAllocatorForCommand)?;
+                    allocators::plan_for_library(&libc).map_err(ProbeError::from_discovery)?
+                }
+            }
+        };
+        let name = plan
+            .main_module()
+            .map(|m| m.module.path.clone())
+            .unwrap_or_default();
+        Ok(Allocator { plan, name })
     }
 }
 
@@ -276,7 +296,14 @@ fn attach(
     } else {
         None
     };
-    let placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
+    let placement = probes.attach_allocator(&allocator.plan, target.pid, args.free_probe_offset)?;
+    if !args.quiet && !placement.single_stepping_hot.is_empty() {
+        // bench/README: a trap that single-steps costs about 15x an emulated one.
+        eprintln!(
+            "memtrail-record: note: these probes sit on instructions the kernel single-steps (each call costs about 10 us more than at an emulated instruction; see docs/recording.md): {}",
+            escape::terminal(&placement.single_stepping_hot.join(", "))
+        );
+    }
     if target.is_child()
         && let Some((libc, _)) = find_libc(None)
     {
@@ -331,9 +358,15 @@ fn trace_meta(
         ),
         (
             "free_probe_placement".to_owned(),
-            placement.free.map(|f| f.reason).unwrap_or("").to_owned(),
+            placement
+                .free
+                .as_ref()
+                .map(|f| f.reason)
+                .unwrap_or("")
+                .to_owned(),
         ),
         ("allocator_library".to_owned(), allocator.name.clone()),
+        ("allocators".to_owned(), placement.allocators.clone()),
         (
             "mode".to_owned(),
             if target.is_child() {
@@ -366,6 +399,12 @@ fn trace_meta(
     }
     if !placement.missing.is_empty() {
         extra.push(("probes_missing".to_owned(), placement.missing.join(",")));
+    }
+    if !placement.single_stepping.is_empty() {
+        extra.push((
+            "probes_single_stepping".to_owned(),
+            placement.single_stepping.join(","),
+        ));
     }
     let command_line = if target.is_child() {
         args.command.clone()
