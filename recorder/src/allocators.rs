@@ -658,9 +658,12 @@ fn plan(loaded: &[LoadedModule], order: &[usize]) -> AllocatorPlan {
             module.exported.get(name).copied()
         }
     };
+    // Modules outside the global scope (dlopened), searched for names no module in it defines.
+    let outside: Vec<usize> = (0..loaded.len()).filter(|i| !order.contains(i)).collect();
     for (name, layout) in LIBC_API.iter().chain(JEMALLOC_API).chain(CXX_OPERATORS) {
         let Some((index, location)) = order
             .iter()
+            .chain(&outside)
             .find_map(|&i| defined_in(i, name).map(|location| (i, location)))
         else {
             continue;
