@@ -368,9 +368,9 @@ pub struct RssSample {
 #[derive(Debug, Clone, Default)]
 pub struct ReplayStats {
     /// Calls per allocation API, indexed by `AllocApi as usize`.
-    pub alloc_calls: [u64; 10],
+    pub alloc_calls: [u64; AllocApi::ALL.len()],
     /// Calls per release API, indexed by `FreeApi as usize`.
-    pub free_calls: [u64; 2],
+    pub free_calls: [u64; FreeApi::ALL.len()],
     /// Allocations that returned NULL.
     pub failed_allocations: u64,
     /// reallocs that returned NULL with a size: the old block stayed live.
@@ -740,8 +740,8 @@ impl Replay {
             } => {
                 if self.before_at(time) && self.enter(thread) {
                     match api {
-                        FreeApi::Free => self.free(time, address),
                         FreeApi::Munmap => self.munmap(time, address, (size > 0).then_some(size)),
+                        free_like => self.free_as(time, address, free_like),
                     }
                 }
             }
@@ -1000,9 +1000,15 @@ impl Replay {
     /// `free(address)`.
     #[inline]
     pub fn free(&mut self, time: u64, address: u64) {
+        self.free_as(time, address, FreeApi::Free);
+    }
+
+    /// A release of a heap block by `api` (free, sdallocx, operator delete, ...).
+    #[inline]
+    pub fn free_as(&mut self, time: u64, address: u64, api: FreeApi) {
         let now = self.tick(time);
         self.stats.events += 1;
-        self.stats.free_calls[FreeApi::Free as usize] += 1;
+        self.stats.free_calls[api as usize] += 1;
         if address != 0 {
             self.heap_free(now, self.key(address));
         }

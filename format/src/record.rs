@@ -16,10 +16,15 @@ pub enum AllocApi {
     Valloc = 7,
     Pvalloc = 8,
     Mmap = 9,
+    // jemalloc's extended API and C++ operator new defined by an allocator (format 1.1).
+    Mallocx = 10,
+    Rallocx = 11,
+    Xallocx = 12,
+    OperatorNew = 13,
 }
 
 impl AllocApi {
-    pub const ALL: [AllocApi; 10] = [
+    pub const ALL: [AllocApi; 14] = [
         AllocApi::Malloc,
         AllocApi::Calloc,
         AllocApi::Realloc,
@@ -30,6 +35,10 @@ impl AllocApi {
         AllocApi::Valloc,
         AllocApi::Pvalloc,
         AllocApi::Mmap,
+        AllocApi::Mallocx,
+        AllocApi::Rallocx,
+        AllocApi::Xallocx,
+        AllocApi::OperatorNew,
     ];
 
     /// The C function's name, as reports and JSON print it.
@@ -45,6 +54,10 @@ impl AllocApi {
             AllocApi::Valloc => "valloc",
             AllocApi::Pvalloc => "pvalloc",
             AllocApi::Mmap => "mmap",
+            AllocApi::Mallocx => "mallocx",
+            AllocApi::Rallocx => "rallocx",
+            AllocApi::Xallocx => "xallocx",
+            AllocApi::OperatorNew => "operator new",
         }
     }
 
@@ -59,15 +72,28 @@ impl AllocApi {
 pub enum FreeApi {
     Free = 0,
     Munmap = 1,
+    // Format 1.1: jemalloc's sized and flagged frees, C++ operator delete of an allocator.
+    Sdallocx = 2,
+    Dallocx = 3,
+    OperatorDelete = 4,
 }
 
 impl FreeApi {
-    pub const ALL: [FreeApi; 2] = [FreeApi::Free, FreeApi::Munmap];
+    pub const ALL: [FreeApi; 5] = [
+        FreeApi::Free,
+        FreeApi::Munmap,
+        FreeApi::Sdallocx,
+        FreeApi::Dallocx,
+        FreeApi::OperatorDelete,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             FreeApi::Free => "free",
             FreeApi::Munmap => "munmap",
+            FreeApi::Sdallocx => "sdallocx",
+            FreeApi::Dallocx => "dallocx",
+            FreeApi::OperatorDelete => "operator delete",
         }
     }
 

@@ -105,7 +105,7 @@ fn sample_records() -> Vec<Record> {
             address: 0x1000 + i * 64,
             size: 32 + i,
             stack: 7,
-            api: AllocApi::ALL[(i % 10) as usize],
+            api: AllocApi::ALL[i as usize % AllocApi::ALL.len()],
         });
         if i % 2 == 0 {
             v.push(Record::Free {
@@ -113,7 +113,13 @@ fn sample_records() -> Vec<Record> {
                 thread: 10,
                 address: 0x1000 + i * 64,
                 size: 0,
-                api: FreeApi::Free,
+                // Every release API but munmap (which carries a length).
+                api: [
+                    FreeApi::Free,
+                    FreeApi::Sdallocx,
+                    FreeApi::Dallocx,
+                    FreeApi::OperatorDelete,
+                ][(i / 2 % 4) as usize],
             });
         }
     }

@@ -3,6 +3,7 @@
 //! Owns: parsing ELF (via `object`) for what the recorder needs before and while tracing.
 //! Must not: attach probes or interpret the code it returns (see `free_probe`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSegment, ObjectSymbol};
@@ -25,6 +26,14 @@ pub enum ElfError {
 pub struct ElfFile {
     path: PathBuf,
     data: Vec<u8>,
+}
+
+/// What a module's dynamic section says about linking (see [`ElfFile::dynamic_names`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicNames {
+    pub soname: Option<String>,
+    pub needed: Vec<String>,
+    pub search_path: Option<String>,
 }
 
 /// Where a function symbol lives in its file.
@@ -83,6 +92,104 @@ impl ElfFile {
             file_offset,
             size: symbol.size(),
         })
+    }
+
+    /// Every defined function, by name (version suffixes dropped): `(exported, all)`, the
+    /// dynamic symbols (what other modules can bind to) and those together with the symbol
+    /// table (what the module's own code calls, e.g. in a static executable). The first
+    /// symbol of a name wins.
+    pub fn functions(
+        &self,
+    ) -> (
+        HashMap<String, FunctionLocation>,
+        HashMap<String, FunctionLocation>,
+    ) {
+        let mut exported = HashMap::new();
+        let mut all = HashMap::new();
+        let Ok(file) = self.parse() else {
+            return (exported, all);
+        };
+        let segments: Vec<(u64, u64, u64)> = file
+            .segments()
+            .map(|segment| {
+                let (offset, file_size) = segment.file_range();
+                (segment.address(), file_size, offset)
+            })
+            .collect();
+        let locate = |symbol: &object::Symbol<'_, '_>| {
+            let address = symbol.address();
+            segments
+                .iter()
+                .find(|&&(start, size, _)| address >= start && address < start + size)
+                .map(|&(start, _, offset)| FunctionLocation {
+                    file_offset: address - start + offset,
+                    size: symbol.size(),
+                })
+        };
+        let add = |table: &mut HashMap<String, FunctionLocation>, symbol: &object::Symbol| {
+            if !symbol.is_definition() || symbol.kind() != object::SymbolKind::Text {
+                return;
+            }
+            let Some(name) = symbol.name().ok().and_then(|n| n.split('@').next()) else {
+                return;
+            };
+            if !table.contains_key(name)
+                && let Some(location) = locate(symbol)
+            {
+                table.insert(name.to_owned(), location);
+            }
+        };
+        for symbol in file.dynamic_symbols() {
+            add(&mut exported, &symbol);
+            add(&mut all, &symbol);
+        }
+        for symbol in file.symbols() {
+            add(&mut all, &symbol);
+        }
+        (exported, all)
+    }
+
+    /// The dynamic section's `DT_SONAME`, `DT_NEEDED` names (in order) and library search
+    /// path (`DT_RUNPATH`, else `DT_RPATH`, `:`-separated); empty for a static executable.
+    pub fn dynamic_names(&self) -> DynamicNames {
+        let mut names = DynamicNames::default();
+        let Ok(file) = object::read::elf::ElfFile64::<object::Endianness>::parse(&*self.data)
+        else {
+            return names;
+        };
+        let endian = file.endian();
+        let sections = file.elf_section_table();
+        let Ok(Some((entries, strings_index))) = sections.dynamic(endian, &*self.data) else {
+            return names;
+        };
+        let Ok(strings) = sections.strings(endian, &*self.data, strings_index) else {
+            return names;
+        };
+        let mut rpath = None;
+        for entry in entries {
+            use object::read::elf::Dyn;
+            let tag = entry.tag32(endian);
+            let Some(value) = entry.val32(endian) else {
+                continue;
+            };
+            let text = || {
+                strings
+                    .get(value)
+                    .ok()
+                    .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            };
+            match tag.map(i64::from) {
+                Some(object::elf::DT_NEEDED) => names.needed.extend(text()),
+                Some(object::elf::DT_SONAME) => names.soname = text(),
+                Some(object::elf::DT_RUNPATH) => names.search_path = text(),
+                Some(object::elf::DT_RPATH) => rpath = text(),
+                _ => {}
+            }
+        }
+        if names.search_path.is_none() {
+            names.search_path = rpath;
+        }
+        names
     }
 
     /// File offset of the entry point (`e_entry`), where a program starts once the dynamic

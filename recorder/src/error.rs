@@ -37,11 +37,18 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "libc not found in process {0} (statically linked? use --lib PATH to name the allocator)"
+        "no allocator found in process {0} (no module defines malloc or a known allocator API; a stripped static binary? name the allocator with --lib PATH)"
     )]
-    NoLibcIn(u32),
-    #[error("libc not found in the recorder's own mappings")]
-    NoOwnLibc,
+    NoAllocatorIn(u32),
+    #[error(
+        "no allocator found for the command (no module it links defines malloc, and the recorder's own libc is not found); name it with --lib PATH"
+    )]
+    NoAllocatorForCommand,
+    #[error("cannot read the allocators of process {pid}")]
+    Discovery {
+        pid: u32,
+        source: crate::allocators::DiscoveryError,
+    },
     #[error(transparent)]
     Probe(#[from] ProbeError),
     #[error(transparent)]

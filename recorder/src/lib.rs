@@ -15,8 +15,9 @@
 //! - `output`: which existing file at `-o` may be replaced (the trace goes into a temporary
 //!   file renamed over it once the target has started);
 //! - `target`: launching a command held before exec, or checking a running PID;
-//! - `probes`: loading the embedded eBPF object and attaching it (with `free_probe` and
-//!   `elf_file` for where);
+//! - `allocators`: which allocators the target uses and which functions to probe where (with
+//!   `entry_probe` for the instruction and `elf_file` for the symbols);
+//! - `probes`: loading the embedded eBPF object and attaching it;
 //! - `unwind_tables`, `unwind_loader`: CFI unwind tables for the in-kernel unwinder;
 //! - `kernel_btf`: the offsets of the kernel's `task_struct` fields the process-tracking
 //!   programs read;
@@ -30,11 +31,12 @@
 //!
 //! Sizes and durations are parsed and printed by `memtrail_format::units`, as in the analyzer.
 
+mod allocators;
 mod anon_mappings;
 pub mod cli;
 mod elf_file;
+mod entry_probe;
 pub mod error;
-mod free_probe;
 mod host;
 mod kernel_btf;
 mod modules;

@@ -1,10 +1,9 @@
 //! Loading memtrail's eBPF object and attaching its programs to the allocator functions.
 //!
-//! Owns: the embedded object, load-time globals and map sizes, which symbol gets which
-//! program at which file offset (including the decoded `free` offset and symbols that share an
-//! address), and detaching. Must not: read events or write the trace.
+//! Owns: the embedded object, load-time globals and map sizes, attaching an allocator plan
+//! (`allocators` says which symbol gets which program at which file offset) and the stops,
+//! and detaching. Must not: read events or write the trace.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
@@ -15,8 +14,9 @@ use aya::programs::{
 use aya::{Ebpf, EbpfLoader};
 use memtrail_ebpf_abi as abi;
 
+use crate::allocators::AllocatorPlan;
 use crate::elf_file::{ElfError, ElfFile};
-use crate::free_probe::{FreeProbePlacement, choose_free_probe_offset};
+use crate::entry_probe::ProbePoint;
 use crate::kernel_btf::{ExecFileOffsets, TaskOffsets};
 
 /// The object built by `recorder-ebpf/build.sh` (committed; see recorder-ebpf/check.sh).
@@ -26,6 +26,8 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!("../../recorder-ebpf/mem
 pub enum ProbeError {
     #[error(transparent)]
     Elf(#[from] ElfError),
+    #[error("no allocator found to probe (no module defines malloc or a known allocator API)")]
+    NoAllocator,
     #[error("{library} has no `{symbol}` function to probe")]
     MissingSymbol { library: PathBuf, symbol: String },
     #[error(
@@ -40,6 +42,16 @@ pub enum ProbeError {
         library: PathBuf,
         message: String,
     },
+}
+
+impl ProbeError {
+    /// A module named with `--lib` that cannot be read.
+    pub fn from_discovery(error: crate::allocators::DiscoveryError) -> ProbeError {
+        match error {
+            crate::allocators::DiscoveryError::Elf(elf) => ProbeError::Elf(elf),
+            other => ProbeError::Load(other.to_string()),
+        }
+    }
 }
 
 /// Settings fixed when the object is loaded.
@@ -76,37 +88,28 @@ pub struct LoadSettings {
     pub thread_slots: u32,
 }
 
-/// Which entry program probes which function. The return program is the same for all.
-const ALLOCATION_FUNCTIONS: [(&str, &str); 10] = [
-    ("malloc", abi::program::MALLOC_ENTRY),
-    ("calloc", abi::program::CALLOC_ENTRY),
-    ("realloc", abi::program::REALLOC_ENTRY),
-    ("reallocarray", abi::program::REALLOCARRAY_ENTRY),
-    ("posix_memalign", abi::program::POSIX_MEMALIGN_ENTRY),
-    // Before aligned_alloc: glibc makes aligned_alloc an alias of memalign (same address), and
-    // the first name listed for an address is the one probed and reported.
-    ("memalign", abi::program::MEMALIGN_ENTRY),
-    ("aligned_alloc", abi::program::ALIGNED_ALLOC_ENTRY),
-    ("valloc", abi::program::VALLOC_ENTRY),
-    ("pvalloc", abi::program::PVALLOC_ENTRY),
-    ("mmap", abi::program::MMAP_ENTRY),
-];
-
 /// What was attached where, for the trace's metadata and the user.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
-    pub free: Option<FreeProbePlacement>,
+    /// `family:path` of each module probed, `;`-separated (see `AllocatorPlan::summary`).
+    pub allocators: String,
+    /// The probe on the `free` the process calls (the main allocator's).
+    pub free: Option<ProbePoint>,
     /// "symbol=reported-as" for functions sharing an address with an earlier one.
     pub aliases: Vec<String>,
-    /// Allocation functions the library does not have (e.g. a jemalloc without pvalloc).
+    /// C library allocation names no module defines (e.g. a jemalloc without pvalloc).
     pub missing: Vec<String>,
+    /// Probes on instructions the kernel single-steps: "symbol+offset (instruction)".
+    pub single_stepping: Vec<String>,
+    /// Those of them on functions called often (the start line names these).
+    pub single_stepping_hot: Vec<String>,
     pub probes: usize,
 }
 
 impl Placement {
-    /// The free probe's offset into `free` (0: at its entry, or no free probe yet).
+    /// The free probe's offset into `free` (0: at its entry, or no free probe).
     pub fn free_offset(&self) -> u64 {
-        self.free.map(|f| f.offset).unwrap_or(0)
+        self.free.as_ref().map(|f| f.offset).unwrap_or(0)
     }
 }
 
@@ -115,9 +118,6 @@ pub struct Probes {
     pub ebpf: Ebpf,
     links: Vec<(&'static str, UProbeLinkId)>,
     probes_only: bool,
-    /// The allocator functions of each library probed so far, so attaching them to another
-    /// process reads no file.
-    plans: HashMap<PathBuf, AllocatorPlan>,
     /// Whether the process-tracking programs are attached.
     tracking: bool,
 }
@@ -132,21 +132,13 @@ pub struct ExecutableMatch {
     pub offsets: ExecFileOffsets,
 }
 
-/// Where the probes of one allocator library go: (symbol, entry program, file offset) of each
-/// allocation function, the free probe's file offset, munmap's, and what to report.
-#[derive(Debug, Clone)]
-struct AllocatorPlan {
-    entries: Vec<(&'static str, &'static str, u64)>,
-    free_offset: u64,
-    munmap_offset: Option<u64>,
-    placement: Placement,
-}
-
-/// Everything attached to each traced process: the allocator's probes and, in launch mode,
-/// the stops that let the recorder read its mappings in time.
+/// Everything attached to each traced process besides its allocators' probes (whose plan
+/// `allocators` makes for each process image): the stops that let the recorder read its
+/// mappings in time, and the options that apply to every process.
 #[derive(Debug, Clone)]
 pub struct ProcessProbes {
-    pub allocator: PathBuf,
+    /// `--lib`: this library's functions instead of what discovery finds.
+    pub lib: Option<PathBuf>,
     pub free_offset_override: Option<u64>,
     /// libc, whose `exit` stops the process until its mappings are read (launch mode).
     pub exit_stop: Option<PathBuf>,
@@ -280,7 +272,6 @@ impl Probes {
             ebpf,
             links: Vec::new(),
             probes_only: settings.probes_only,
-            plans: HashMap::new(),
             tracking: false,
         })
     }
@@ -346,116 +337,64 @@ impl Probes {
         Ok(())
     }
 
-    /// Reads which functions of `library` get which probe (once per library).
-    fn allocator_plan(
-        &mut self,
-        library: &Path,
-        free_offset_override: Option<u64>,
-    ) -> Result<AllocatorPlan, ProbeError> {
-        if let Some(plan) = self.plans.get(library) {
-            return Ok(plan.clone());
-        }
-        let elf = ElfFile::read(library)?;
-        let mut placement = Placement::default();
-        let mut by_offset: HashMap<u64, &str> = HashMap::new();
-        let mut entries = Vec::new();
-        for (symbol, program) in ALLOCATION_FUNCTIONS {
-            let Some(function) = elf.function(symbol) else {
-                if symbol == "malloc" {
-                    return Err(ProbeError::MissingSymbol {
-                        library: library.to_owned(),
-                        symbol: symbol.to_owned(),
-                    });
-                }
-                placement.missing.push(symbol.to_owned());
-                continue;
-            };
-            if let Some(first) = by_offset.get(&function.file_offset) {
-                placement.aliases.push(format!("{symbol}={first}"));
-                continue;
-            }
-            by_offset.insert(function.file_offset, symbol);
-            entries.push((symbol, program, function.file_offset));
-        }
-        let free = elf
-            .function("free")
-            .ok_or_else(|| ProbeError::MissingSymbol {
-                library: library.to_owned(),
-                symbol: "free".to_owned(),
-            })?;
-        let free_placement = match free_offset_override {
-            Some(offset) => FreeProbePlacement {
-                offset,
-                reason: "set with --free-probe-offset",
-            },
-            None => choose_free_probe_offset(elf.bytes_at(free.file_offset, 32)),
-        };
-        placement.free = Some(free_placement);
-        let munmap_offset = elf.function("munmap").map(|f| f.file_offset);
-        if munmap_offset.is_none() {
-            placement.missing.push("munmap".to_owned());
-        }
-        placement.probes = 2 * entries.len() + 1 + usize::from(munmap_offset.is_some());
-        let plan = AllocatorPlan {
-            entries,
-            free_offset: free.file_offset + free_placement.offset,
-            munmap_offset,
-            placement,
-        };
-        self.plans.insert(library.to_owned(), plan.clone());
-        Ok(plan)
-    }
-
-    /// What attaching `library` places where (the start line's and the trace's account),
-    /// without attaching anything: for `--exe` before any process runs.
-    pub fn allocator_placement(
-        &mut self,
-        library: &Path,
-        free_offset_override: Option<u64>,
-    ) -> Result<Placement, ProbeError> {
-        Ok(self
-            .allocator_plan(library, free_offset_override)?
-            .placement)
-    }
-
-    /// Attaches every probe to the allocator functions of `library` (an absolute path),
-    /// scoped to `pid`. Return probes go first, so an entry is never seen without its return.
-    /// `free_offset_override` replaces the decoded offset into `free`.
+    /// Attaches the probes of `plan` (see `allocators`), scoped to `pid`. Return probes go
+    /// first, so an entry is never seen without its return. `free_offset_override` replaces
+    /// the decoded offset into the main allocator's `free`.
     pub fn attach_allocator(
         &mut self,
-        library: &Path,
+        plan: &AllocatorPlan,
         pid: u32,
         free_offset_override: Option<u64>,
     ) -> Result<Placement, ProbeError> {
-        let plan = self.allocator_plan(library, free_offset_override)?;
-        for &(symbol, _, offset) in &plan.entries {
-            self.attach_at(abi::program::ALLOC_RETURN, symbol, offset, library, pid)?;
+        let main = plan.main_module().ok_or(ProbeError::NoAllocator)?;
+        let mut placement = Placement {
+            allocators: plan.summary(),
+            single_stepping: plan.single_stepping(false),
+            single_stepping_hot: plan.single_stepping(true),
+            missing: plan.missing_libc_names(),
+            ..Placement::default()
+        };
+        for module in &plan.modules {
+            let file = &module.module.file;
+            let is_main = std::ptr::eq(module, main);
+            let (returning, entry_only): (Vec<_>, Vec<_>) =
+                module.probes.iter().partition(|p| p.layout.returns_block);
+            for probe in &returning {
+                let offset = probe.function_offset;
+                self.attach_at(abi::program::ALLOC_RETURN, &probe.symbol, offset, file, pid)?;
+            }
+            for probe in returning {
+                let offset = probe.probe_offset();
+                self.attach_at(probe.layout.program, &probe.symbol, offset, file, pid)?;
+            }
+            for probe in entry_only {
+                let mut point = probe.point.clone();
+                let is_free = is_main && probe.symbol == "free";
+                if is_free && let Some(offset) = free_offset_override {
+                    point.offset = offset;
+                    point.reason = "set with --free-probe-offset";
+                }
+                let offset = probe.function_offset + point.offset;
+                self.attach_at(probe.layout.program, &probe.symbol, offset, file, pid)?;
+                if is_free {
+                    placement.free = Some(point);
+                }
+            }
+            placement.aliases.extend(module.aliases.iter().cloned());
         }
-        for &(symbol, program, offset) in &plan.entries {
-            self.attach_at(program, symbol, offset, library, pid)?;
-        }
-        self.attach_at(
-            abi::program::FREE_ENTRY,
-            "free",
-            plan.free_offset,
-            library,
-            pid,
-        )?;
-        if let Some(offset) = plan.munmap_offset {
-            self.attach_at(abi::program::MUNMAP_ENTRY, "munmap", offset, library, pid)?;
-        }
-        Ok(plan.placement)
+        Ok(placement)
     }
 
-    /// Attaches everything a traced process gets (see [`ProcessProbes`]) to process `pid`.
-    /// A missing loader hook only costs the first stacks' completeness: it is not an error.
+    /// Attaches everything a traced process gets to process `pid`: the probes of `plan` and
+    /// the stops of `probes` (see [`ProcessProbes`]). A missing loader hook only costs the
+    /// first stacks' completeness: it is not an error.
     pub fn attach_process(
         &mut self,
         probes: &ProcessProbes,
+        plan: &AllocatorPlan,
         pid: u32,
     ) -> Result<Placement, ProbeError> {
-        let placement =
-            self.attach_allocator(&probes.allocator, pid, probes.free_offset_override)?;
+        let placement = self.attach_allocator(plan, pid, probes.free_offset_override)?;
         if let Some(libc) = &probes.exit_stop {
             self.attach_exit_stop(libc, pid)?;
         }

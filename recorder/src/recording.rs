@@ -3,7 +3,8 @@
 //! Owns the order of the steps and what each takes from the options ([`run`] reads as the list):
 //! 1. checks: something to trace, the privileges, the PID exists ([`check_can_trace`]);
 //! 2. output: the trace's temporary file, before anything runs (`output`);
-//! 3. allocator: the library whose functions are probed ([`Allocator::choose`]);
+//! 3. allocator: which allocators' functions are probed, in which modules
+//!    ([`Allocator::choose`], `allocators`);
 //! 4. target: the command launched and held before its exec, or the running PID (`target`);
 //! 5. probes: the object loaded, unwind tables ready, the probes attached ([`attach`]);
 //! 6. metadata: the trace's header and writer ([`trace_meta`]);
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use memtrail_ebpf_abi as abi;
 use memtrail_format::{ProcessOrigin, TraceMeta, TraceWriter, WriterOptions};
 
+use crate::allocators::{self, AllocatorPlan};
 use crate::cli::{RecordArgs, UnwindMode};
 use crate::elf_file;
 use crate::error::Error;
@@ -60,7 +62,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
         Some(executable) => executable.running.first().copied(),
         None => args.pids.first().copied(),
     };
-    let allocator = Allocator::choose(args, first_running)?;
+    let allocator = Allocator::choose(args, first_running, args.exe.as_deref())?;
     let host_names = host::host_names();
     let start = StartTime {
         wall_ns: host::wall_clock_ns(),
@@ -116,6 +118,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
     let options = SessionOptions {
         allocator_path: allocator.name.clone(),
         process_probes: attached.process_probes.clone(),
+        allocator_plan: allocator.plan.clone(),
         stack_depth: usize::from(args.stack_depth),
         page_size: u64::from(meta.page_size),
         symbolize: !args.no_symbols,
@@ -195,7 +198,7 @@ pub fn run(args: &RecordArgs) -> Result<i32, Error> {
                 Following::Unavailable => " (not the processes it starts: see the warning above)",
             },
             attached.placement.probes,
-            escape::terminal(&allocator.name),
+            escape::terminal(&allocator.plan.summary().replace(';', ", ")),
             attached.placement.free_offset(),
             escape::terminal(&output_path.display().to_string())
         );
@@ -233,32 +236,56 @@ fn check_can_trace(args: &RecordArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The library whose allocation functions are probed.
+/// The allocators whose functions are probed, and in which modules (`allocators`).
 struct Allocator {
-    /// As the recorder opens it (through /proc/PID/root for a process in another mount
-    /// namespace).
-    path: PathBuf,
-    /// As the traced process names it (the trace's metadata, messages).
+    plan: AllocatorPlan,
+    /// The module of the `malloc` the process calls, as the process names it (for the
+    /// session, which skips the mmaps this module makes for itself).
     name: String,
 }
 
 impl Allocator {
-    /// Step 3: `--lib`, else the libc of the first running target (`first_running`), else the
-    /// recorder's own (a launched command, or `--exe` with none running yet).
-    fn choose(args: &RecordArgs, first_running: Option<u32>) -> Result<Allocator, Error> {
-        if let Some(lib) = &args.lib {
+    /// Step 3: `--lib`, else what the target's modules define: for a running process (the
+    /// first of the targets, `first_running`) its mapped modules; for a command (or `--exe`'s
+    /// executable, `executable`, when none runs yet) the libraries it links (falling back to
+    /// the recorder's own libc for what is not an ELF executable, such as a script).
+    fn choose(
+        args: &RecordArgs,
+        first_running: Option<u32>,
+        executable: Option<&Path>,
+    ) -> Result<Allocator, Error> {
+        let plan = if let Some(lib) = &args.lib {
             let path = std::fs::canonicalize(lib).map_err(|source| Error::Library {
                 path: lib.clone(),
                 source,
             })?;
-            let name = path.display().to_string();
-            return Ok(Allocator { path, name });
-        }
-        let (path, name) = find_libc(first_running).ok_or(match first_running {
-            Some(pid) => Error::NoLibcIn(pid),
-            None => Error::NoOwnLibc,
-        })?;
-        Ok(Allocator { path, name })
+            allocators::plan_for_library(&path).map_err(ProbeError::from_discovery)?
+        } else if let Some(pid) = first_running {
+            let plan = allocators::plan_for_process(pid)
+                .map_err(|source| Error::Discovery { pid, source })?;
+            if plan.modules.is_empty() {
+                return Err(Error::NoAllocatorIn(pid));
+            }
+            plan
+        } else {
+            let predicted = executable
+                .map(Path::to_path_buf)
+                .or_else(|| args.command.first().and_then(|c| resolve_command(c)))
+                .and_then(|executable| allocators::plan_for_command(&executable).ok())
+                .filter(|plan| !plan.modules.is_empty());
+            match predicted {
+                Some(plan) => plan,
+                None => {
+                    let (libc, _) = find_libc(None).ok_or(Error::NoAllocatorForCommand)?;
+                    allocators::plan_for_library(&libc).map_err(ProbeError::from_discovery)?
+                }
+            }
+        };
+        let name = plan
+            .main_module()
+            .map(|m| m.module.path.clone())
+            .unwrap_or_default();
+        Ok(Allocator { plan, name })
     }
 }
 
@@ -409,14 +436,31 @@ fn attach(
         None
     };
     let mut process_probes = ProcessProbes {
-        allocator: allocator.path.clone(),
+        lib: args.lib.clone(),
         free_offset_override: args.free_probe_offset,
         exit_stop: None,
         loader_stop: None,
     };
-    let mut placement = probes.allocator_placement(&allocator.path, args.free_probe_offset)?;
+    let mut placement = Placement {
+        allocators: allocator.plan.summary(),
+        ..Placement::default()
+    };
     for target in targets {
-        placement = probes.attach_allocator(&allocator.path, target.pid, args.free_probe_offset)?;
+        // Several attached processes may use different allocators: each its own plan.
+        let own_plan = if targets.len() > 1 && args.lib.is_none() {
+            allocators::plan_for_process(target.pid).ok()
+        } else {
+            None
+        };
+        let plan = own_plan.as_ref().unwrap_or(&allocator.plan);
+        placement = probes.attach_allocator(plan, target.pid, args.free_probe_offset)?;
+    }
+    if !args.quiet && !placement.single_stepping_hot.is_empty() {
+        // bench/README: a trap that single-steps costs about 15x an emulated one.
+        eprintln!(
+            "memtrail-record: note: these probes sit on instructions the kernel single-steps (each call costs about 10 us more than at an emulated instruction; see docs/recording.md): {}",
+            escape::terminal(&placement.single_stepping_hot.join(", "))
+        );
     }
     if launched && let Some((libc, _)) = find_libc(None) {
         probes.attach_exit_stop(&libc, first_pid)?;
@@ -537,9 +581,15 @@ fn trace_meta(
         ),
         (
             "free_probe_placement".to_owned(),
-            placement.free.map(|f| f.reason).unwrap_or("").to_owned(),
+            placement
+                .free
+                .as_ref()
+                .map(|f| f.reason)
+                .unwrap_or("")
+                .to_owned(),
         ),
         ("allocator_library".to_owned(), allocator.name.clone()),
+        ("allocators".to_owned(), placement.allocators.clone()),
         (
             "mode".to_owned(),
             match (exe, target) {
@@ -581,6 +631,12 @@ fn trace_meta(
     }
     if !placement.missing.is_empty() {
         extra.push(("probes_missing".to_owned(), placement.missing.join(",")));
+    }
+    if !placement.single_stepping.is_empty() {
+        extra.push((
+            "probes_single_stepping".to_owned(),
+            placement.single_stepping.join(","),
+        ));
     }
     if let Some(exe) = exe {
         extra.push(("executable".to_owned(), exe.path.display().to_string()));

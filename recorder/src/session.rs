@@ -24,6 +24,7 @@ use memtrail_format::{
     TraceWriter, Unwinder,
 };
 
+use crate::allocators::{self, AllocatorPlan};
 use crate::anon_mappings::AnonMappings;
 use crate::elf_file::build_id_of;
 use crate::modules::{ModuleTable, read_exec_mappings};
@@ -56,8 +57,11 @@ pub enum SessionError {
 pub struct SessionOptions {
     pub allocator_path: String,
     /// What a process that starts being traced gets attached (new processes of followed
-    /// ones; vfork children at their exec).
+    /// ones; vfork children at their exec) besides its allocators' probes.
     pub process_probes: ProcessProbes,
+    /// The allocators probed in the first process (see `Recording::plan_at_stop` for the
+    /// others).
+    pub allocator_plan: AllocatorPlan,
     pub stack_depth: usize,
     pub page_size: u64,
     pub symbolize: bool,
@@ -118,6 +122,12 @@ pub struct Recording {
     resolver: Option<SymbolResolver>,
     /// Resumed processes that got no unwinder slot (all taken): their stacks stop early.
     unwind_slots_full: u64,
+    /// The allocators probed in each process (a forked child gets its parent's).
+    plans: HashMap<u32, AllocatorPlan>,
+    /// Predicted for each executable exec'ed so far.
+    plans_by_executable: HashMap<std::path::PathBuf, AllocatorPlan>,
+    /// The first process's, for processes nothing better is known of.
+    default_plan: AllocatorPlan,
     symbolized: HashSet<(u32, u64)>,
     totals: EndTotals,
     lost_seen: [u64; abi::LOST_COUNTER_COUNT as usize],
@@ -196,6 +206,12 @@ impl Recording {
             next_stack_id: 0,
             resolver: options.symbolize.then(SymbolResolver::new),
             unwind_slots_full: 0,
+            plans: first
+                .iter()
+                .map(|&(pid, _)| (pid, options.allocator_plan.clone()))
+                .collect(),
+            plans_by_executable: HashMap::new(),
+            default_plan: options.allocator_plan.clone(),
             symbolized: HashSet::new(),
             totals: EndTotals::default(),
             lost_seen: [0; abi::LOST_COUNTER_COUNT as usize],
@@ -687,7 +703,10 @@ impl Recording {
                 let parent = self.processes.get(pid).map_or(0, |p| p.parent);
                 let vforked = reason == abi::STOP_START && share_address_space(pid, parent);
                 if !vforked {
-                    match probes.attach_process(process_probes, pid) {
+                    let plan = self.plan_at_stop(pid, parent, reason, process_probes);
+                    let attached = probes.attach_process(process_probes, &plan, pid);
+                    self.plans.insert(pid, plan);
+                    match attached {
                         Ok(_) => {
                             if let Some(process) = self.processes.get_mut(pid) {
                                 process.probed = true;
@@ -715,6 +734,41 @@ impl Recording {
         Ok(())
     }
 
+    /// The allocators to probe in process `pid`, stopped for `reason`: with `--lib`, that
+    /// library's; after a fork, its parent's (same image); after an exec (or found at its
+    /// exec with `--exe`), what its new executable links, predicted before the libraries are
+    /// mapped (one prediction per executable); the first process's when nothing is known.
+    fn plan_at_stop(
+        &mut self,
+        pid: u32,
+        parent: u32,
+        reason: u32,
+        process_probes: &ProcessProbes,
+    ) -> AllocatorPlan {
+        if process_probes.lib.is_some() {
+            return self.default_plan.clone();
+        }
+        if reason == abi::STOP_START {
+            return self
+                .plans
+                .get(&parent)
+                .unwrap_or(&self.default_plan)
+                .clone();
+        }
+        let Ok(executable) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return self.default_plan.clone();
+        };
+        if let Some(plan) = self.plans_by_executable.get(&executable) {
+            return plan.clone();
+        }
+        let plan = allocators::plan_for_command(&executable)
+            .ok()
+            .filter(|plan| !plan.modules.is_empty())
+            .unwrap_or_else(|| self.default_plan.clone());
+        self.plans_by_executable.insert(executable, plan.clone());
+        plan
+    }
+
     /// Processes of the tree that run untraced: forked, but never stopped where the programs
     /// stop new processes (the return of the probed libc's `_Fork`, or an exec): a raw clone
     /// system call, another libc. Their probes are attached now, late, and the trace says
@@ -730,7 +784,16 @@ impl Recording {
                 continue;
             }
             let time = self.now();
-            let reason = match probes.attach_process(process_probes, pid) {
+            let plan = match &process_probes.lib {
+                Some(_) => self.default_plan.clone(),
+                None => allocators::plan_for_process(pid)
+                    .ok()
+                    .filter(|plan| !plan.modules.is_empty())
+                    .unwrap_or_else(|| self.default_plan.clone()),
+            };
+            let attached = probes.attach_process(process_probes, &plan, pid);
+            self.plans.insert(pid, plan);
+            let reason = match attached {
                 Ok(_) => {
                     if let Some(process) = self.processes.get_mut(pid) {
                         process.probed = true;

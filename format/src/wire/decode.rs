@@ -186,10 +186,10 @@ const TAG_KINDS: [u8; 256] = {
             KIND_REALLOC
         } else if same_size {
             KIND_INVALID
-        } else if base == TAG_FREE + FreeApi::Free as u8 {
-            KIND_FREE
         } else if base == TAG_FREE + FreeApi::Munmap as u8 {
             KIND_MUNMAP
+        } else if base >= TAG_FREE && base < TAG_FREE + FreeApi::ALL.len() as u8 {
+            KIND_FREE
         } else if new_thread {
             KIND_INVALID
         } else if (base >= TAG_LOST && base <= TAG_PROCESS_EXIT) || base == TAG_UNFOLLOWED {
@@ -521,12 +521,13 @@ impl FrameDecoder {
                     &mut self.tables.threads,
                     &mut self.tables.window
                 ));
+                let api = FreeApi::ALL[usize::from(tag & 0x0f)];
                 sink(Record::Free {
                     time,
                     thread,
                     address,
                     size: 0,
-                    api: FreeApi::Free,
+                    api,
                 });
             } else {
                 attempt!(self.rare_record(&mut hot, p, tag, kind, sink));

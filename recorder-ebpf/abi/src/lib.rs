@@ -24,6 +24,15 @@ pub mod alloc_api {
     pub const VALLOC: u8 = 7;
     pub const PVALLOC: u8 = 8;
     pub const MMAP: u8 = 9;
+    /// jemalloc's `mallocx(size, flags)`.
+    pub const MALLOCX: u8 = 10;
+    /// jemalloc's `rallocx(ptr, size, flags)`: a resize that may move the block.
+    pub const RALLOCX: u8 = 11;
+    /// jemalloc's `xallocx(ptr, size, extra, flags)`: a resize in place; the block's new size
+    /// is what it returns.
+    pub const XALLOCX: u8 = 12;
+    /// C++ `operator new` defined by an allocator (jemalloc, tcmalloc, mimalloc's `mi_new`).
+    pub const OPERATOR_NEW: u8 = 13;
     /// Only in [`super::PendingCall::api`]: a call that is entered and returns like the others
     /// but is not reported (an mmap of a file).
     pub const NOT_REPORTED: u8 = 0xff;
@@ -33,6 +42,12 @@ pub mod alloc_api {
 pub mod free_api {
     pub const FREE: u8 = 0;
     pub const MUNMAP: u8 = 1;
+    /// jemalloc's sized `sdallocx(ptr, size, flags)`.
+    pub const SDALLOCX: u8 = 2;
+    /// jemalloc's `dallocx(ptr, flags)`.
+    pub const DALLOCX: u8 = 3;
+    /// C++ `operator delete` defined by an allocator.
+    pub const OPERATOR_DELETE: u8 = 4;
 }
 
 /// [`Event::kind`]: a block was allocated (`address`, `size`, `stack_id`).
@@ -412,10 +427,17 @@ pub mod program {
     pub const VALLOC_ENTRY: &str = "valloc_entry";
     pub const PVALLOC_ENTRY: &str = "pvalloc_entry";
     pub const MMAP_ENTRY: &str = "mmap_entry";
+    pub const MALLOCX_ENTRY: &str = "mallocx_entry";
+    pub const RALLOCX_ENTRY: &str = "rallocx_entry";
+    pub const XALLOCX_ENTRY: &str = "xallocx_entry";
+    pub const OPERATOR_NEW_ENTRY: &str = "operator_new_entry";
     /// One return probe shared by every allocation function: the pending call says which.
     pub const ALLOC_RETURN: &str = "alloc_return";
     pub const FREE_ENTRY: &str = "free_entry";
     pub const MUNMAP_ENTRY: &str = "munmap_entry";
+    pub const SDALLOCX_ENTRY: &str = "sdallocx_entry";
+    pub const DALLOCX_ENTRY: &str = "dallocx_entry";
+    pub const OPERATOR_DELETE_ENTRY: &str = "operator_delete_entry";
     /// On libc's `exit`: see [`super::GLOBAL_STOP_AT_EXIT`].
     pub const EXIT_ENTRY: &str = "exit_entry";
     /// Raw tracepoint `sched_process_fork`: a new process of a followed one is traced.

@@ -132,7 +132,7 @@ pub fn finish(ctx: &RetProbeContext) -> u32 {
         count_lost(LOST_MISSING_ENTRY);
         return 0;
     };
-    let call = pending.read();
+    let mut call = pending.read();
     if sp <= call.entry_sp {
         // Return of a call nested inside the pending one; the outer call is still running.
         return 0;
@@ -167,7 +167,14 @@ pub fn finish(ctx: &RetProbeContext) -> u32 {
             }
             (EVENT_ALLOC, returned)
         }
-        alloc_api::REALLOC | alloc_api::REALLOCARRAY => (EVENT_REALLOC, returned),
+        alloc_api::REALLOC | alloc_api::REALLOCARRAY | alloc_api::RALLOCX => {
+            (EVENT_REALLOC, returned)
+        }
+        alloc_api::XALLOCX => {
+            // Returns the block's size after the attempt (resized or not); the block stays.
+            call.size = returned;
+            (EVENT_REALLOC, call.old_address)
+        }
         _ => (EVENT_ALLOC, returned),
     };
     if kind == EVENT_ALLOC {

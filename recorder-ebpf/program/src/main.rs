@@ -122,6 +122,31 @@ pub fn mmap_entry(ctx: ProbeContext) -> u32 {
     calls::enter(&ctx, api, arg(&ctx, 1), 0, 0)
 }
 
+/// jemalloc's `mallocx(size, flags)` (and `je_`/`_rjem_` names).
+#[uprobe]
+pub fn mallocx_entry(ctx: ProbeContext) -> u32 {
+    calls::enter(&ctx, alloc_api::MALLOCX, arg(&ctx, 0), 0, 0)
+}
+
+/// jemalloc's `rallocx(ptr, size, flags)`: reported like realloc.
+#[uprobe]
+pub fn rallocx_entry(ctx: ProbeContext) -> u32 {
+    calls::enter(&ctx, alloc_api::RALLOCX, arg(&ctx, 1), arg(&ctx, 0), 0)
+}
+
+/// jemalloc's `xallocx(ptr, size, extra, flags)`: resizes in place and returns the new size
+/// (see `calls::finish`).
+#[uprobe]
+pub fn xallocx_entry(ctx: ProbeContext) -> u32 {
+    calls::enter(&ctx, alloc_api::XALLOCX, arg(&ctx, 1), arg(&ctx, 0), 0)
+}
+
+/// C++ `operator new(size, ...)` as an allocator defines it.
+#[uprobe]
+pub fn operator_new_entry(ctx: ProbeContext) -> u32 {
+    calls::enter(&ctx, alloc_api::OPERATOR_NEW, arg(&ctx, 0), 0, 0)
+}
+
 /// Return half of every allocation function.
 #[uretprobe]
 pub fn alloc_return(ctx: RetProbeContext) -> u32 {
@@ -132,6 +157,24 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
 #[uprobe]
 pub fn free_entry(ctx: ProbeContext) -> u32 {
     calls::release(&ctx, free_api::FREE, arg(&ctx, 0), 0)
+}
+
+/// jemalloc's `sdallocx(ptr, size, flags)`, at the offset user space decoded.
+#[uprobe]
+pub fn sdallocx_entry(ctx: ProbeContext) -> u32 {
+    calls::release(&ctx, free_api::SDALLOCX, arg(&ctx, 0), 0)
+}
+
+/// jemalloc's `dallocx(ptr, flags)`, at the offset user space decoded.
+#[uprobe]
+pub fn dallocx_entry(ctx: ProbeContext) -> u32 {
+    calls::release(&ctx, free_api::DALLOCX, arg(&ctx, 0), 0)
+}
+
+/// C++ `operator delete(ptr, ...)` as an allocator defines it, at the decoded offset.
+#[uprobe]
+pub fn operator_delete_entry(ctx: ProbeContext) -> u32 {
+    calls::release(&ctx, free_api::OPERATOR_DELETE, arg(&ctx, 0), 0)
 }
 
 #[uprobe]
