@@ -45,6 +45,17 @@ const EARLY_PHASE: Duration = Duration::from_millis(300);
 /// A new process that has not stopped (at its fork or exec) this long after the recorder
 /// learnt of it never will: its probes are attached without the stop.
 const LATE_ATTACH_AFTER: Duration = Duration::from_millis(500);
+/// CPU time a new process must have used, without stopping, to be taken for one running
+/// untraced (a process stopped at its fork has run for microseconds).
+const RAN_UNTRACED_CPU_NS: u64 = 20_000_000;
+
+/// The CPU time process `pid` has used, from `/proc/PID/schedstat` (0 when unknown).
+fn cpu_time_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|text| text.split_ascii_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -778,9 +789,17 @@ impl Recording {
         &mut self,
         probes: &mut Probes,
         process_probes: &ProcessProbes,
+        stopped: &BpfHashMap<MapData, u32, u32>,
     ) -> Result<(), SessionError> {
         for (pid, parent) in self.processes.unprobed_older_than(LATE_ATTACH_AFTER) {
-            if has_ended(pid) || share_address_space(pid, parent) {
+            // Stopped and waiting its turn (attaching is slow when the kernel's probe lock is
+            // busy), not yet scheduled at all on a loaded machine, gone, or sharing its
+            // parent's probes: not running untraced.
+            if stopped.get(&pid, 0).is_ok()
+                || cpu_time_ns(pid) < RAN_UNTRACED_CPU_NS
+                || has_ended(pid)
+                || share_address_space(pid, parent)
+            {
                 continue;
             }
             let time = self.now();
@@ -1098,7 +1117,7 @@ fn record_loop(
                 .find_map(|t| t.has_exited().then(|| t.exit_status().map(|s| (t.pid, s))))
                 .flatten();
             let running = recording.check_processes(status)?;
-            recording.attach_late(probes, &options.process_probes)?;
+            recording.attach_late(probes, &options.process_probes, maps.stopped)?;
             if running {
                 for pid in recording.processes.running().collect::<Vec<_>>() {
                     recording.refresh_modules(pid)?;
