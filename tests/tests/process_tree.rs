@@ -24,6 +24,20 @@ use serde_json::Value;
 /// How long a sample runs (seconds, its last argument): long enough for verdicts that read a
 /// trend and for the analyzer's default `--min-age` (500 ms), short enough for a test.
 const RUN_SECONDS: &str = "1.5";
+/// One recording at a time in this file: the kernel serializes uprobe registrations
+/// host-wide, and a recorder's probes retire one by one (about 100 ms each) after it exits,
+/// so recordings run side by side hold each other's new processes at their fork for seconds,
+/// which turns a steady leak into a burst the verdicts cannot read.
+static ONE_RECORDING_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`ONE_RECORDING_AT_A_TIME`] (a test that failed while holding it does not poison
+/// the others).
+fn one_recording_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RECORDING_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A recorder or sample that has not finished by then is stuck.
 const STUCK: Duration = Duration::from_secs(60);
 
@@ -307,6 +321,7 @@ fn prefork_server_leak_is_found_in_the_leaking_worker_only() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "prefork");
     let server = build_sample(&scratch, "prefork_server.c");
     let trace = scratch.path("prefork.trace");
@@ -397,6 +412,7 @@ fn prefork_server_without_follow_records_the_parent_only() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "prefork-no-follow");
     let server = build_sample(&scratch, "prefork_server.c");
     let trace = scratch.path("prefork.trace");
@@ -428,6 +444,7 @@ fn blocks_kept_before_an_exec_are_released_and_the_new_images_leak_is_found() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "exec");
     let exec_after_alloc = build_sample(&scratch, "exec_after_alloc.c");
     let leaker = build_sample(&scratch, "steady_leaker.c");
@@ -492,6 +509,7 @@ fn a_shell_scripts_child_leak_is_found_in_the_child() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "shell");
     let leaker = build_sample(&scratch, "steady_leaker.c");
     let script = repo_root().join("samples/run_leaker.sh");
@@ -541,6 +559,7 @@ fn attaching_with_follow_before_a_fork_finds_the_childs_leak() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "attach-follow");
     let program = build_sample(&scratch, "fork_when_told.c");
     let trace = scratch.path("follow.trace");
@@ -580,6 +599,7 @@ fn attaching_to_two_processes_records_both() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "attach-two");
     let leaker = build_sample(&scratch, "steady_leaker.c");
     let trace = scratch.path("two.trace");
@@ -622,6 +642,7 @@ fn exe_records_a_process_started_after_the_recording_began() {
     if !bpf_available() {
         return;
     }
+    let _serial = one_recording_at_a_time();
     let scratch = Scratch::new("process-tree", "exe");
     // A copy of its own: parallel tests never start a process of this executable.
     let leaker = build_sample(&scratch, "steady_leaker.c");
@@ -646,4 +667,100 @@ fn exe_records_a_process_started_after_the_recording_began() {
     let process = only_entry(&by_pid, pid);
     assert_eq!(process["origin"], "found", "{process}");
     assert_leak(process, "remember_session", leaked, SESSION_BYTES);
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, ...), None once it is gone.
+fn process_state(pid: u64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_ascii_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: u64) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_ascii_whitespace().nth(1)?.parse::<u64>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_recorder_leaves_no_traced_process_stopped() {
+    if !bpf_available() {
+        return;
+    }
+    let _serial = one_recording_at_a_time();
+    let scratch = Scratch::new("process-tree", "killed");
+    let sample = build_sample(&scratch, "fork_loop.c");
+    let trace = scratch.path("killed.trace");
+    let mut recorder = Command::new(recorder())
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&sample)
+        .arg("60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start memtrail-record");
+    let mut stdout = BufReader::new(recorder.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    let sample_pid: u64 = line
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("fork_loop said {line:?}"));
+    // Children are being forked, each held at its fork while its probes attach.
+    std::thread::sleep(Duration::from_secs(3));
+    recorder.kill().expect("kill -9 the recorder");
+    let _ = recorder.wait();
+    // The watchdog sees the recorder exiting within 100 ms; give a loaded machine time.
+    let mut stopped = Vec::new();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        stopped = std::iter::once(sample_pid)
+            .chain(children_of(sample_pid))
+            .filter(|&pid| process_state(pid) == Some('T'))
+            .collect();
+        if stopped.is_empty() {
+            break;
+        }
+    }
+    let running = process_state(sample_pid);
+    let _ = Command::new("kill").arg(sample_pid.to_string()).status();
+    assert!(
+        stopped.is_empty(),
+        "left stopped after the recorder died: {stopped:?}"
+    );
+    assert!(
+        running.is_some_and(|state| state != 'T' && state != 'Z'),
+        "the traced program did not keep running: {running:?}"
+    );
+    // What was recorded before the kill stays readable.
+    let info = Command::new(analyzer())
+        .arg("info")
+        .arg(&trace)
+        .output()
+        .expect("memtrail info");
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        text.contains("fork_loop"),
+        "{text}{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
 }
