@@ -197,7 +197,20 @@ fn charge_names(budget: &mut crate::budget::Budget, record: &Record) -> bool {
     budget.exceeded().is_none() && budget.add(kind, count, bytes)
 }
 
+/// The warning for a trace whose recorder could not follow the traced processes' children.
+pub const FOLLOW_UNAVAILABLE: &str =
+    "the processes it started were not traced (the recorder could not follow them)";
+
 impl Analysis {
+    /// True when the recorder was asked to follow the processes the traced ones start and
+    /// could not (its metadata's `follow` is `unavailable`): their leaks are in no report.
+    pub fn follow_unavailable(&self) -> bool {
+        self.meta
+            .extra
+            .iter()
+            .any(|(k, v)| k == "follow" && v == "unavailable")
+    }
+
     /// True when a total the reports add up across stacks (scaled for sampling) would pass
     /// 2^64 - 1: the reports' sums saturate there.
     fn scaled_totals_saturate(&self) -> bool {
@@ -242,8 +255,12 @@ impl Analysis {
                 reasons.join(", ")
             ));
         }
-        // Never silently blind: every process of the tree that was not traced, beside the
-        // lost events (`info` lists them all).
+        // Never silently blind: the whole tree when the recorder could not follow it, and
+        // every process of the tree that was not traced, beside the lost events (`info`
+        // lists them all).
+        if self.follow_unavailable() {
+            w.push(format!("{name}: {FOLLOW_UNAVAILABLE}"));
+        }
         const SHOWN_UNFOLLOWED: usize = 20;
         let r = &self.replay;
         for u in r.unfollowed.iter().take(SHOWN_UNFOLLOWED) {

@@ -18,13 +18,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::aggregate::StackRow;
+use crate::aggregate::{IntMap, StackRow};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::replay::{ProcessOutput, ReplayOutput};
-use crate::report::{classify_row_in, scaled_row};
+use crate::report::{classify_row_in, process_verdicts, scaled_row};
 use crate::symbols::Frame;
-use crate::verdict::Verdict;
+use crate::verdict::{Classification, Verdict};
 
 /// How the two traces' numbers are put side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -344,9 +344,18 @@ struct Grouped {
     frames: Vec<Frame>,
     ids: Vec<u32>,
     rows: Vec<StackRow>,
+    /// The strongest verdict its stacks have in a process, for the whole trace of several
+    /// processes (see `report::process_verdicts`).
+    verdict: Option<Classification>,
 }
 
-fn group(a: &Analysis, replay: &ReplayOutput) -> BTreeMap<String, Grouped> {
+/// `replay`'s stacks by key. `verdicts`: the whole trace's verdicts from its processes, when
+/// `replay` is the whole trace's (empty for a process's own replay).
+fn group(
+    a: &Analysis,
+    replay: &ReplayOutput,
+    verdicts: &IntMap<u32, Classification>,
+) -> BTreeMap<String, Grouped> {
     let mut out: BTreeMap<String, Grouped> = BTreeMap::new();
     for row in &replay.rows {
         let frames = a.symbols.resolve(row.stack_id);
@@ -355,9 +364,17 @@ fn group(a: &Analysis, replay: &ReplayOutput) -> BTreeMap<String, Grouped> {
             frames,
             ids: Vec::new(),
             rows: Vec::new(),
+            verdict: None,
         });
         g.ids.push(row.stack_id);
         g.rows.push(scaled_row(a, row));
+        if let Some(c) = verdicts.get(&row.stack_id)
+            && g.verdict
+                .as_ref()
+                .is_none_or(|v| c.verdict.strength() > v.verdict.strength())
+        {
+            g.verdict = Some(c.clone());
+        }
     }
     out
 }
@@ -418,7 +435,7 @@ pub fn merge_rows(rows: &[StackRow]) -> Option<StackRow> {
 fn side(replay: &ReplayOutput, g: Grouped) -> Option<(Vec<Frame>, Side)> {
     let row = merge_rows(&g.rows)?;
     let (verdict, reason) = if row.unfreed_bytes > 0 || row.unfreed_allocations > 0 {
-        let c = classify_row_in(replay, &row);
+        let c = g.verdict.unwrap_or_else(|| classify_row_in(replay, &row));
         (Some(c.verdict), c.reason)
     } else {
         (None, String::new())
@@ -596,7 +613,9 @@ fn compare_processes(base: &Analysis, new: &Analysis, n: Normalize) -> Vec<Proce
                 (None, None) => (String::new(), 0),
             };
             let groups = |side: &Option<(ProcessSide, &ReplayOutput)>, a: &Analysis| {
-                side.as_ref().map(|(_, r)| group(a, r)).unwrap_or_default()
+                side.as_ref()
+                    .map(|(_, r)| group(a, r, &IntMap::default()))
+                    .unwrap_or_default()
             };
             let empty = ReplayOutput::empty();
             let (stacks, counts) = compare_stacks(
@@ -641,8 +660,8 @@ pub fn diff(base: &Analysis, new: &Analysis, options: &DiffOptions) -> Result<Di
             }
         }
     }
-    let base_groups = group(base, &base.replay);
-    let new_groups = group(new, &new.replay);
+    let base_groups = group(base, &base.replay, &process_verdicts(base));
+    let new_groups = group(new, &new.replay, &process_verdicts(new));
     let base_summary = summary(base, base_groups.len());
     let new_summary = summary(new, new_groups.len());
     let (stacks, counts) = compare_stacks(

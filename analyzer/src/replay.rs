@@ -22,9 +22,11 @@
 //! 2^48), so a live block costs what it did. A forked child starts with no live blocks (a
 //! free of a block it inherited is an unmatched free). An exec drops its process's live
 //! blocks: *released by exec*, neither freed nor unfreed. Each process has its own per-stack
-//! aggregates and time axis (ending at its exit) once the trace has a second process; the
-//! total's are kept as before, so a single-process trace replays exactly as it did. Events of
-//! processes `--pid` leaves out are not replayed at all.
+//! aggregates and time axis (from when it started to be traced, or its latest exec, to its
+//! exit) once the trace has a second process; the total's are kept beside them (their axis
+//! starts at the first event, or at an exec while there is one process), so a single-process
+//! trace's total is its process. Events of processes `--pid` leaves out are not replayed at
+//! all.
 
 use std::collections::BTreeMap;
 
@@ -426,14 +428,16 @@ pub struct ReplayOutput {
     /// `--at`.
     pub duration_ns: u64,
     /// When the process was active: from its first event to its exit (or the end of the
-    /// window). Curves, verdicts and `--min-age` use this span: a recording that goes on after
-    /// the process exited, or starts before it allocates, does not flatten its curves.
+    /// window). `--min-age` counts back from its end; the stack curves' axis (`axis`) ends
+    /// there too and starts when the process started to be traced, or at its latest exec: a
+    /// recording that goes on after the process exited, or starts before it allocates, does
+    /// not flatten its curves.
     pub active_start_ns: u64,
     pub active_end_ns: u64,
     pub stats: ReplayStats,
     /// One row per stack that allocated or released anything, by stack id.
     pub rows: Vec<StackRow>,
-    /// The axis of `StackRow::unfreed_over_time`.
+    /// The axis of `StackRow::unfreed_over_time` (see `active_start_ns`).
     pub axis: TimeAxis,
     /// Highest live bytes (heap and mappings) per bucket of `heap_axis`.
     pub heap_curve: Vec<i64>,
@@ -481,7 +485,11 @@ pub struct ProcessOutput {
 /// A process's own accumulators, kept once the trace has more than one process.
 #[derive(Debug, Clone)]
 struct ProcessReplay {
+    /// Its stack curves' axis starts when it started to be traced, or at its latest exec
+    /// (see [`Replay::start_axis`]).
     aggs: Aggregates,
+    /// True once its axis started (at its first event or an exec).
+    axis_started: bool,
     events: u64,
     first_event_ns: Option<u64>,
     last_event_ns: u64,
@@ -493,6 +501,7 @@ impl ProcessReplay {
     fn new() -> ProcessReplay {
         ProcessReplay {
             aggs: Aggregates::sparse(),
+            axis_started: false,
             events: 0,
             first_event_ns: None,
             last_event_ns: 0,
@@ -520,6 +529,9 @@ pub struct Replay {
     rows: Option<Vec<AllocationRow>>,
     budget: Budget,
     processes: ProcessTable,
+    /// True once the total's axis started: at the first event, or at an exec of the only
+    /// process.
+    axis_started: bool,
     /// Per process index, once there is more than one process; empty before.
     per_process: Vec<ProcessReplay>,
     /// The process of the latest event's thread, that thread (`u64::MAX`: none; the cache is
@@ -546,6 +558,7 @@ impl Replay {
             rows: options.collect_allocations.then(Vec::new),
             budget: Budget::new(options.memory_limit),
             processes: ProcessTable::new(options.pids),
+            axis_started: false,
             per_process: Vec::new(),
             current: 0,
             current_thread: u64::MAX,
@@ -584,6 +597,7 @@ impl Replay {
         if self.per_process.is_empty() {
             let own = ProcessReplay {
                 aggs: self.aggs.clone(),
+                axis_started: self.axis_started,
                 events: self.stats.events,
                 first_event_ns: self.stats.first_event_ns,
                 last_event_ns: self.stats.last_event_ns,
@@ -888,6 +902,21 @@ impl Replay {
     /// table, so a process with nothing live is skipped.
     fn release_by_exec(&mut self, index: u32, time: u64) {
         let now = self.now.max(time);
+        self.release_live_by_exec(index, now);
+        // The new image is judged on an axis of its own, from the exec on (its
+        // predecessor's stacks have nothing live left to judge). The total's axis is the
+        // process's while it is the only one.
+        if let Some(p) = self.per_process.get_mut(index as usize) {
+            p.axis_started = true;
+            p.aggs.restart_axis(now);
+        } else if self.per_process.is_empty() {
+            self.axis_started = true;
+            self.aggs.restart_axis(now);
+        }
+    }
+
+    /// Releases the live blocks and mappings of process `index` at `now` (its exec).
+    fn release_live_by_exec(&mut self, index: u32, now: u64) {
         if let Some(p) = self.per_process.get(index as usize)
             && p.aggs.live_allocations == 0
             && p.aggs.live_bytes == 0
@@ -958,12 +987,36 @@ impl Replay {
         self.stats.last_time_ns = self.stats.last_time_ns.max(time);
         self.stats.last_event_ns = self.now;
         self.stats.first_event_ns.get_or_insert(self.now);
+        if !self.axis_started {
+            self.axis_started = true;
+            self.aggs.restart_axis(self.now);
+        }
         if let Some(p) = self.per_process.get_mut(self.current as usize) {
             p.events += 1;
             p.last_event_ns = self.now;
             p.first_event_ns.get_or_insert(self.now);
+            if !p.axis_started {
+                self.start_axis(self.current, self.now);
+            }
         }
         self.now
+    }
+
+    /// Process `index`'s first event: its stack curves' axis starts here, or when its
+    /// Process record says it started to be traced if that is later. (A v1.0 trace's
+    /// process, and the first process of a trace, start at their first event, as the
+    /// total's axis does.)
+    #[cold]
+    fn start_axis(&mut self, index: u32, first_event_ns: u64) {
+        let declared = self
+            .processes
+            .facts()
+            .get(index as usize)
+            .map_or(0, |f| f.start_ns);
+        if let Some(p) = self.per_process.get_mut(index as usize) {
+            p.axis_started = true;
+            p.aggs.restart_axis(first_event_ns.max(declared));
+        }
     }
 
     /// A block of the current process was allocated: the total's and its own accumulators.
@@ -1448,15 +1501,24 @@ fn stack_output(
     active: (u64, u64),
 ) -> ReplayOutput {
     let (active_start_ns, active_end_ns) = active;
-    let (axis, shift) = TimeAxis::new(STACK_CURVE_BUCKETS, aggs.stack_shift(), active_end_ns);
+    // The stack curves' axis starts where the aggregates started it (the process's first
+    // event, or its latest exec) and ends with its activity.
+    let origin = aggs.stack_origin_ns().min(active_end_ns);
+    let (axis, shift) = TimeAxis::new(
+        STACK_CURVE_BUCKETS,
+        aggs.stack_shift(),
+        origin,
+        active_end_ns,
+    );
     let (heap_axis, heap_shift) =
-        TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), duration_ns);
+        TimeAxis::new(GLOBAL_CURVE_BUCKETS, aggs.global_shift(), 0, duration_ns);
     let mut stack_rows: Vec<StackRow> = aggs
         .stacks
         .iter()
         .map(|(&id, a)| {
             let u = unfreed.get(&id).copied().unwrap_or_default();
-            StackRow::from_agg(id, a, u, shift, axis)
+            let curve = aggs.stack_curve(a, shift, axis.buckets);
+            StackRow::from_agg(id, a, u, curve)
         })
         .collect();
     stack_rows.sort_by_key(|r| r.stack_id);

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use memtrail_format::{AllocApi, FreeApi};
 
-use crate::aggregate::{LIFETIME_CLASS_BOUNDS_NS, LogHistogram, RowLabels, SIZE_CLASSES, StackRow};
+use crate::aggregate::{
+    IntMap, LIFETIME_CLASS_BOUNDS_NS, LogHistogram, RowLabels, SIZE_CLASSES, StackRow,
+};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::replay::{ProcessOutput, ReplayOutput};
@@ -67,36 +69,101 @@ pub fn scaled_row(a: &Analysis, row: &StackRow) -> StackRow {
     s
 }
 
-/// The verdict of a stack's curve.
-pub fn classify_row(a: &Analysis, row: &StackRow) -> Classification {
-    classify_row_in(&a.replay, row)
-}
-
 /// The verdict of a stack's curve in `r`: the whole trace's replay, or one process's.
 pub fn classify_row_in(r: &ReplayOutput, row: &StackRow) -> Classification {
-    let start = (r.active_start_ns / r.axis.bucket_ns.max(1)) as usize;
-    classify(
-        &row.unfreed_over_time,
-        r.axis.bucket_ns,
-        start,
-        r.active_end_ns,
-    )
+    classify(&row.unfreed_over_time, &r.axis, r.active_end_ns)
+}
+
+/// Longest command quoted in a reason that names a process.
+const REASON_COMMAND_BYTES: usize = 80;
+
+/// The whole trace's verdicts of a trace of several processes, by stack id: each stack is
+/// judged in each process where it holds unfreed bytes, on that process's own axis, and keeps
+/// its strongest verdict (a stack leaking in one worker is a leak of the trace), the
+/// process with more unfreed bytes on a tie; the reason names the process. Empty for a
+/// single-process trace, whose total is its process.
+pub fn process_verdicts(a: &Analysis) -> IntMap<u32, Classification> {
+    let mut best: IntMap<u32, (Classification, u64, &ProcessOutput)> = IntMap::default();
+    for p in &a.replay.processes {
+        let Some(replay) = &p.replay else { continue };
+        for r in &replay.rows {
+            if r.unfreed_bytes == 0 && r.unfreed_allocations == 0 {
+                continue;
+            }
+            let c = classify_row_in(replay, r);
+            let stronger = match best.get(&r.stack_id) {
+                None => true,
+                Some((b, bytes, _)) => {
+                    (c.verdict.strength(), r.unfreed_bytes) > (b.verdict.strength(), *bytes)
+                }
+            };
+            if stronger {
+                best.insert(r.stack_id, (c, r.unfreed_bytes, p));
+            }
+        }
+    }
+    best.into_iter()
+        .map(|(id, (c, _, p))| {
+            let mut command = p.facts.command();
+            if command.len() > REASON_COMMAND_BYTES {
+                let mut end = REASON_COMMAND_BYTES;
+                while !command.is_char_boundary(end) {
+                    end -= 1;
+                }
+                command.truncate(end);
+                command.push_str("...");
+            }
+            let reason = format!("in process {} ({command}): {}", p.facts.pid, c.reason);
+            (
+                id,
+                Classification {
+                    verdict: c.verdict,
+                    reason,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The verdict of a stack of the whole trace: its strongest process's in `by_process` (see
+/// [`process_verdicts`]), else its own curve's.
+fn classify_total(
+    a: &Analysis,
+    by_process: &IntMap<u32, Classification>,
+    row: &StackRow,
+) -> Classification {
+    by_process
+        .get(&row.stack_id)
+        .cloned()
+        .unwrap_or_else(|| classify_row_in(&a.replay, row))
 }
 
 /// Leak candidates: stacks with unfreed bytes (older than `--min-age`), leaks first, then by
 /// unfreed bytes, largest first; ties by stack id.
+/// For a trace of several processes, a stack's verdict is its strongest in a process (see
+/// [`process_verdicts`]).
 pub fn leaks(a: &Analysis, top: Option<usize>) -> LeakReport {
-    leaks_in(a, &a.replay, top)
+    let by_process = process_verdicts(a);
+    leaks_with(a, &a.replay, top, |r| classify_total(a, &by_process, r))
 }
 
-/// [`leaks`] of `replay`: the whole trace's, or one process's (`ProcessOutput::replay`).
+/// [`leaks`] of one process's replay (`ProcessOutput::replay`), on its own axis.
 pub fn leaks_in(a: &Analysis, replay: &ReplayOutput, top: Option<usize>) -> LeakReport {
+    leaks_with(a, replay, top, |r| classify_row_in(replay, r))
+}
+
+fn leaks_with(
+    a: &Analysis,
+    replay: &ReplayOutput,
+    top: Option<usize>,
+    classify: impl Fn(&StackRow) -> Classification,
+) -> LeakReport {
     let mut candidates: Vec<Candidate> = replay
         .rows
         .iter()
         .filter(|r| r.unfreed_allocations > 0 || r.unfreed_bytes > 0)
         .map(|r| {
-            let c = classify_row_in(replay, r);
+            let c = classify(r);
             Candidate {
                 rank: 0,
                 verdict: c.verdict,
@@ -187,13 +254,15 @@ pub fn pids_by_stack(a: &Analysis) -> BTreeMap<u32, Vec<u32>> {
     m
 }
 
-/// Text labels for every stack row (verdict only for stacks with unfreed bytes).
+/// Text labels for every stack row of the whole trace (verdict only for stacks with unfreed
+/// bytes, as [`leaks`] gives it).
 pub fn row_labels(a: &Analysis, rows: &[StackRow]) -> Vec<RowLabels> {
+    let by_process = process_verdicts(a);
     rows.iter()
         .map(|r| {
             let frames = a.symbols.resolve(r.stack_id);
             let (verdict, reason) = if r.unfreed_bytes > 0 || r.unfreed_allocations > 0 {
-                let c = classify_row(a, r);
+                let c = classify_total(a, &by_process, r);
                 (c.verdict.name().to_owned(), c.reason)
             } else {
                 (String::new(), String::new())

@@ -5,8 +5,9 @@
 //! on hand-made curves.
 //!
 //! The curve has one value per time bucket: the stack's live bytes at the end of the bucket.
-//! Only the span when the process was active is read (from its first event to its exit), so a
-//! recording that starts early or goes on after the exit does not make a leak look flat.
+//! Its axis spans only the time the process was traced (from when it started to be, or its
+//! latest exec, to its exit), so a recording that starts early, a recorder slow to start or
+//! a recording that goes on after the exit does not make a leak look flat.
 //! To ignore short-lived churn, trends are read on *floors*: the minimum over a window of
 //! `n/16` buckets. Rules, in order:
 //! 0. A curve that rose in a single bucket is `unfreed-at-exit`: one burst is not a trend.
@@ -17,6 +18,8 @@
 //! 3. `growing-then-stable`: grew over several steps past the first quarter, then flat: a cache.
 
 use memtrail_format::units::{format_bytes, format_duration};
+
+use crate::aggregate::TimeAxis;
 
 /// What a stack's unfreed bytes look like over the recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -38,6 +41,16 @@ impl Verdict {
             Verdict::UnfreedAtExit => "unfreed-at-exit",
         }
     }
+
+    /// How strong the verdict is, when a stack has one in each of several processes: a trend
+    /// over one that is not, a leak over a cache.
+    pub fn strength(self) -> u8 {
+        match self {
+            Verdict::Leak => 3,
+            Verdict::GrowingThenStable => 2,
+            Verdict::UnfreedAtExit => 1,
+        }
+    }
 }
 
 impl std::fmt::Display for Verdict {
@@ -53,13 +66,11 @@ pub struct Classification {
     pub reason: String,
 }
 
-/// Classifies a curve whose buckets are `bucket_ns` wide. Only the buckets from `start` on
-/// are read (the process's activity starts there); times in the reason are capped at `end_ns`.
-pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Classification {
-    let start = start.min(curve.len().saturating_sub(1));
-    let curve = &curve[start..];
+/// Classifies a curve on `axis`. Times in the reason are on the trace's clock (the axis's
+/// start plus the buckets before), capped at `end_ns`.
+pub fn classify(curve: &[i64], axis: &TimeAxis, end_ns: u64) -> Classification {
     let n = curve.len();
-    let at = |i: usize| format_duration(((start + i) as u64).saturating_mul(bucket_ns).min(end_ns));
+    let at = |i: usize| format_duration(axis.time_of(i).min(end_ns));
     let end_value = curve.last().copied().unwrap_or(0).max(0);
     if n < 8 {
         return Classification {
@@ -82,11 +93,13 @@ pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Cla
     let steps = curve.windows(2).filter(|w| w[1] > w[0]).count() + usize::from(curve[0] > 0);
     if steps <= 1 {
         let when = curve.iter().position(|&v| v > 0).unwrap_or(0);
+        // The curve says in which bucket the step was, not when in it.
         return Classification {
             verdict: Verdict::UnfreedAtExit,
             reason: format!(
-                "allocated in one step at {} ({}% into the run), not growing: {} live at the end",
+                "allocated in one step between {} and {} ({}% into the run), not growing: {} live at the end",
                 at(when),
+                at(when + 1),
                 when * 100 / n,
                 format_bytes(end_value as u64)
             ),
@@ -143,8 +156,14 @@ pub fn classify(curve: &[i64], bucket_ns: u64, start: usize, end_ns: u64) -> Cla
 mod tests {
     use super::*;
 
+    const AXIS: TimeAxis = TimeAxis {
+        bucket_ns: 1_000_000,
+        buckets: 64,
+        start_ns: 0,
+    };
+
     fn v(curve: &[i64]) -> Verdict {
-        classify(curve, 1_000_000, 0, 64_000_000).verdict
+        classify(curve, &AXIS, 64_000_000).verdict
     }
 
     #[test]
@@ -152,7 +171,7 @@ mod tests {
         let c: Vec<i64> = (1..=64).map(|i| i * 8192).collect();
         assert_eq!(v(&c), Verdict::Leak);
         assert!(
-            classify(&c, 1_000_000, 0, 64_000_000)
+            classify(&c, &AXIS, 64_000_000)
                 .reason
                 .starts_with("still growing")
         );
@@ -190,10 +209,22 @@ mod tests {
         c[63] = 8192;
         assert_eq!(v(&c), Verdict::UnfreedAtExit);
         assert!(
-            classify(&c, 1_000_000, 0, 64_000_000)
+            classify(&c, &AXIS, 64_000_000)
                 .reason
-                .contains("one step at 63.0 ms")
+                .contains("one step between 63.0 ms and 64.0 ms")
         );
+    }
+
+    #[test]
+    fn reasons_quote_times_on_the_trace_clock() {
+        // An axis starting 5 s into the recording: times in the reason start there.
+        let axis = TimeAxis {
+            start_ns: 5_000_000_000,
+            ..AXIS
+        };
+        let c: Vec<i64> = (1..=64).map(|i| i * 8192).collect();
+        let r = classify(&c, &axis, 5_064_000_000).reason;
+        assert!(r.contains("(5.05 s .. 5.06 s)"), "{r}");
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl Curve {
         }
     }
 
+    /// Empties the curve, back to its narrowest buckets.
+    pub fn clear(&mut self) {
+        self.vals.fill(UNSET);
+        self.shift = 0;
+    }
+
     /// The shift a curve of `buckets` buckets needs for time `t` to fall in its last bucket or
     /// before, starting from `shift`.
     pub fn shift_for(buckets: usize, mut shift: u32, t: u64) -> u32 {
@@ -103,19 +109,39 @@ impl Curve {
     }
 }
 
-/// The time axis all curves end on: bucket width and how many buckets the recording fills.
+/// The time axis a set of curves is on: where it starts, its bucket width and how many
+/// buckets the span fills. Bucket `i` covers `start_ns + [i * bucket_ns, (i + 1) * bucket_ns)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TimeAxis {
     pub bucket_ns: u64,
     pub buckets: usize,
+    /// On the trace's clock: 0 for the heap timeline, when the process started to be traced
+    /// (or its latest exec) for stack curves.
+    pub start_ns: u64,
 }
 
 impl TimeAxis {
-    pub fn new(capacity: usize, shift: u32, duration_ns: u64) -> (TimeAxis, u32) {
-        let shift = Curve::shift_for(capacity, shift, duration_ns);
+    /// The axis of curves of `capacity` buckets recorded up to `shift`, spanning `start_ns` to
+    /// `end_ns`; and the shift it ends at.
+    pub fn new(capacity: usize, shift: u32, start_ns: u64, end_ns: u64) -> (TimeAxis, u32) {
+        let span = end_ns.saturating_sub(start_ns);
+        let shift = Curve::shift_for(capacity, shift, span);
         let bucket_ns = BASE_BUCKET_NS << shift;
-        let buckets = ((duration_ns / bucket_ns) as usize + 1).min(capacity);
-        (TimeAxis { bucket_ns, buckets }, shift)
+        let buckets = ((span / bucket_ns) as usize + 1).min(capacity);
+        (
+            TimeAxis {
+                bucket_ns,
+                buckets,
+                start_ns,
+            },
+            shift,
+        )
+    }
+
+    /// The time (trace clock) bucket `i` starts at.
+    pub fn time_of(&self, i: usize) -> u64 {
+        self.start_ns
+            .saturating_add((i as u64).saturating_mul(self.bucket_ns))
     }
 }
 

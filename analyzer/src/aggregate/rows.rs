@@ -1,7 +1,6 @@
 //! A stack's final numbers as reports, diffs and exports read them (`StackRow`), and the text
 //! columns reports put beside them (`RowLabels`).
 
-use super::curve::TimeAxis;
 use super::histogram::LogHistogram;
 use super::stacks::StackAgg;
 
@@ -26,7 +25,9 @@ pub struct StackRow {
     pub lifetime_p90_ns: Option<u64>,
     pub lifetime_p99_ns: Option<u64>,
     pub lifetime_max_ns: Option<u64>,
-    /// Live bytes at the end of each bucket of the trace's time axis.
+    /// Live bytes at the end of each bucket of the time axis of the replay it belongs to
+    /// (`ReplayOutput::axis`: the process's, from when it started to be traced or its latest
+    /// exec).
     pub unfreed_over_time: Vec<i64>,
     pub lifetimes: LogHistogram,
     pub lifetime_classes: [u64; 12],
@@ -38,8 +39,7 @@ impl StackRow {
         stack_id: u32,
         a: &StackAgg,
         unfreed: (u64, u64),
-        shift: u32,
-        axis: TimeAxis,
+        unfreed_over_time: Vec<i64>,
     ) -> StackRow {
         StackRow {
             stack_id,
@@ -62,7 +62,7 @@ impl StackRow {
             lifetime_p90_ns: a.lifetimes.quantile(0.90),
             lifetime_p99_ns: a.lifetimes.quantile(0.99),
             lifetime_max_ns: a.lifetimes.max(),
-            unfreed_over_time: a.curve.finish(shift, axis.buckets),
+            unfreed_over_time,
             lifetimes: a.lifetimes.clone(),
             lifetime_classes: a.lifetime_classes,
             sizes: a.sizes.clone(),

@@ -33,6 +33,9 @@ pub struct StackAgg {
     /// [`Aggregates::flush`] writes it (the replay's `finish` does).
     pub curve: Curve,
     pending: bool,
+    /// The stack-curve axis `curve` is on (see [`Aggregates::restart_axis`]): a curve of an
+    /// earlier axis is reset when the stack is next touched, and read as flat meanwhile.
+    epoch: u32,
 }
 
 impl StackAgg {
@@ -54,10 +57,22 @@ impl StackAgg {
             lifetime_classes: [0; 12],
             curve: Curve::new(STACK_CURVE_BUCKETS, CurveMode::Last),
             pending: false,
+            epoch: 0,
         }
     }
 
-    /// The curve's value is `live_bytes` at `now`. Only the last value of each bucket counts
+    /// Moves the curve to axis `epoch`, which starts now (relative time 0): empty, but for
+    /// the bytes still live, which start it.
+    #[cold]
+    fn restart_curve(&mut self, epoch: u32) {
+        self.curve.clear();
+        self.epoch = epoch;
+        self.pending = self.live_bytes != 0;
+        self.pending_t = 0;
+        self.pending_v = self.live_bytes.min(i64::MAX as u64) as i64;
+    }
+
+    /// The curve's value is `live_bytes` at `now` (relative to the axis's start). Only the last value of each bucket counts
     /// (`CurveMode::Last`, times never go back), so a point is written to the curve only when
     /// the next one falls in another bucket: most events touch no curve memory.
     #[inline]
@@ -193,6 +208,11 @@ impl std::ops::Index<&u32> for StackAggs {
 pub struct Aggregates {
     pub stacks: StackAggs,
     stack_shift: u32,
+    /// Where the stack curves' time axis starts: their bucket 0 begins here (the heap curve's
+    /// at 0, the trace's clock). See [`Aggregates::restart_axis`].
+    stack_origin_ns: u64,
+    /// Counts the axis restarts; a stack whose `epoch` differs has a curve of an earlier axis.
+    epoch: u32,
     global_shift: u32,
     /// The first time at which either shift must grow.
     next_rescale_ns: u64,
@@ -213,6 +233,8 @@ impl Default for Aggregates {
         Aggregates {
             stacks: StackAggs::default(),
             stack_shift: 0,
+            stack_origin_ns: 0,
+            epoch: 0,
             global_shift: 0,
             next_rescale_ns: 0,
             live_bytes: 0,
@@ -246,12 +268,55 @@ impl Aggregates {
         a
     }
 
+    /// Starts the stack curves' time axis at `start_ns`: from here on their bucket 0 begins
+    /// there, and the curves recorded so far are dropped (a stack's next point starts its
+    /// curve again, from the bytes it still has live). The replay calls it at a process's
+    /// first event and when it replaces its image, so that each process (and each image) is
+    /// judged on a span of its own, whatever the recording did before. O(1): stacks catch up
+    /// when next touched.
+    pub fn restart_axis(&mut self, start_ns: u64) {
+        self.stack_origin_ns = start_ns;
+        self.stack_shift = 0;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.next_rescale_ns = 0;
+    }
+
+    /// Where the stack curves' axis starts (see [`Aggregates::restart_axis`]).
+    pub fn stack_origin_ns(&self) -> u64 {
+        self.stack_origin_ns
+    }
+
+    /// Stack `a`'s unfreed bytes over time on the current axis: `buckets` buckets at `shift`
+    /// (flat at its live bytes when it was not touched since the axis started).
+    pub fn stack_curve(&self, a: &StackAgg, shift: u32, buckets: usize) -> Vec<i64> {
+        if a.epoch == self.epoch {
+            a.curve.finish(shift, buckets)
+        } else {
+            vec![a.live_bytes.min(i64::MAX as u64) as i64; buckets]
+        }
+    }
+
+    /// The index of `stack`'s accumulators, its curve on the current axis.
+    #[inline(always)]
+    fn stack_index(&mut self, stack: u32) -> usize {
+        let i = self.stacks.index(stack);
+        let a = &mut self.stacks.aggs[i];
+        if a.epoch != self.epoch {
+            a.restart_curve(self.epoch);
+        }
+        i
+    }
+
     #[inline]
     fn advance(&mut self, now: u64) {
         if now >= self.next_rescale_ns {
-            self.stack_shift = Curve::shift_for(STACK_CURVE_BUCKETS, self.stack_shift, now);
+            let since_origin = now.saturating_sub(self.stack_origin_ns);
+            self.stack_shift =
+                Curve::shift_for(STACK_CURVE_BUCKETS, self.stack_shift, since_origin);
             self.global_shift = Curve::shift_for(GLOBAL_CURVE_BUCKETS, self.global_shift, now);
-            self.next_rescale_ns = rescale_at(STACK_CURVE_BUCKETS, self.stack_shift)
+            self.next_rescale_ns = self
+                .stack_origin_ns
+                .saturating_add(rescale_at(STACK_CURVE_BUCKETS, self.stack_shift))
                 .min(rescale_at(GLOBAL_CURVE_BUCKETS, self.global_shift));
         }
     }
@@ -281,8 +346,8 @@ impl Aggregates {
     /// Writes the curves' pending points. The replay's `finish` calls it; call it before
     /// reading `curve` or `heap_curve` in the middle of a replay.
     pub fn flush(&mut self) {
-        let shift = self.stack_shift;
-        for a in &mut self.stacks.aggs {
+        let (shift, epoch) = (self.stack_shift, self.epoch);
+        for a in self.stacks.aggs.iter_mut().filter(|a| a.epoch == epoch) {
             a.flush(shift);
         }
         if self.heap_pending {
@@ -299,8 +364,8 @@ impl Aggregates {
     #[inline]
     pub fn alloc(&mut self, now: u64, stack: u32, size: u64) {
         self.advance(now);
-        let shift = self.stack_shift;
-        let i = self.stacks.index(stack);
+        let (shift, t) = (self.stack_shift, now.saturating_sub(self.stack_origin_ns));
+        let i = self.stack_index(stack);
         let a = &mut self.stacks.aggs[i];
         a.allocations += 1;
         a.allocated_bytes = a.allocated_bytes.saturating_add(size);
@@ -314,7 +379,7 @@ impl Aggregates {
             a.sizes.resize(class + 1, 0);
         }
         a.sizes[class] += 1;
-        a.curve_point(shift, now);
+        a.curve_point(shift, t);
         self.live_allocations += 1;
         self.live_bytes = self.live_bytes.saturating_add(size);
         if self.live_bytes > self.peak_bytes {
@@ -329,8 +394,8 @@ impl Aggregates {
     #[inline(always)]
     pub fn release(&mut self, now: u64, stack: u32, size: u64, alloc_ns: u64, whole: bool) {
         self.advance(now);
-        let shift = self.stack_shift;
-        let i = self.stacks.index(stack);
+        let (shift, t) = (self.stack_shift, now.saturating_sub(self.stack_origin_ns));
+        let i = self.stack_index(stack);
         let a = &mut self.stacks.aggs[i];
         a.freed_bytes = a.freed_bytes.saturating_add(size);
         a.live_bytes = a.live_bytes.saturating_sub(size);
@@ -342,7 +407,7 @@ impl Aggregates {
             a.lifetime_classes[lifetime_class(lifetime)] += 1;
             self.live_allocations = self.live_allocations.saturating_sub(1);
         }
-        a.curve_point(shift, now);
+        a.curve_point(shift, t);
         self.live_bytes = self.live_bytes.saturating_sub(size);
         self.heap_point(now);
     }
@@ -351,15 +416,15 @@ impl Aggregates {
     /// replaced its image): no free, no lifetime. `whole` as for [`Aggregates::release`].
     pub fn discard(&mut self, now: u64, stack: u32, size: u64, whole: bool) {
         self.advance(now);
-        let shift = self.stack_shift;
-        let i = self.stacks.index(stack);
+        let (shift, t) = (self.stack_shift, now.saturating_sub(self.stack_origin_ns));
+        let i = self.stack_index(stack);
         let a = &mut self.stacks.aggs[i];
         a.live_bytes = a.live_bytes.saturating_sub(size);
         if whole {
             a.live_allocations = a.live_allocations.saturating_sub(1);
             self.live_allocations = self.live_allocations.saturating_sub(1);
         }
-        a.curve_point(shift, now);
+        a.curve_point(shift, t);
         self.live_bytes = self.live_bytes.saturating_sub(size);
         self.heap_point(now);
     }

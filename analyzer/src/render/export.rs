@@ -9,7 +9,9 @@ use crate::aggregate::{RowLabels, StackRow};
 use crate::analysis::Analysis;
 use crate::escape;
 use crate::replay::AllocationRow;
-use crate::report::{LeakReport, Lifetimes, lifetime_class_bounds, row_labels, scaled_row};
+use crate::report::{
+    LeakReport, Lifetimes, lifetime_class_bounds, pids_by_stack, row_labels, scaled_row,
+};
 
 /// A file format polars writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,8 @@ pub fn stacks(a: &Analysis) -> PolarsResult<DataFrame> {
     })
 }
 
-/// The leak candidates in rank order, with the per-stack table's columns plus `rank`.
+/// The leak candidates in rank order, with the per-stack table's columns plus `rank` and
+/// `pids` (the processes where the stack holds unfreed bytes, separated by spaces).
 pub fn candidates(a: &Analysis, rep: &LeakReport) -> PolarsResult<DataFrame> {
     let rows: Vec<StackRow> = rep
         .candidates
@@ -95,6 +98,18 @@ pub fn candidates(a: &Analysis, rep: &LeakReport) -> PolarsResult<DataFrame> {
     let mut df = stacks_dataframe(&rows, &labels, |_| 1.0)?;
     let rank: Vec<u32> = rep.candidates.iter().map(|c| c.rank as u32).collect();
     df.insert_column(0, Column::new("rank".into(), rank))?;
+    let by_stack = pids_by_stack(a);
+    let pids: Vec<String> = rep
+        .candidates
+        .iter()
+        .map(|c| {
+            by_stack
+                .get(&c.row.stack_id)
+                .map(|p| p.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        })
+        .collect();
+    df.with_column(Column::new("pids".into(), pids))?;
     Ok(df)
 }
 

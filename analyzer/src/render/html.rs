@@ -241,7 +241,8 @@ fn processes_section(o: &mut String, a: &Analysis) {
     let _ = writeln!(
         o,
         "<section id=\"processes\">\n<h2>Processes</h2>\n<p class=\"note\">{} processes; \
-         each judged on its own time axis, from its first event to its exit. Blocks live when a \
+         each judged on its own time axis, from when it started to be traced (or its latest exec) to \
+         its exit. Blocks live when a \
          process replaced its image (exec) are released, not leaks.</p>",
         all.len()
     );

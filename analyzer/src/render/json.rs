@@ -75,6 +75,8 @@ struct Info<'a> {
     extra: BTreeMap<&'a str, &'a str>,
     processes: Vec<ProcessJson<'a>>,
     unfollowed: Vec<UnfollowedJson<'a>>,
+    /// The recorder could not follow the processes the traced ones started (see the warning).
+    follow_unavailable: bool,
     /// Events of processes not replayed (left out by `--pid`, or past the process limit).
     events_not_replayed: u64,
 }
@@ -147,6 +149,7 @@ pub fn info(a: &Analysis) -> String {
             .collect(),
         processes: processes_json(&reports),
         unfollowed: unfollowed_json(a),
+        follow_unavailable: a.follow_unavailable(),
         events_not_replayed: s.events_not_replayed,
     })
 }
@@ -319,6 +322,8 @@ struct Leaks<'a> {
     candidates: Vec<Candidate<'a>>,
     processes: Vec<ProcessJson<'a>>,
     unfollowed: Vec<UnfollowedJson<'a>>,
+    /// The recorder could not follow the processes the traced ones started (see the warning).
+    follow_unavailable: bool,
 }
 
 pub fn leaks(a: &Analysis, rep: &LeakReport) -> String {
@@ -351,6 +356,7 @@ pub fn leaks(a: &Analysis, rep: &LeakReport) -> String {
             .collect(),
         processes: processes_json(&reports),
         unfollowed: unfollowed_json(a),
+        follow_unavailable: a.follow_unavailable(),
     })
 }
 

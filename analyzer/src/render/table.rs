@@ -180,6 +180,13 @@ pub fn info(a: &Analysis) -> String {
             s.events_not_replayed
         );
     }
+    if a.follow_unavailable() {
+        let _ = writeln!(
+            o,
+            "followed     no: {}",
+            crate::analysis::FOLLOW_UNAVAILABLE
+        );
+    }
     let unfollowed = &a.replay.unfollowed;
     if !unfollowed.is_empty() {
         let _ = writeln!(o, "not traced   {} processes of the tree", unfollowed.len());
