@@ -6,8 +6,6 @@
 //! trace, and decoding the kernel's exit code. Must not: attach probes or read events (the
 //! session does, and tells this table what happened).
 
-use std::collections::HashMap;
-
 use memtrail_format::IntMap;
 
 /// One traced process.
@@ -28,7 +26,7 @@ pub struct TracedProcess {
 
 /// Every process traced so far.
 pub struct ProcessTable {
-    processes: HashMap<u32, TracedProcess>,
+    processes: IntMap<u32, TracedProcess>,
     /// The first traced process: threads not bound otherwise belong to it (the format's rule).
     first_pid: u32,
     /// tid -> pid, as last written into the trace (absent: `first_pid`).
@@ -39,7 +37,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(first_pid: u32) -> ProcessTable {
         ProcessTable {
-            processes: HashMap::new(),
+            processes: IntMap::default(),
             first_pid,
             threads: IntMap::default(),
             next_space: 0,

@@ -133,6 +133,9 @@ pub struct Recording {
     resolver: Option<SymbolResolver>,
     /// Resumed processes that got no unwinder slot (all taken): their stacks stop early.
     unwind_slots_full: u64,
+    /// A stop was announced (`EVENT_PROCESS_STOPPED`) and `STOPPED_PROCESSES` not looked at
+    /// since.
+    stops_pending: bool,
     /// The allocators probed in each process (a forked child gets its parent's).
     plans: HashMap<u32, AllocatorPlan>,
     /// Predicted for each executable exec'ed so far.
@@ -217,6 +220,7 @@ impl Recording {
             next_stack_id: 0,
             resolver: options.symbolize.then(SymbolResolver::new),
             unwind_slots_full: 0,
+            stops_pending: false,
             plans: first
                 .iter()
                 .map(|&(pid, _)| (pid, options.allocator_plan.clone()))
@@ -636,6 +640,7 @@ impl Recording {
                 let (code, signal) = decode_exit_code(event.size as u32);
                 self.process_ended(time, pid, code, signal)?;
             }
+            abi::EVENT_PROCESS_STOPPED => self.stops_pending = true,
             _ => {}
         }
         Ok(())
@@ -698,6 +703,10 @@ impl Recording {
         process_probes: &ProcessProbes,
         attach: bool,
     ) -> Result<(), SessionError> {
+        if !std::mem::take(&mut self.stops_pending) && attach {
+            return Ok(()); // no stop announced since the last look
+        }
+        // Walking the map's buckets costs a system call per bucket group: only on announcement.
         let stopped: Vec<(u32, u32)> = maps.stopped.iter().filter_map(Result::ok).collect();
         if stopped.is_empty() {
             return Ok(());
@@ -1117,6 +1126,8 @@ fn record_loop(
                 .find_map(|t| t.has_exited().then(|| t.exit_status().map(|s| (t.pid, s))))
                 .flatten();
             let running = recording.check_processes(status)?;
+            // A stop whose announcement was lost (a full ring buffer) waits one tick at most.
+            recording.stops_pending = true;
             recording.attach_late(probes, &options.process_probes, maps.stopped)?;
             if running {
                 for pid in recording.processes.running().collect::<Vec<_>>() {

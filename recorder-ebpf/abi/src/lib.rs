@@ -69,6 +69,12 @@ pub const EVENT_PROCESS_EXEC: u8 = 5;
 /// the kernel's exit code (a wait status: code << 8, or the signal).
 pub const EVENT_PROCESS_EXIT: u8 = 6;
 
+/// [`Event::kind`]: process `tgid` was stopped with SIGSTOP and listed in
+/// [`STOPPED_PROCESSES_MAP`]; `api` is the `STOP_*` reason. Tells user space to look at the
+/// map (it is not scanned otherwise: walking an empty hash map's buckets on every poll cost
+/// more than the events themselves).
+pub const EVENT_PROCESS_STOPPED: u8 = 7;
+
 /// [`Event::api`] of [`EVENT_PROCESS_START`]: the new process is traced.
 pub const PROCESS_FOLLOWED: u8 = 0;
 /// [`Event::api`] of [`EVENT_PROCESS_START`]: the new process could not be traced because

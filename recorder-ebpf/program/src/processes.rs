@@ -18,7 +18,8 @@
 //! process's probes).
 
 use memtrail_ebpf_abi::{
-    EVENT_PROCESS_EXEC, EVENT_PROCESS_EXIT, EVENT_PROCESS_START, Event, PROCESS_FOLLOWED,
+    EVENT_PROCESS_EXEC, EVENT_PROCESS_EXIT, EVENT_PROCESS_START, EVENT_PROCESS_STOPPED, Event,
+    PROCESS_FOLLOWED,
     PROCESS_FOUND, PROCESS_TABLE_FULL, STACK_NONE, STOP_EXEC, STOP_START, TRACED_FOLLOW,
 };
 
@@ -71,7 +72,9 @@ pub fn stop_current(tgid: u32, reason: u32) {
     }
     if STOPPED_PROCESSES.insert(&tgid, &reason, 0).is_err() {
         send_signal(SIGCONT);
+        return;
     }
+    emit_now(process_event(EVENT_PROCESS_STOPPED, reason as u8, tgid, 0, 0));
 }
 
 /// Raw tracepoint `sched_process_fork`, in the parent: a new process (not a thread) of a
