@@ -19,6 +19,9 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Through a volatile pointer: a compiler may remove a malloc/free pair it can see whole. */
+static char *volatile block;
+
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 30;
     char line[64];
@@ -28,7 +31,7 @@ int main(int argc, char **argv) {
     while (now() < end) {
         pid_t pid = fork();
         if (pid == 0) {
-            char *block = malloc(100);
+            block = malloc(100);
             memset(block, 1, 100);
             free(block);
             _exit(0);

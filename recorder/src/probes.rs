@@ -347,6 +347,7 @@ impl Probes {
         free_offset_override: Option<u64>,
     ) -> Result<Placement, ProbeError> {
         let main = plan.main_module().ok_or(ProbeError::NoAllocator)?;
+        let links_before = self.links.len();
         let mut placement = Placement {
             allocators: plan.summary(),
             single_stepping: plan.single_stepping(false),
@@ -382,6 +383,7 @@ impl Probes {
             }
             placement.aliases.extend(module.aliases.iter().cloned());
         }
+        placement.probes = self.links.len() - links_before;
         Ok(placement)
     }
 
