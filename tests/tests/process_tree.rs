@@ -725,8 +725,10 @@ fn a_killed_recorder_leaves_no_traced_process_stopped() {
         .strip_prefix("ready ")
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("fork_loop said {line:?}"));
-    // Children are being forked, each held at its fork while its probes attach.
-    std::thread::sleep(Duration::from_secs(3));
+    // Children are being forked, each held at its fork while its probes attach. Not for long:
+    // each followed child's probes cost the dying recorder about 2 s of retiring (waited for
+    // at the end, so the next recording attaches in a quiet kernel).
+    std::thread::sleep(Duration::from_millis(1500));
     recorder.kill().expect("kill -9 the recorder");
     // Not waited for yet: a killed recorder stays in the kernel for a long while retiring its
     // probes (about 100 ms each, ~22 per followed process). The watchdog sees it exiting
