@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -269,5 +270,30 @@ pub fn wait_at_most(
             panic!("process {} still running after {limit:?}", child.id());
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to `limit`) until no `memtrail-record` process is left on the host: a recorder
+/// and the helper that retires its probes after it exits (about 100 ms a probe, ~22 per
+/// followed process). Debuggers need it: while a uprobe exists at an address, the kernel
+/// takes a debugger's breakpoint trap there for the uprobe's and removes the breakpoint (in a
+/// process the uprobe does not trace), so gdb would stop nowhere. Returns whether it waited
+/// them out.
+pub fn wait_for_no_recorder(limit: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        let any = std::fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|entry| {
+                std::fs::read_to_string(entry.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == "memtrail-record")
+            })
+        });
+        if !any {
+            return true;
+        }
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

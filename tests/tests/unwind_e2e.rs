@@ -16,10 +16,12 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use memtrail_format::{Record, Stack, Unwinder};
 use memtrail_tests::{
     Scratch, analyzer, assert_ok, bpf_available, record_ok, recorder, repo_root, run_ok,
+    wait_for_no_recorder,
 };
 
 fn compile(scratch: &Scratch, compiler: &str, source: &str, flags: &[&str]) -> PathBuf {
@@ -36,6 +38,15 @@ fn compile(scratch: &Scratch, compiler: &str, source: &str, flags: &[&str]) -> P
 /// The frames gdb sees when malloc is entered with `size` (frame 0, malloc itself, left out):
 /// (file name of the module, file offset of the return address, function name).
 fn gdb_backtrace(scratch: &Scratch, command: &[&str], size: u64) -> Vec<(String, u64, String)> {
+    // No recording (nor its probes' retirement) may overlap a gdb run: see
+    // `wait_for_no_recorder`. Held for the whole gdb run.
+    let _gdb = GDB_ALONE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert!(
+        wait_for_no_recorder(Duration::from_secs(300)),
+        "an earlier memtrail-record is still retiring its probes after 5 minutes"
+    );
     let script = scratch.path("frames.py");
     std::fs::write(
         &script,
@@ -99,7 +110,13 @@ struct Recorded {
     modules: HashMap<u32, String>,
 }
 
+/// gdb runs take it for writing, recordings for reading: they never overlap.
+static GDB_ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn record(scratch: &Scratch, unwind: &str, command: &[&str]) -> Recorded {
+    let _recording = GDB_ALONE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let trace = scratch.path(&format!("{unwind}.trace"));
     record_ok(&trace, &["--unwind", unwind], command);
     let records: Vec<Record> = memtrail_format::TraceReader::open(&trace)
