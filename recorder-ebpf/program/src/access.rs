@@ -14,8 +14,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::pt_regs,
     cty::{c_long, c_void},
-    helpers::generated::bpf_probe_read_user as read_user_bytes,
     helpers::generated::bpf_get_current_task,
+    helpers::generated::bpf_probe_read_user as read_user_bytes,
     helpers::{
         bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel,
         bpf_probe_read_user, bpf_send_signal,

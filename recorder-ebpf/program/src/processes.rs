@@ -19,8 +19,8 @@
 
 use memtrail_ebpf_abi::{
     EVENT_PROCESS_EXEC, EVENT_PROCESS_EXIT, EVENT_PROCESS_START, EVENT_PROCESS_STOPPED, Event,
-    PROCESS_FOLLOWED,
-    PROCESS_FOUND, PROCESS_TABLE_FULL, STACK_NONE, STOP_EXEC, STOP_START, TRACED_FOLLOW,
+    PROCESS_FOLLOWED, PROCESS_FOUND, PROCESS_TABLE_FULL, STACK_NONE, STOP_EXEC, STOP_START,
+    TRACED_FOLLOW,
 };
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
@@ -31,8 +31,8 @@ use crate::{
     },
     emit::emit_now,
     maps::{
-        BINPRM_FILE_OFFSET, EXE_DEVICE, EXE_FLAGS, EXE_INODE, FILE_INODE_OFFSET,
-        INODE_INO_OFFSET, INODE_SB_OFFSET, PENDING_PROCESSES, SB_DEV_OFFSET, STOPPED_PROCESSES,
+        BINPRM_FILE_OFFSET, EXE_DEVICE, EXE_FLAGS, EXE_INODE, FILE_INODE_OFFSET, INODE_INO_OFFSET,
+        INODE_SB_OFFSET, PENDING_PROCESSES, SB_DEV_OFFSET, STOPPED_PROCESSES,
         TASK_EXIT_CODE_OFFSET, TASK_PID_OFFSET, TASK_TGID_OFFSET, TRACED_PROCESSES,
     },
 };
@@ -74,7 +74,13 @@ pub fn stop_current(tgid: u32, reason: u32) {
         send_signal(SIGCONT);
         return;
     }
-    emit_now(process_event(EVENT_PROCESS_STOPPED, reason as u8, tgid, 0, 0));
+    emit_now(process_event(
+        EVENT_PROCESS_STOPPED,
+        reason as u8,
+        tgid,
+        0,
+        0,
+    ));
 }
 
 /// Raw tracepoint `sched_process_fork`, in the parent: a new process (not a thread) of a
@@ -103,11 +109,23 @@ pub fn process_forked(child_task: u64) -> u32 {
         return 0; // a new thread: its process's probes already cover it
     }
     if TRACED_PROCESSES.insert(&tgid, &flags, 0).is_err() {
-        emit_now(process_event(EVENT_PROCESS_START, PROCESS_TABLE_FULL, tgid, parent, 0));
+        emit_now(process_event(
+            EVENT_PROCESS_START,
+            PROCESS_TABLE_FULL,
+            tgid,
+            parent,
+            0,
+        ));
         return 0;
     }
     let _ = PENDING_PROCESSES.insert(&tgid, &parent, 0);
-    emit_now(process_event(EVENT_PROCESS_START, PROCESS_FOLLOWED, tgid, parent, 0));
+    emit_now(process_event(
+        EVENT_PROCESS_START,
+        PROCESS_FOLLOWED,
+        tgid,
+        parent,
+        0,
+    ));
     0
 }
 
@@ -159,10 +177,22 @@ pub fn process_exec(bprm: u64) -> u32 {
         if runs_the_executable(bprm) {
             let flags = global(&EXE_FLAGS);
             if TRACED_PROCESSES.insert(&tgid, &flags, 0).is_err() {
-                emit_now(process_event(EVENT_PROCESS_START, PROCESS_TABLE_FULL, tgid, 0, 0));
+                emit_now(process_event(
+                    EVENT_PROCESS_START,
+                    PROCESS_TABLE_FULL,
+                    tgid,
+                    0,
+                    0,
+                ));
                 return 0;
             }
-            emit_now(process_event(EVENT_PROCESS_START, PROCESS_FOUND, tgid, 0, 0));
+            emit_now(process_event(
+                EVENT_PROCESS_START,
+                PROCESS_FOUND,
+                tgid,
+                0,
+                0,
+            ));
             stop_current(tgid, STOP_EXEC);
         }
         return 0;
@@ -194,6 +224,12 @@ pub fn process_exit() -> u32 {
     };
     let _ = TRACED_PROCESSES.remove(&tgid);
     let _ = PENDING_PROCESSES.remove(&tgid);
-    emit_now(process_event(EVENT_PROCESS_EXIT, 0, tgid, 0, u64::from(exit_code)));
+    emit_now(process_event(
+        EVENT_PROCESS_EXIT,
+        0,
+        tgid,
+        0,
+        u64::from(exit_code),
+    ));
     0
 }
