@@ -3,7 +3,9 @@
  * worker leaks on a rare request kind.
  *
  * The parent forks WORKERS workers (fork, no exec), each with its own SOCK_SEQPACKET
- * socketpair, then sends REQUESTS requests spread evenly over SECONDS. Request i is:
+ * socketpair, waits until every worker has said it is ready (one byte back on its socket, as
+ * a real server waits for its workers before accepting), then sends REQUESTS requests spread
+ * evenly over SECONDS. Request i is:
  *   - kind RARE when i % RARE_EVERY == RARE_EVERY - 1 (every 50th request): always sent to
  *     worker RARE_WORKER (2), the one worker that serves that kind;
  *   - otherwise kind LOOKUP (STATS when i % 5 == 4), sent to worker i % WORKERS.
@@ -150,6 +152,8 @@ __attribute__((noinline)) long serve_requests(int socket, long *leaked) {
 }
 
 __attribute__((noinline)) static int run_worker(int number, int socket) {
+    char ready = 'R';
+    if (send(socket, &ready, 1, MSG_NOSIGNAL) != 1) return 1;
     long leaked = 0;
     long served = serve_requests(socket, &leaked);
     cache_clear();
@@ -220,6 +224,16 @@ int main(int argc, char **argv) {
         pids[w] = pid;
     }
 
+    /* Requests flow once every worker runs: a worker that starts late (a slow machine, a
+     * tracer attaching to it) does not receive its share in one burst. */
+    for (int w = 0; w < WORKERS; w++) {
+        char ready;
+        ssize_t n;
+        do {
+            n = recv(sockets[w], &ready, 1, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1) return 1;
+    }
     int failed = dispatch(sockets, requests, seconds) != 0;
     for (int w = 0; w < WORKERS; w++) close(sockets[w]);
     for (int w = 0; w < WORKERS; w++) {

@@ -167,8 +167,20 @@ fn assert_no_leak(process: &Value) {
 /// Checks what every report of a complete recording says: no lost event, no process the
 /// recorder could not follow, every process exited with status 0 (an image replaced by an
 /// exec, if listed apart, has no exit of its own).
-fn assert_complete(report: &Value) {
-    assert_eq!(report["lost_events"], 0, "{report}");
+fn assert_complete(trace: &Path, report: &Value) {
+    if report["lost_events"] != 0 {
+        let info = run_ok(
+            Command::new(analyzer())
+                .arg("info")
+                .arg(trace)
+                .arg("--json"),
+        );
+        let info: Value = serde_json::from_slice(&info.stdout).expect("info --json");
+        panic!(
+            "{} events lost: {}; {report}",
+            report["lost_events"], info["lost_by_reason"]
+        );
+    }
     assert!(array(report, "unfollowed").is_empty(), "{report}");
     for (pid, entries) in processes_by_pid(report) {
         let exits: Vec<&Value> = entries
@@ -330,7 +342,7 @@ fn prefork_server_leak_is_found_in_the_leaking_worker_only() {
     let said = stdout_of(&output);
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(by_pid.len(), 5, "a parent and 4 workers: {report}");
 
@@ -461,7 +473,7 @@ fn blocks_kept_before_an_exec_are_released_and_the_new_images_leak_is_found() {
     assert_eq!(before[0], pid, "an exec keeps the pid: {said}");
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(
         by_pid.keys().copied().collect::<Vec<_>>(),
@@ -520,7 +532,7 @@ fn a_shell_scripts_child_leak_is_found_in_the_child() {
     let (child_pid, leaked) = (numbers[0], numbers[1]);
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(by_pid.len(), 2, "the shell and its child: {report}");
     let shell_pid = *by_pid
@@ -574,7 +586,7 @@ fn attaching_with_follow_before_a_fork_finds_the_childs_leak() {
     assert_eq!(its_parent, parent_pid, "{output}");
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(
         by_pid.keys().copied().collect::<BTreeSet<_>>(),
@@ -616,7 +628,7 @@ fn attaching_to_two_processes_records_both() {
     finish_recorder(recorder, recorder_err, &said);
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(
         by_pid.keys().copied().collect::<BTreeSet<_>>(),
@@ -657,7 +669,7 @@ fn exe_records_a_process_started_after_the_recording_began() {
     let (pid, leaked) = (numbers[0], numbers[1]);
 
     let report = leaks_json(&trace, &[]);
-    assert_complete(&report);
+    assert_complete(&trace, &report);
     let by_pid = processes_by_pid(&report);
     assert_eq!(
         by_pid.keys().copied().collect::<Vec<_>>(),
