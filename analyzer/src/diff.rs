@@ -12,7 +12,7 @@
 //! with the same key (two call sites in one function, say) are merged into one.
 //!
 //! Besides the whole traces, processes are compared pairwise (format 1.1): matched by command
-//! (argv[0]'s file name and the arguments), never by PID, which differs from run to run; the
+//! (`argv[0]`'s file name and the arguments), never by PID, which differs from run to run; the
 //! processes sharing a command are paired in order of appearance. Two single-process traces
 //! pair their processes whatever their commands. The growth gate judges the whole traces.
 
@@ -267,7 +267,7 @@ pub struct ProcessSide {
 /// A pair of processes (or one with no counterpart) and their stacks compared.
 #[derive(Debug, Clone)]
 pub struct ProcessDiff {
-    /// What they were matched by: argv[0]'s file name and the arguments.
+    /// What they were matched by: `argv[0]`'s file name and the arguments.
     pub command: String,
     /// 1 for the first process with this command in its trace, 2 for the second...
     pub occurrence: usize,

@@ -107,7 +107,7 @@ impl ProcessFacts {
         }
     }
 
-    /// What `diff` and `compare` match processes by: argv[0]'s file name and the arguments.
+    /// What `diff` and `compare` match processes by: `argv[0]`'s file name and the arguments.
     pub fn match_key(&self) -> String {
         let mut words = self.command_line.iter();
         let name = words
