@@ -330,11 +330,14 @@ impl Recording {
     ) -> Result<u32, SessionError> {
         // A process without probes of its own is seen only through its parent's: it is a
         // vfork child running in the parent's address space (until its exec).
-        let pid = match self.processes.get(pid) {
-            Some(process) if !process.probed && process.parent != 0 => process.parent,
-            _ => pid,
+        // One table lookup per event in the common case.
+        let (pid, space) = match self.processes.get(pid) {
+            Some(process) if !process.probed && process.parent != 0 => {
+                (process.parent, self.processes.space_of(process.parent))
+            }
+            Some(process) => (pid, process.space),
+            None => (pid, 0),
         };
-        let space = self.processes.space_of(pid);
         if let Some(&id) = self.kernel_stacks.get(&(space, kind, kernel_key)) {
             return Ok(id);
         }
